@@ -1,0 +1,60 @@
+"""The FastAPI application: lifespan wiring, routers, error envelope, the start page."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI
+from starlette.responses import HTMLResponse
+
+from dexecutor import __version__
+from dexecutor.api import errors, health, market, orders, ws
+from dexecutor.api.responses import JSONResponse
+from dexecutor.bus.events import EventPublisher
+from dexecutor.config import Settings
+from dexecutor.engine.intake import Intake
+from dexecutor.runtime import Services
+
+DESCRIPTION = """Order execution engine for Solana DEX swaps (simulated Raydium and Meteora).
+
+Submit with `POST /api/orders/execute`, watch with `ws://host/ws/orders/{orderId}`.
+Every error has the shape `{"error": "<code>", "message": "<words>"}`."""
+
+
+def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.open(settings, api=True, worker=run_worker)
+        app.state.services = services
+        app.state.intake = Intake(
+            services.repo,
+            services.queue,
+            EventPublisher(services.redis, services.keys.events),
+            services.quotes,
+        )
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="dexecutor",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    errors.install(app)
+    app.include_router(orders.router)
+    app.include_router(market.router)
+    app.include_router(ws.router)
+    app.include_router(health.router)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        page = resources.files("dexecutor.api").joinpath("static/index.html")
+        return HTMLResponse(page.read_text(encoding="utf-8"))
+
+    return app

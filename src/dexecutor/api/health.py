@@ -1,0 +1,50 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from dexecutor.api.deps import ServicesDep
+from dexecutor.api.responses import JSONResponse
+from dexecutor.metrics import QUEUE_DEPTH
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", summary="PostgreSQL and Redis are reachable")
+async def readyz(svc: ServicesDep) -> Response:
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(svc.pool.fetchval("SELECT 1"), 2)
+        checks["postgres"] = "ok"
+    except (OSError, TimeoutError, Exception) as err:  # noqa: BLE001 - any failure means "down"
+        checks["postgres"] = f"down: {type(err).__name__}: {err}"[:200]
+    try:
+        await asyncio.wait_for(svc.redis.ping(), 2)
+        checks["redis"] = "ok"
+    except (OSError, TimeoutError, Exception) as err:  # noqa: BLE001
+        checks["redis"] = f"down: {type(err).__name__}: {err}"[:200]
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics of this process")
+async def metrics(svc: ServicesDep) -> Response:
+    try:
+        for state, count in (await asyncio.wait_for(svc.queue.counts(), 2)).items():
+            QUEUE_DEPTH.labels(state).set(count)
+    except (OSError, TimeoutError):
+        pass
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

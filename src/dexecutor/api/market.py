@@ -1,0 +1,170 @@
+"""Routes about the market rather than one order: tokens, quotes, the state machine,
+and the mock controls that let a user script venue faults."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.responses import Response
+
+from dexecutor.api.deps import ServicesDep
+from dexecutor.api.errors import ApiError
+from dexecutor.api.responses import JSONResponse
+from dexecutor.api.schemas import validate_order
+from dexecutor.domain.failures import FailureReason
+from dexecutor.domain.money import less_bps, quantize_down
+from dexecutor.domain.order import transition_table
+from dexecutor.engine.routing import decide
+from dexecutor.market.tokens import TOKENS, find_token
+from dexecutor.market.types import VENUES
+from dexecutor.market.venue import FAULT_KINDS
+from dexecutor.runtime import Services
+
+router = APIRouter(tags=["market"])
+
+
+@router.get("/api/tokens", summary="The token registry")
+async def tokens() -> Response:
+    return JSONResponse(
+        [
+            {"symbol": t.symbol, "mint": t.mint, "decimals": t.decimals, "launched": t.launched,
+             "name": t.name}
+            for t in TOKENS
+        ]
+    )  # fmt: skip
+
+
+@router.get("/api/state-machine", summary="Order statuses and their allowed transitions")
+async def state_machine() -> Response:
+    table = transition_table()
+    return JSONResponse(
+        {
+            "initial": "pending",
+            "terminal": sorted(s for s, nxt in table.items() if not nxt),
+            "transitions": table,
+        }
+    )
+
+
+@router.get("/api/quote", summary="Every venue's quote and the route an order would take")
+async def quote(
+    svc: ServicesDep,
+    token_in: Annotated[str, Query(alias="tokenIn", max_length=20)],
+    token_out: Annotated[str, Query(alias="tokenOut", max_length=20)],
+    amount_in: Annotated[str, Query(alias="amountIn", max_length=64)],
+    slippage_bps: Annotated[int, Query(alias="slippageBps", ge=0, le=5000)] = 50,
+) -> Response:
+    try:
+        amount = Decimal(amount_in)
+    except InvalidOperation:
+        raise ApiError(422, "validation_error", "amountIn: must be a number") from None
+    req = validate_order(
+        {"userId": "quote", "tokenIn": token_in, "tokenOut": token_out, "amountIn": amount},
+        svc.settings.max_amount_in,
+    )
+    decision = await decide(
+        svc.venues.values(), req.tokenIn, req.tokenOut, req.amountIn,
+        svc.settings.quote_timeout_ms / 1000,
+    )  # fmt: skip
+    best = decision.best
+    if best is None:
+        failure = decision.failure()
+        status = 503 if failure.reason in (FailureReason.VENUE_UNAVAILABLE,
+                                           FailureReason.VENUE_TIMEOUT) else 422  # fmt: skip
+        raise ApiError(status, failure.reason, failure.message, {"quotes": decision.table()})
+    token = find_token(req.tokenOut)
+    assert token is not None
+    min_out = quantize_down(less_bps(best.amount_out, slippage_bps), token.decimals)
+    quote_id = "q_" + secrets.token_urlsafe(12)
+    expires_at = datetime.now(UTC) + timedelta(milliseconds=svc.settings.quote_ttl_ms)
+    await svc.quotes.put(
+        quote_id,
+        {"tokenIn": req.tokenIn, "tokenOut": req.tokenOut, "amountIn": req.amountIn,
+         "minAmountOut": min_out, "expiresAt": expires_at, "dex": best.venue},
+        svc.settings.quote_ttl_ms,
+    )  # fmt: skip
+    return JSONResponse(
+        {
+            "quoteId": quote_id,
+            "tokenIn": req.tokenIn,
+            "tokenOut": req.tokenOut,
+            "amountIn": req.amountIn,
+            "slippageBps": slippage_bps,
+            "quotes": decision.table(),
+            "route": {
+                "dex": best.venue,
+                "path": list(best.route),
+                "amountOut": best.amount_out,
+                "price": best.price,
+                "fee": best.fee,
+                "priceImpact": best.price_impact,
+            },
+            "expectedAmountOut": best.amount_out,
+            "minAmountOut": min_out,
+            "expiresAt": expires_at,
+        }
+    )
+
+
+class FaultRequest(BaseModel):
+    """Script a venue fault: for the next `count` calls, or for `durationMs`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"venue": "raydium", "kind": "drop", "count": 2}]},
+    )
+
+    venue: Literal["raydium", "meteora", "all"]
+    kind: Literal["error", "timeout", "drop", "expire", "price"] = Field(
+        description="error: quote answers 503 (venue_unavailable); timeout: quote hangs "
+        "(venue_timeout); drop: tx dropped (failed_to_land); expire: blockhash expires "
+        "(tx_expired); price: the venue's price of tokenIn moves by bps before the fill"
+    )
+    count: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    durationMs: Annotated[int, Field(ge=1, le=86_400_000)] | None = None
+    bps: Annotated[int, Field(ge=-9000, le=100_000)] = 0
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> FaultRequest:
+        if (self.count is None) == (self.durationMs is None):
+            raise ValueError("give exactly one of count or durationMs")
+        if self.kind == "price" and self.bps == 0:
+            raise ValueError("a price fault needs a non-zero bps")
+        return self
+
+
+def _controls(svc: Services) -> None:
+    if not svc.settings.controls_enabled:
+        raise ApiError(403, "mock_controls_disabled", "mock controls are off in this deployment")
+
+
+@router.post("/api/mock/faults", status_code=201, summary="Script a venue fault")
+async def arm_fault(body: FaultRequest, svc: ServicesDep) -> Response:
+    _controls(svc)
+    venues = VENUES if body.venue == "all" else (body.venue,)
+    for venue in venues:
+        await svc.faults.arm(venue, body.kind, body.count, body.durationMs, body.bps)
+    return JSONResponse(
+        {"armed": await svc.faults.armed(VENUES, FAULT_KINDS)}, status_code=201
+    )
+
+
+@router.get("/api/mock/faults", summary="Faults armed now")
+async def list_faults(svc: ServicesDep) -> Response:
+    _controls(svc)
+    return JSONResponse({"armed": await svc.faults.armed(VENUES, FAULT_KINDS)})
+
+
+@router.delete("/api/mock/faults", summary="Clear every scripted fault")
+async def clear_faults(svc: ServicesDep) -> Response:
+    _controls(svc)
+    for venue in VENUES:
+        await svc.faults.clear(venue, FAULT_KINDS)
+    return JSONResponse({"armed": []})
+
+

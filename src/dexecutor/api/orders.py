@@ -1,0 +1,165 @@
+"""REST routes of the order resource: submit, read, history, events, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+
+from dexecutor.api.deps import IntakeDep, ServicesDep, parse_order_id
+from dexecutor.api.errors import ApiError
+from dexecutor.api.responses import JSONResponse
+from dexecutor.api.schemas import OrderRequest, USER_ID_PATTERN, order_view, parse_order_request
+from dexecutor.bus.events import event_message
+from dexecutor.domain.order import OrderStatus, OrderType
+from dexecutor.engine.intake import NewOrder, Refused, expiry
+from dexecutor.metrics import ORDERS_ACCEPTED
+from dexecutor.store.orders import IdempotencyConflict
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+MAX_BODY_BYTES = 16 * 1024
+
+_ORDER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": OrderRequest.model_json_schema()}},
+    }
+}
+
+
+def new_order(req: OrderRequest) -> NewOrder:
+    return NewOrder(
+        user_id=req.userId,
+        type=OrderType(req.type),
+        token_in=req.tokenIn,
+        token_out=req.tokenOut,
+        amount_in=req.amountIn,
+        slippage_bps=req.slippageBps,
+        quote_id=req.quoteId,
+        limit_price=req.limitPrice,
+        expires_at=expiry(req.ttlSeconds, req.expiresAt),
+    )
+
+
+@router.post(
+    "/execute",
+    status_code=202,
+    openapi_extra=_ORDER_BODY,
+    summary="Submit an order",
+    responses={
+        202: {"content": {"application/json": {"example": {"orderId": "1f0c…", "status": "pending"}}}},
+        409: {"description": "Idempotency-Key reused with a different body"},
+        422: {"description": "Invalid order"},
+    },
+)  # fmt: skip
+async def execute(
+    request: Request,
+    svc: ServicesDep,
+    intake: IntakeDep,
+    upgrade: Annotated[str | None, Query(description="ws: also return a websocketUrl")] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    """Validate, store (committed before the answer) and queue an order."""
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type.split(";")[0].lower():
+        raise ApiError(415, "unsupported_media_type", "send the order as application/json")
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    req = parse_order_request(body, svc.settings.max_amount_in)
+    try:
+        order, created = await intake.accept(new_order(req), idempotency_key, req.fingerprint())
+    except IdempotencyConflict as err:
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            "this Idempotency-Key was already used with a different order body",
+            {"orderId": str(err.order_id)},
+        ) from None
+    except Refused as err:
+        raise ApiError(err.status, err.code, err.message) from None
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as err:
+        raise ApiError(
+            503, "database_unavailable", f"the order could not be stored, nothing was accepted: {err}",
+            headers={"Retry-After": "1"},
+        ) from None  # fmt: skip
+    if created:
+        ORDERS_ACCEPTED.inc()
+    body_out: dict[str, Any] = {"orderId": str(order.id), "status": order.status.value}
+    if upgrade == "ws":
+        body_out["websocketUrl"] = f"/ws/orders/{order.id}"
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return JSONResponse(body_out, status_code=202, headers=headers)
+
+
+@router.get("", summary="A user's order history, newest first")
+async def history(
+    svc: ServicesDep,
+    user_id: Annotated[str, Query(alias="userId", pattern=USER_ID_PATTERN)],
+    status: Annotated[str | None, Query(description="one status or several, comma-separated")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[str | None, Query(description="orderId: return orders older than it")] = None,
+) -> Response:
+    statuses = None
+    if status:
+        statuses = [s.strip() for s in status.split(",") if s.strip()]
+        valid = {s.value for s in OrderStatus}
+        unknown = [s for s in statuses if s not in valid]
+        if unknown:
+            raise ApiError(422, "validation_error", f"status: unknown status {unknown[0][:30]!r}")
+    cursor = None
+    if before:
+        anchor = await svc.repo.get(parse_order_id(before))
+        if anchor is None or anchor.user_id != user_id:
+            raise ApiError(422, "validation_error", "before: no such order of this user")
+        cursor = (anchor.created_at, anchor.id)
+    orders = await svc.repo.history(user_id, statuses, limit, cursor)
+    next_before = str(orders[-1].id) if len(orders) == limit else None
+    return JSONResponse({"orders": [order_view(o) for o in orders], "nextBefore": next_before})
+
+
+@router.get("/status/{order_id}", summary="An order's current status")
+async def status_of(order_id: str, svc: ServicesDep) -> Response:
+    order = await svc.repo.get(parse_order_id(order_id))
+    if order is None:
+        raise ApiError(404, "not_found", f"order {order_id} does not exist")
+    return JSONResponse(
+        {
+            "orderId": str(order.id),
+            "status": order.status.value,
+            "attempt": order.attempts,
+            "updatedAt": order.updated_at,
+        }
+    )
+
+
+@router.get("/{order_id}", summary="An order's full record")
+async def get_order(order_id: str, svc: ServicesDep) -> Response:
+    order = await svc.repo.get(parse_order_id(order_id))
+    if order is None:
+        raise ApiError(404, "not_found", f"order {order_id} does not exist")
+    return JSONResponse(order_view(order))
+
+
+@router.get("/{order_id}/events", summary="An order's whole event history, in order")
+async def events(order_id: str, svc: ServicesDep) -> Response:
+    oid = parse_order_id(order_id)
+    order = await svc.repo.get(oid)
+    if order is None:
+        raise ApiError(404, "not_found", f"order {order_id} does not exist")
+    stored = await svc.repo.events(oid)
+    return JSONResponse(
+        {"orderId": str(oid), "events": [event_message(e, order.user_id) for e in stored]}
+    )
+
+
+@router.delete("/{order_id}", summary="Cancel an order that has not started routing")
+async def cancel(order_id: str, intake: IntakeDep) -> Response:
+    try:
+        order = await intake.cancel(parse_order_id(order_id))
+    except Refused as err:
+        raise ApiError(err.status, err.code, err.message) from None
+    return JSONResponse(order_view(order))

@@ -1,0 +1,185 @@
+"""Request validation and response shapes of the REST API.
+
+Order bodies are decoded by us, not by FastAPI, so that amounts arrive as exact
+decimals instead of floats; the pydantic model then checks every rule of the spec
+and also documents the body in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from dexecutor import jsoncodec
+from dexecutor.api.errors import ApiError
+from dexecutor.domain.money import decimal_places
+from dexecutor.domain.order import Order
+from dexecutor.market.tokens import find_token
+
+USER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
+
+
+def _number(value: Any) -> Any:
+    """Amounts must be JSON numbers: not strings, not booleans, finite."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise ValueError("must be a number")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValueError("must be a finite number")
+    return Decimal(value)
+
+
+def _integer(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+def _symbol(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be a token symbol")
+    token = find_token(value)
+    if token is None:
+        raise ValueError(f"unknown token {value[:20]!r} (see GET /api/tokens)")
+    return token.symbol
+
+
+Amount = Annotated[Decimal, BeforeValidator(_number)]
+Symbol = Annotated[str, BeforeValidator(_symbol)]
+UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
+
+
+class OrderRequest(BaseModel):
+    """The body of `POST /api/orders/execute`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"userId": "user1", "type": "market", "tokenIn": "SOL", "tokenOut": "USDC",
+                 "amountIn": 2, "slippageBps": 50}
+            ]
+        },
+    )  # fmt: skip
+
+    userId: UserId = Field(description="1-64 letters, digits, _ . : -")
+    type: Literal["market", "limit", "sniper"] = "market"
+    tokenIn: Symbol = Field(description="token symbol from GET /api/tokens, any case")
+    tokenOut: Symbol
+    amountIn: Amount = Field(description="exact decimal > 0, at most the token's decimals")
+    slippageBps: Annotated[int, BeforeValidator(_integer), Field(ge=0, le=5000)] = 50
+    quoteId: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    limitPrice: Amount | None = None
+    expiresAt: datetime | None = None
+    ttlSeconds: Annotated[int, BeforeValidator(_integer), Field(ge=1, le=30 * 86400)] | None = None
+
+    @model_validator(mode="after")
+    def _rules(self) -> OrderRequest:
+        if self.tokenIn == self.tokenOut:
+            raise ValueError("tokenIn and tokenOut must be different tokens")
+        token = find_token(self.tokenIn)
+        assert token is not None
+        if self.amountIn <= 0:
+            raise ValueError("amountIn must be greater than 0")
+        if decimal_places(self.amountIn) > token.decimals:
+            raise ValueError(
+                f"amountIn has more than {token.decimals} decimal places, the precision of {token.symbol}"
+            )
+        if self.type == "market" and (
+            self.limitPrice is not None or self.expiresAt is not None or self.ttlSeconds is not None
+        ):
+            raise ValueError("limitPrice, expiresAt and ttlSeconds apply to limit and sniper orders")
+        if self.type != "market":
+            raise ValueError(f"{self.type} orders are not available yet; use type market")
+        return self
+
+    def fingerprint(self) -> str:
+        """A stable hash of the request, to tell a retried submission from a different one."""
+        return hashlib.sha256(jsoncodec.dumps(self.model_dump(mode="python"))).hexdigest()
+
+
+def parse_order_request(body: bytes, max_amount: Decimal) -> OrderRequest:
+    """Decode and validate an order body; raise ApiError (4xx) on anything wrong."""
+    if not body.strip():
+        raise ApiError(400, "invalid_json", "the request body is empty; send an order as JSON")
+    try:
+        data = jsoncodec.loads(body)
+    except (msgspec.DecodeError, RecursionError) as err:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {err}") from None
+    return validate_order(data, max_amount)
+
+
+def validate_order(data: Any, max_amount: Decimal) -> OrderRequest:
+    if not isinstance(data, dict):
+        raise ApiError(422, "validation_error", "the order must be a JSON object")
+    try:
+        order = OrderRequest.model_validate(data)
+    except ValidationError as err:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body",
+             "message": e["msg"].removeprefix("Value error, ")}
+            for e in err.errors(include_url=False, include_input=False)
+        ]  # fmt: skip
+        first = details[0]
+        prefix = f"{first['field']}: " if first["field"] != "body" else ""
+        raise ApiError(422, "validation_error", prefix + first["message"], details) from None
+    if order.amountIn > max_amount:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"amountIn: exceeds the maximum order size of {max_amount}",
+            [{"field": "amountIn", "message": f"at most {max_amount}"}],
+        )
+    return order
+
+
+def iso(at: datetime | None) -> str | None:
+    return jsoncodec.iso(at) if at is not None else None
+
+
+def order_view(order: Order) -> dict[str, Any]:
+    """The full order record of `GET /api/orders/{id}`."""
+    route = None
+    if order.quotes and order.dex_used and isinstance(order.quotes.get(order.dex_used), dict):
+        route = order.quotes[order.dex_used].get("route")
+    return {
+        "orderId": str(order.id),
+        "userId": order.user_id,
+        "type": order.type.value,
+        "tokenIn": order.token_in,
+        "tokenOut": order.token_out,
+        "amountIn": order.amount_in,
+        "slippageBps": order.slippage_bps,
+        "status": order.status.value,
+        "dexUsed": order.dex_used,
+        "route": route,
+        "executedPrice": order.executed_price,
+        "amountOut": order.amount_out,
+        "expectedAmountOut": order.expected_amount_out,
+        "minAmountOut": order.min_amount_out,
+        "txHash": order.tx_hash,
+        "failReason": order.fail_reason,
+        "attempts": order.attempts,
+        "quotes": order.quotes,
+        "quoteId": order.quote_id,
+        "limitPrice": order.limit_price,
+        "expiresAt": iso(order.expires_at),
+        "createdAt": iso(order.created_at),
+        "updatedAt": iso(order.updated_at),
+    }
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,174 @@
+"""Live order events over Redis pub/sub.
+
+Workers publish each event after it is committed to PostgreSQL. Every API process
+holds one subscription and fans events out to its own WebSocket watchers, by order
+and by user. Redis only carries news: a watcher that may have missed something
+(a reconnect, a full queue) is told to re-read the stored history instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from dexecutor import jsoncodec
+from dexecutor.domain.order import OrderEvent
+
+log = structlog.get_logger(__name__)
+
+RESYNC: dict[str, Any] = {"resync": True}
+"""Put on a watcher's queue when events may have been missed: re-read from the store."""
+
+
+def event_message(event: OrderEvent, user_id: str | None = None) -> dict[str, Any]:
+    """The stream's JSON shape: orderId, seq, status, attempt, at, then status fields."""
+    message: dict[str, Any] = {
+        "orderId": str(event.order_id),
+        "seq": event.seq,
+        "status": event.status.value,
+        "attempt": event.attempt,
+        "at": event.at,
+    }
+    message.update(event.data)
+    if user_id is not None:
+        message["userId"] = user_id
+    return message
+
+
+class EventPublisher:
+    """Publishes committed events; one PUBLISH per event."""
+
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self._redis = redis
+        self._channel = channel
+
+    async def publish(self, event: OrderEvent, user_id: str) -> None:
+        await self._redis.publish(self._channel, jsoncodec.dumps(event_message(event, user_id)))
+
+
+class Subscription:
+    """A watcher's inbox. Bounded: a consumer that falls behind is resynced, not waited for."""
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
+        self.resync_pending = False
+
+    def offer(self, message: dict[str, Any]) -> None:
+        if self.resync_pending:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.resync_pending = True
+
+    def resync(self) -> None:
+        self.resync_pending = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(RESYNC)
+
+    async def get(self) -> dict[str, Any]:
+        if self.resync_pending and self.queue.empty():
+            self.resync_pending = False
+            return RESYNC
+        message = await self.queue.get()
+        if message is RESYNC:
+            self.resync_pending = False
+        return message
+
+
+class EventHub:
+    """This process's single Redis subscription and its local watchers."""
+
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self._redis = redis
+        self._channel = channel
+        self._by_order: dict[str, set[Subscription]] = defaultdict(set)
+        self._by_user: dict[str, set[Subscription]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self.connected = False
+
+    @property
+    def watchers(self) -> int:
+        return sum(len(s) for s in self._by_order.values()) + sum(
+            len(s) for s in self._by_user.values()
+        )
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-hub")
+        await asyncio.wait_for(self._ready.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @contextlib.contextmanager
+    def watch_order(self, order_id: str) -> Iterator[Subscription]:
+        with self._watch(self._by_order, order_id) as sub:
+            yield sub
+
+    @contextlib.contextmanager
+    def watch_user(self, user_id: str) -> Iterator[Subscription]:
+        with self._watch(self._by_user, user_id) as sub:
+            yield sub
+
+    @contextlib.contextmanager
+    def _watch(self, index: dict[str, set[Subscription]], key: str) -> Iterator[Subscription]:
+        sub = Subscription()
+        index[key].add(sub)
+        try:
+            yield sub
+        finally:
+            subs = index.get(key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del index[key]
+
+    def _dispatch(self, data: bytes) -> None:
+        message = jsoncodec.loads(data)
+        for sub in self._by_order.get(message["orderId"], ()):
+            sub.offer(message)
+        for sub in self._by_user.get(message.get("userId", ""), ()):
+            sub.offer(message)
+
+    def _resync_all(self) -> None:
+        for subs in (*self._by_order.values(), *self._by_user.values()):
+            for sub in subs:
+                sub.resync()
+
+    async def _run(self) -> None:
+        delay = 0.1
+        first = True
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self.connected = True
+                self._ready.set()
+                if not first:
+                    log.info("event hub resubscribed", channel=self._channel)
+                    self._resync_all()
+                first = False
+                delay = 0.1
+                while True:
+                    msg = await pubsub.get_message(timeout=30)
+                    if msg is not None and msg["type"] == "message":
+                        self._dispatch(msg["data"])
+            except (RedisError, OSError) as err:
+                self.connected = False
+                log.warning("event hub lost redis", error=str(err), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()

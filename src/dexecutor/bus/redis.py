@@ -1,0 +1,27 @@
+"""Redis connections and key names, shared by the bus, the fault board and the quote book."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+
+def connect(url: str) -> Redis:
+    """A client that reconnects by itself; callers decide what a failure means."""
+    return Redis.from_url(url, health_check_interval=15, socket_keepalive=True)
+
+
+class Keys:
+    """Every Redis key and channel name, under one namespace so deployments can share Redis."""
+
+    def __init__(self, namespace: str) -> None:
+        self.ns = namespace
+
+    @property
+    def events(self) -> str:
+        return f"{self.ns}:events"
+
+    def fault(self, venue: str, kind: str) -> str:
+        return f"{self.ns}:fault:{venue}:{kind}"
+
+    def quote(self, quote_id: str) -> str:
+        return f"{self.ns}:quote:{quote_id}"

@@ -1,0 +1,130 @@
+"""Settings: every environment variable the service reads, validated once at start-up.
+
+Nothing else in the code reads the environment; a `Settings` object is built here
+and passed down. A bad value stops start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from typing import Annotated, Literal
+from urllib.parse import quote
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Configuration that cannot work; the message names the variable."""
+
+
+class LatencyRange:
+    """A latency in milliseconds written as `N` or `LOW-HIGH` (a uniform range)."""
+
+    @staticmethod
+    def parse(text: str) -> tuple[int, int]:
+        parts = [p.strip() for p in str(text).split("-")]
+        if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+            raise ValueError(f"expected milliseconds as N or LOW-HIGH, got {text!r}")
+        low, high = int(parts[0]), int(parts[-1])
+        if low > high:
+            raise ValueError(f"range {text!r} has its low end above its high end")
+        return low, high
+
+
+class Settings(BaseSettings):
+    """The service's configuration. Field names map to upper-case variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 3000
+    database_url: str | None = None
+    redis_url: str = "redis://localhost:6379"
+    namespace: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,40}$")] = "dexecutor"
+
+    max_concurrent_orders: Annotated[int, Field(ge=1, le=100_000)] = 10
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    backoff_base_ms: Annotated[int, Field(ge=0, le=600_000)] = 500
+    quote_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 1500
+    max_amount_in: Annotated[Decimal, Field(gt=0)] = Decimal("1000000000000")
+
+    mock_quote_latency_ms: str = "150-250"
+    mock_swap_latency_ms: str = "2000-3000"
+    mock_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    mock_seed: int | None = None
+    mock_market: Literal["calm", "normal", "violent"] = "normal"
+    mock_controls: bool | None = None
+
+    quote_ttl_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+
+    @field_validator("mock_quote_latency_ms", "mock_swap_latency_ms")
+    @classmethod
+    def _latency(cls, value: str) -> str:
+        LatencyRange.parse(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must start with postgresql://")
+        return value or None
+
+    @model_validator(mode="after")
+    def _controls_default(self) -> Settings:
+        if self.mock_controls is None:
+            self.mock_controls = self.env != "production"
+        return self
+
+    @property
+    def quote_latency(self) -> tuple[int, int]:
+        return LatencyRange.parse(self.mock_quote_latency_ms)
+
+    @property
+    def swap_latency(self) -> tuple[int, int]:
+        return LatencyRange.parse(self.mock_swap_latency_ms)
+
+    @property
+    def controls_enabled(self) -> bool:
+        return bool(self.mock_controls)
+
+    def dsn(self) -> str:
+        """DATABASE_URL, or one built from the libpq PG* variables with local defaults."""
+        if self.database_url:
+            return self.database_url
+        env = os.environ
+        user = quote(env.get("PGUSER", "postgres"))
+        password = env.get("PGPASSWORD")
+        auth = f"{user}:{quote(password)}" if password else user
+        host = env.get("PGHOST", "127.0.0.1")
+        port = env.get("PGPORT", "5432")
+        database = quote(env.get("PGDATABASE", "dexecutor"))
+        if host.startswith("/"):
+            return f"postgresql://{auth}@/{database}?host={quote(host)}&port={port}"
+        return f"postgresql://{auth}@{host}:{port}/{database}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build and validate settings; turn pydantic's report into one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

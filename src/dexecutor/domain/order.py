@@ -1,0 +1,178 @@
+"""Orders, their statuses, the transition table and the events that move them.
+
+This module is the one place that decides whether a status change is allowed:
+`Order.apply` refuses any transition not in `TRANSITIONS`. It is pure: no I/O, the
+clock comes in as an argument, and persistence is someone else's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    SNIPER = "sniper"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    WAITING = "waiting"
+    ROUTING = "routing"
+    BUILDING = "building"
+    SUBMITTED = "submitted"
+    RETRYING = "retrying"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+S = OrderStatus
+TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING: frozenset({S.ROUTING, S.WAITING, S.CANCELLED}),
+    S.WAITING: frozenset({S.ROUTING, S.CANCELLED, S.EXPIRED}),
+    S.ROUTING: frozenset({S.BUILDING, S.RETRYING, S.FAILED}),
+    S.BUILDING: frozenset({S.SUBMITTED, S.RETRYING, S.FAILED}),
+    S.SUBMITTED: frozenset({S.CONFIRMED, S.RETRYING, S.FAILED}),
+    S.RETRYING: frozenset({S.ROUTING, S.FAILED}),
+    S.CONFIRMED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+TERMINAL: frozenset[OrderStatus] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+# Statuses in which an order holds an execution slot (the global concurrency cap).
+EXECUTING: frozenset[OrderStatus] = frozenset({S.ROUTING, S.BUILDING, S.SUBMITTED})
+CANCELLABLE: frozenset[OrderStatus] = frozenset({S.PENDING, S.WAITING})
+
+
+class IllegalTransition(Exception):
+    """A status change the transition table does not allow: always a bug."""
+
+    def __init__(self, order_id: UUID, current: OrderStatus, wanted: OrderStatus) -> None:
+        super().__init__(f"order {order_id}: {current} -> {wanted} is not allowed")
+        self.current = current
+        self.wanted = wanted
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """One stored status change. `data` holds the status-specific fields of the stream."""
+
+    order_id: UUID
+    seq: int
+    status: OrderStatus
+    attempt: int
+    at: datetime
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order and everything the engine has learnt about it so far.
+
+    Immutable: `apply` returns the next version, so a failed write never leaves a
+    half-updated order in memory.
+    """
+
+    id: UUID
+    user_id: str
+    type: OrderType
+    token_in: str
+    token_out: str
+    amount_in: Decimal
+    slippage_bps: int
+    created_at: datetime
+    updated_at: datetime
+    status: OrderStatus = OrderStatus.PENDING
+    seq: int = 0
+    attempts: int = 0
+    limit_price: Decimal | None = None
+    expires_at: datetime | None = None
+    quote_id: str | None = None
+    quote_min_amount_out: Decimal | None = None
+    quote_expires_at: datetime | None = None
+    dex_used: str | None = None
+    quotes: Mapping[str, Any] | None = None
+    expected_amount_out: Decimal | None = None
+    min_amount_out: Decimal | None = None
+    tx_hash: str | None = None
+    executed_price: Decimal | None = None
+    amount_out: Decimal | None = None
+    fail_reason: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def quote_expires_at_passed(self, now: datetime) -> bool:
+        """Whether the quote this order must honour has run out."""
+        return self.quote_expires_at is not None and now > self.quote_expires_at
+
+    def event(self, status: OrderStatus, at: datetime, **data: Any) -> OrderEvent:
+        """The next event of this order, numbered, without applying it."""
+        attempt = self.attempts + 1 if status is OrderStatus.ROUTING else self.attempts
+        return OrderEvent(self.id, self.seq + 1, status, attempt, at, data)
+
+    def apply(self, event: OrderEvent) -> Order:
+        """Return the order after `event`; raise if the transition is not allowed."""
+        if event.order_id != self.id:
+            raise ValueError(f"event of order {event.order_id} applied to {self.id}")
+        if event.seq != self.seq + 1:
+            raise ValueError(f"order {self.id}: event seq {event.seq} after {self.seq}")
+        if event.status not in TRANSITIONS[self.status]:
+            raise IllegalTransition(self.id, self.status, event.status)
+        d = event.data
+        changes: dict[str, Any] = {
+            "status": event.status,
+            "seq": event.seq,
+            "attempts": event.attempt,
+            "updated_at": event.at,
+        }
+        if event.status is OrderStatus.BUILDING:
+            changes.update(
+                dex_used=d["dex"],
+                quotes=d["quotes"],
+                expected_amount_out=d["expectedAmountOut"],
+                min_amount_out=d["minAmountOut"],
+            )
+        elif event.status is OrderStatus.SUBMITTED:
+            changes.update(tx_hash=d["txHash"])
+        elif event.status is OrderStatus.CONFIRMED:
+            changes.update(executed_price=d["executedPrice"], amount_out=d["amountOut"])
+        elif event.status in (OrderStatus.FAILED, OrderStatus.CANCELLED, OrderStatus.EXPIRED):
+            changes.update(fail_reason=d["reason"])
+        elif event.status is OrderStatus.ROUTING:
+            # A new attempt starts from scratch: the previous attempt's tx is history.
+            changes.update(tx_hash=None)
+        return replace(self, **changes)
+
+
+def first_event(order: Order) -> OrderEvent:
+    """The `pending` event every order is born with (seq 1)."""
+    return OrderEvent(
+        order.id,
+        1,
+        OrderStatus.PENDING,
+        0,
+        order.created_at,
+        {
+            "type": order.type.value,
+            "tokenIn": order.token_in,
+            "tokenOut": order.token_out,
+            "amountIn": order.amount_in,
+        },
+    )
+
+
+def transition_table() -> dict[str, list[str]]:
+    """The table as plain data, for clients (`GET /api/state-machine`)."""
+    return {s.value: sorted(n.value for n in nxt) for s, nxt in TRANSITIONS.items()}

@@ -1,0 +1,190 @@
+"""Running one order through one attempt: routing → building → submitted → confirmed.
+
+The engine picks up an order in whatever status it was left (a crashed worker leaves
+it mid-flight) and carries it on: each step commits its event, then publishes it.
+A step after `building` first asks the chain whether this order already sent a
+transaction, so a retry never swaps twice. Failures become `retrying` (with the
+backoff the queue should wait) or `failed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import structlog
+
+from dexecutor.domain.failures import FailureReason, backoff_ms, is_retryable
+from dexecutor.domain.money import less_bps, quantize_down
+from dexecutor.domain.order import Order, OrderEvent, OrderStatus
+from dexecutor.market.tokens import find_token
+from dexecutor.engine.routing import decide
+from dexecutor.market.types import MarketError
+from dexecutor.market.venue import MockVenue
+
+log = structlog.get_logger(__name__)
+S = OrderStatus
+
+
+class Repository(Protocol):
+    async def get(self, order_id: UUID) -> Order | None: ...
+    async def append(self, order: Order, event: OrderEvent) -> Order: ...
+
+
+class Publisher(Protocol):
+    async def publish(self, event: OrderEvent, user_id: str) -> None: ...
+
+
+class Observer(Protocol):
+    """Hooks for metrics; the engine reports, it does not know Prometheus."""
+
+    def event(self, before: Order, event: OrderEvent) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    max_attempts: int
+    backoff_base_ms: int
+    quote_timeout_s: float
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Engine:
+    def __init__(
+        self,
+        repo: Repository,
+        publisher: Publisher,
+        venues: Mapping[str, MockVenue],
+        policy: Policy,
+        observer: Observer | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._repo = repo
+        self._publisher = publisher
+        self._venues = venues
+        self._policy = policy
+        self._observer = observer
+        self._clock = clock
+
+    async def process(self, order_id: UUID) -> int | None:
+        """Carry the order as far as it goes now. Returns a retry delay (ms) or None when done."""
+        order = await self._repo.get(order_id)
+        if order is None:
+            log.warning("job for unknown order", order_id=str(order_id))
+            return None
+        if order.is_terminal or order.status is S.WAITING:
+            return None
+        bound = log.bind(order_id=str(order.id))
+        if order.status in (S.PENDING, S.RETRYING):
+            order = await self._step(order, S.ROUTING)
+        bound = bound.bind(attempt=order.attempts)
+        try:
+            if order.status is S.ROUTING:
+                order = await self._route(order, bound)
+            if order.status is S.BUILDING:
+                order = await self._submit(order)
+            if order.status is S.SUBMITTED:
+                order = await self._confirm(order)
+        except MarketError as err:
+            bound.info("attempt failed", reason=err.reason, message=err.message)
+            return await self._fail_attempt(order, err.reason, err.message)
+        return None
+
+    async def _step(self, order: Order, status: OrderStatus, **data: Any) -> Order:
+        event = order.event(status, self._clock(), **data)
+        after = await self._repo.append(order, event)
+        if self._observer is not None:
+            self._observer.event(order, event)
+        await self._publisher.publish(event, order.user_id)
+        return after
+
+    async def _route(self, order: Order, bound: Any) -> Order:
+        if order.quote_expires_at_passed(self._clock()):
+            raise MarketError(
+                FailureReason.QUOTE_EXPIRED,
+                f"quote {order.quote_id} expired before the order could be routed",
+            )
+        decision = await decide(
+            self._venues.values(),
+            order.token_in,
+            order.token_out,
+            order.amount_in,
+            self._policy.quote_timeout_s,
+        )
+        best = decision.best
+        if best is None:
+            raise decision.failure()
+        token_out = find_token(order.token_out)
+        assert token_out is not None
+        min_out = quantize_down(less_bps(best.amount_out, order.slippage_bps), token_out.decimals)
+        if order.quote_min_amount_out is not None:
+            min_out = max(min_out, order.quote_min_amount_out)
+        table = decision.table()
+        bound.info(
+            "routed",
+            dex=best.venue,
+            amount_out=str(best.amount_out),
+            quotes={v: str(q.get("amountOut", q.get("error"))) for v, q in table.items()},
+        )
+        return await self._step(
+            order,
+            S.BUILDING,
+            dex=best.venue,
+            route=list(best.route),
+            quotes=table,
+            expectedAmountOut=best.amount_out,
+            minAmountOut=min_out,
+        )
+
+    async def _submit(self, order: Order) -> Order:
+        assert order.dex_used is not None and order.min_amount_out is not None
+        venue = self._venues[order.dex_used]
+        tx = await venue.find(order.id)
+        if tx is None:
+            tx = await venue.submit(
+                order.id,
+                order.attempts,
+                order.token_in,
+                order.token_out,
+                order.amount_in,
+                order.min_amount_out,
+            )
+        return await self._step(order, S.SUBMITTED, dex=tx.venue, txHash=tx.tx_hash)
+
+    async def _confirm(self, order: Order) -> Order:
+        assert order.dex_used is not None and order.tx_hash is not None
+        tx = await self._venues[order.dex_used].confirm(order.tx_hash)
+        assert tx.amount_out is not None and tx.executed_price is not None
+        return await self._step(
+            order,
+            S.CONFIRMED,
+            dex=tx.venue,
+            txHash=tx.tx_hash,
+            executedPrice=tx.executed_price,
+            amountOut=tx.amount_out,
+        )
+
+    async def _fail_attempt(self, order: Order, reason: str, message: str) -> int | None:
+        retryable = is_retryable(reason)
+        if retryable and order.attempts < self._policy.max_attempts:
+            delay = backoff_ms(self._policy.backoff_base_ms, order.attempts)
+            await self._step(
+                order,
+                S.RETRYING,
+                reason=reason,
+                message=message,
+                retryable=True,
+                nextAttempt=order.attempts + 1,
+                delayMs=delay,
+            )
+            return delay
+        if retryable:
+            message = f"{message}; gave up after {order.attempts} attempts"
+        await self._step(order, S.FAILED, reason=reason, message=message, retryable=retryable)
+        return None

@@ -1,0 +1,150 @@
+"""Accepting and cancelling orders: what happens between a valid request and the queue.
+
+Order of operations is the guarantee: the order and its `pending` event are committed
+to PostgreSQL first, then the job is queued, then the event is published. A crash
+between commit and enqueue leaves an unfinished order that the reconciler queues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+from uuid import UUID, uuid4
+
+import structlog
+
+from dexecutor.domain.order import CANCELLABLE, Order, OrderStatus, OrderType, first_event
+from dexecutor.engine.execute import Publisher
+from dexecutor.store.orders import OrderRepository, StaleOrder
+
+log = structlog.get_logger(__name__)
+
+
+class Enqueuer(Protocol):
+    async def enqueue(self, order_id: UUID) -> None: ...
+
+
+class QuoteLookup(Protocol):
+    async def get(self, quote_id: str) -> dict[str, Any] | None: ...
+
+
+class Refused(Exception):
+    """A request the service turns down: carries an HTTP-ish status and an error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    user_id: str
+    type: OrderType
+    token_in: str
+    token_out: str
+    amount_in: Decimal
+    slippage_bps: int
+    quote_id: str | None = None
+    limit_price: Decimal | None = None
+    expires_at: datetime | None = None
+
+
+class Intake:
+    def __init__(
+        self,
+        repo: OrderRepository,
+        queue: Enqueuer,
+        publisher: Publisher,
+        quotes: QuoteLookup,
+    ) -> None:
+        self._repo = repo
+        self._queue = queue
+        self._publisher = publisher
+        self._quotes = quotes
+
+    async def accept(
+        self, new: NewOrder, idempotency_key: str | None, fingerprint: str
+    ) -> tuple[Order, bool]:
+        """Store, queue and announce an order. Returns (order, created)."""
+        now = datetime.now(UTC)
+        quote_min = quote_expiry = None
+        if new.quote_id is not None:
+            quote_min, quote_expiry = await self._check_quote(new)
+        order = Order(
+            id=uuid4(),
+            user_id=new.user_id,
+            type=new.type,
+            token_in=new.token_in,
+            token_out=new.token_out,
+            amount_in=new.amount_in,
+            slippage_bps=new.slippage_bps,
+            created_at=now,
+            updated_at=now,
+            seq=1,
+            limit_price=new.limit_price,
+            expires_at=new.expires_at,
+            quote_id=new.quote_id,
+            quote_min_amount_out=quote_min,
+            quote_expires_at=quote_expiry,
+        )
+        event = first_event(order)
+        stored, created = await self._repo.create(order, event, idempotency_key, fingerprint)
+        if created:
+            await self._queue.enqueue(order.id)
+            await self._publisher.publish(event, order.user_id)
+            log.info("order accepted", order_id=str(order.id), user_id=order.user_id)
+        return stored, created
+
+    async def _check_quote(self, new: NewOrder) -> tuple[Decimal, datetime]:
+        assert new.quote_id is not None
+        quote = await self._quotes.get(new.quote_id)
+        if quote is None:
+            raise Refused(422, "unknown_quote", f"quote {new.quote_id} does not exist")
+        if (quote["tokenIn"], quote["tokenOut"], quote["amountIn"]) != (
+            new.token_in,
+            new.token_out,
+            new.amount_in,
+        ):
+            raise Refused(
+                422,
+                "quote_mismatch",
+                f"quote {new.quote_id} was for {quote['amountIn']} {quote['tokenIn']} -> "
+                f"{quote['tokenOut']}; the order must use the same pair and amount",
+            )
+        return quote["minAmountOut"], quote["expiresAt"]
+
+    async def cancel(self, order_id: UUID) -> Order:
+        """Cancel an order that has not started routing; Refused(409) once it has."""
+        for _ in range(5):
+            order = await self._repo.get(order_id)
+            if order is None:
+                raise Refused(404, "not_found", f"order {order_id} does not exist")
+            if order.status not in CANCELLABLE:
+                raise Refused(
+                    409,
+                    "not_cancellable",
+                    f"order {order_id} is {order.status.value}; only pending or waiting "
+                    "orders can be cancelled",
+                )
+            event = order.event(
+                OrderStatus.CANCELLED, datetime.now(UTC), reason="cancelled_by_user"
+            )
+            try:
+                after = await self._repo.append(order, event)
+            except StaleOrder:
+                continue  # a worker moved it meanwhile: look again
+            await self._publisher.publish(event, order.user_id)
+            return after
+        raise Refused(409, "not_cancellable", f"order {order_id} is changing; try again")
+
+
+def expiry(ttl_seconds: int | None, expires_at: datetime | None) -> datetime | None:
+    if expires_at is not None:
+        return expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+    if ttl_seconds is not None:
+        return datetime.now(UTC) + timedelta(seconds=ttl_seconds)
+    return None

@@ -1,0 +1,72 @@
+"""The queue worker: takes order jobs from BullMQ and hands them to the engine.
+
+Thin on purpose: the engine decides what happens to the order. This module only
+translates the engine's answer into queue operations (done, or come back after a
+backoff) and sets the queue's deployment-wide concurrency cap.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from uuid import UUID
+
+import structlog
+from bullmq import Worker
+from bullmq.custom_errors import DelayedError
+
+from dexecutor.engine.execute import Engine
+from dexecutor.queue.orders import QUEUE_NAME, OrderQueue, queue_options
+
+log = structlog.get_logger(__name__)
+
+# A killed worker's job is handed to another after its lock lapses; BullMQ's default
+# (30 s lock, 30 s checks) would leave an order stalled for up to a minute.
+LOCK_DURATION_MS = 10_000
+STALLED_INTERVAL_MS = 5_000
+# The engine resumes an order safely however often it is picked up again, so a job is
+# never failed merely for having stalled.
+MAX_STALLED_COUNT = 1_000
+
+
+class OrderWorker:
+    def __init__(
+        self, engine: Engine, queue: OrderQueue, redis_url: str, namespace: str, concurrency: int
+    ) -> None:
+        self._engine = engine
+        self._queue = queue
+        self._concurrency = concurrency
+        self._opts: dict[str, Any] = {
+            **queue_options(redis_url, namespace),
+            "concurrency": concurrency,
+            "lockDuration": LOCK_DURATION_MS,
+            "stalledInterval": STALLED_INTERVAL_MS,
+            "maxStalledCount": MAX_STALLED_COUNT,
+            "autorun": False,
+        }
+        self._worker: Worker | None = None
+
+    async def start(self) -> None:
+        # Every worker writes the same cap; it bounds active jobs across all of them.
+        await self._queue.set_global_concurrency(self._concurrency)
+        self._worker = Worker(QUEUE_NAME, self._process, self._opts)
+        self._worker.on("error", lambda err, *a: log.error("queue error", error=str(err)))
+        self._worker.on(
+            "failed",
+            lambda job, err: log.error("job failed", order_id=job.id, error=repr(err)),
+        )
+        self._task_started = self._worker.run()
+        import asyncio
+
+        self._run_task = asyncio.ensure_future(self._task_started)
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            await self._worker.close()
+            await self._run_task
+
+    async def _process(self, job: Any, token: str) -> None:
+        delay = await self._engine.process(UUID(job.data["orderId"]))
+        if delay is not None:
+            await job.moveToDelayed(int(time.time() * 1000) + delay, token)
+            raise DelayedError()

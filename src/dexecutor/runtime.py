@@ -1,0 +1,123 @@
+"""Wiring: turn Settings into live connections and the objects that use them.
+
+Built in the app's lifespan or the worker's start-up, never at import time, and
+closed in reverse order. Roles decide what is built: an API process needs the event
+hub; a worker process needs the queue worker; `up` needs both.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from redis.asyncio import Redis
+
+from dexecutor.bus.events import EventHub, EventPublisher
+from dexecutor.bus.faults import RedisFaultBoard
+from dexecutor.bus.quotes import QuoteBook
+from dexecutor.bus.redis import Keys, connect
+from dexecutor.config import Settings
+from dexecutor.engine.execute import Engine, Policy
+from dexecutor.market.simulation import Market, MarketParams
+from dexecutor.market.types import VENUES
+from dexecutor.market.venue import MarketClock, MockVenue
+from dexecutor.metrics import EngineMetrics
+from dexecutor.queue.orders import OrderQueue
+from dexecutor.queue.worker import OrderWorker
+from dexecutor.store.db import create_pool
+from dexecutor.store.ledger import PgLedger
+from dexecutor.store.orders import OrderRepository
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    keys: Keys
+    repo: OrderRepository
+    ledger: PgLedger
+    faults: RedisFaultBoard
+    quotes: QuoteBook
+    queue: OrderQueue
+    market: Market
+    venues: dict[str, MockVenue]
+    engine: Engine
+    hub: EventHub | None = None
+    worker: OrderWorker | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, api: bool, worker: bool) -> Services:
+        pool = await create_pool(settings.dsn(), max_size=max(10, settings.max_concurrent_orders + 10))
+        redis = connect(settings.redis_url)
+        keys = Keys(settings.namespace)
+        repo = OrderRepository(pool)
+        ledger = PgLedger(pool)
+        faults = RedisFaultBoard(redis, keys)
+        seed = settings.mock_seed if settings.mock_seed is not None else random.randrange(2**31)
+        market = Market(MarketParams.preset(settings.mock_market), seed=seed)
+        clock = MarketClock()
+        venues = {
+            name: MockVenue(
+                name,
+                market,
+                clock,
+                ledger,
+                faults,
+                seed=seed,
+                quote_latency_ms=settings.quote_latency,
+                swap_latency_ms=settings.swap_latency,
+                failure_rate=settings.mock_failure_rate,
+            )
+            for name in VENUES
+        }
+        engine = Engine(
+            repo,
+            EventPublisher(redis, keys.events),
+            venues,
+            Policy(
+                max_attempts=settings.max_attempts,
+                backoff_base_ms=settings.backoff_base_ms,
+                quote_timeout_s=settings.quote_timeout_ms / 1000,
+            ),
+            observer=EngineMetrics(),
+        )
+        queue = OrderQueue(settings.redis_url, settings.namespace)
+        services = cls(
+            settings, pool, redis, keys, repo, ledger, faults, QuoteBook(redis, keys), queue,
+            market, venues, engine,
+        )  # fmt: skip
+        if api:
+            services.hub = EventHub(redis, keys.events)
+            await services.hub.start()
+        if worker:
+            services.worker = OrderWorker(
+                engine, queue, settings.redis_url, settings.namespace, settings.max_concurrent_orders
+            )
+            await services.worker.start()
+            requeued = await services.reconcile()
+            log.info("worker started", seed=seed, requeued=requeued)
+        return services
+
+    async def reconcile(self) -> int:
+        """Queue again every order PostgreSQL holds as unfinished but the queue has lost."""
+        count = 0
+        for order_id in await self.repo.unfinished():
+            if await self.queue.requeue(order_id):
+                count += 1
+        return count
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        if self.hub is not None:
+            await self.hub.stop()
+        await self.queue.close()
+        await self.redis.aclose()
+        await self.pool.close()

@@ -1,0 +1,217 @@
+"""The order repository: orders and their events in PostgreSQL, spoken in domain types.
+
+Each status change is one SQL statement that updates the order row *and* appends its
+event, guarded by the sequence number the caller last saw. A writer holding a stale
+copy (say, a worker that lost its job lock) changes nothing and is told so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from dexecutor import jsoncodec
+from dexecutor.domain.order import Order, OrderEvent, OrderStatus, OrderType, TERMINAL
+
+
+class StaleOrder(Exception):
+    """The order moved on since it was read; the caller's step must not be applied."""
+
+
+class IdempotencyConflict(Exception):
+    """The same Idempotency-Key was used before with a different request body."""
+
+    def __init__(self, order_id: UUID) -> None:
+        super().__init__(f"idempotency key already used for order {order_id}")
+        self.order_id = order_id
+
+
+_ORDER_COLUMNS = (
+    "id, user_id, type, token_in, token_out, amount_in, slippage_bps, limit_price, "
+    "expires_at, quote_id, quote_min_amount_out, quote_expires_at, status, seq, attempts, dex_used, quotes, "
+    "expected_amount_out, min_amount_out, tx_hash, executed_price, amount_out, fail_reason, "
+    "created_at, updated_at"
+)
+
+_CREATE = f"""
+WITH o AS (
+    INSERT INTO orders ({_ORDER_COLUMNS}, idempotency_key, request_hash)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+            $17::jsonb, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
+    ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+)
+INSERT INTO order_events (order_id, seq, status, attempt, at, data)
+SELECT id, $28, $29, $30, $31, $32::jsonb FROM o
+RETURNING order_id
+"""
+
+_APPEND = """
+WITH u AS (
+    UPDATE orders SET status = $3, seq = $4, attempts = $5, dex_used = $6, quotes = $7::jsonb,
+        expected_amount_out = $8, min_amount_out = $9, tx_hash = $10, executed_price = $11,
+        amount_out = $12, fail_reason = $13, updated_at = $14
+    WHERE id = $1 AND seq = $2
+    RETURNING id
+)
+INSERT INTO order_events (order_id, seq, status, attempt, at, data)
+SELECT id, $4, $3, $5, $14, $15::jsonb FROM u
+RETURNING order_id
+"""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else jsoncodec.dumps(value).decode()
+
+
+def order_from_row(row: asyncpg.Record) -> Order:
+    quotes = row["quotes"]
+    return Order(
+        id=row["id"],
+        user_id=row["user_id"],
+        type=OrderType(row["type"]),
+        token_in=row["token_in"],
+        token_out=row["token_out"],
+        amount_in=row["amount_in"],
+        slippage_bps=row["slippage_bps"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        status=OrderStatus(row["status"]),
+        seq=row["seq"],
+        attempts=row["attempts"],
+        limit_price=row["limit_price"],
+        expires_at=row["expires_at"],
+        quote_id=row["quote_id"],
+        quote_min_amount_out=row["quote_min_amount_out"],
+        quote_expires_at=row["quote_expires_at"],
+        dex_used=row["dex_used"],
+        quotes=jsoncodec.loads(quotes) if quotes is not None else None,
+        expected_amount_out=row["expected_amount_out"],
+        min_amount_out=row["min_amount_out"],
+        tx_hash=row["tx_hash"],
+        executed_price=row["executed_price"],
+        amount_out=row["amount_out"],
+        fail_reason=row["fail_reason"],
+    )
+
+
+def event_from_row(row: asyncpg.Record) -> OrderEvent:
+    return OrderEvent(
+        order_id=row["order_id"],
+        seq=row["seq"],
+        status=OrderStatus(row["status"]),
+        attempt=row["attempt"],
+        at=row["at"],
+        data=jsoncodec.loads(row["data"]),
+    )
+
+
+class OrderRepository:
+    """Orders and events over an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self,
+        order: Order,
+        event: OrderEvent,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> tuple[Order, bool]:
+        """Store a new order with its first event in one statement.
+
+        Returns (order, True) when created; (the earlier order, False) when the user
+        already used this idempotency key for the same request.
+        """
+        o = order
+        created = await self._pool.fetchval(
+            _CREATE,
+            o.id, o.user_id, o.type.value, o.token_in, o.token_out, o.amount_in,
+            o.slippage_bps, o.limit_price, o.expires_at, o.quote_id, o.quote_min_amount_out,
+            o.quote_expires_at,
+            o.status.value, o.seq, o.attempts, o.dex_used, _json(o.quotes),
+            o.expected_amount_out, o.min_amount_out, o.tx_hash, o.executed_price,
+            o.amount_out, o.fail_reason, o.created_at, o.updated_at,
+            idempotency_key, request_hash,
+            event.seq, event.status.value, event.attempt, event.at, _json(dict(event.data)),
+        )  # fmt: skip
+        if created is not None:
+            return order, True
+        row = await self._pool.fetchrow(
+            f"SELECT {_ORDER_COLUMNS}, request_hash FROM orders"
+            " WHERE user_id = $1 AND idempotency_key = $2",
+            order.user_id,
+            idempotency_key,
+        )
+        if row is None:  # the key's order vanished between the two statements
+            raise IdempotencyConflict(order.id)
+        existing = order_from_row(row)
+        if row["request_hash"] != request_hash:
+            raise IdempotencyConflict(existing.id)
+        return existing, False
+
+    async def get(self, order_id: UUID) -> Order | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1", order_id
+        )
+        return order_from_row(row) if row else None
+
+    async def append(self, order: Order, event: OrderEvent) -> Order:
+        """Apply `event` to `order` and store both, or raise StaleOrder / IllegalTransition."""
+        after = order.apply(event)
+        a = after
+        stored = await self._pool.fetchval(
+            _APPEND,
+            order.id, order.seq, a.status.value, a.seq, a.attempts, a.dex_used, _json(a.quotes),
+            a.expected_amount_out, a.min_amount_out, a.tx_hash, a.executed_price, a.amount_out,
+            a.fail_reason, event.at, _json(dict(event.data)),
+        )  # fmt: skip
+        if stored is None:
+            raise StaleOrder(f"order {order.id} is no longer at seq {order.seq}")
+        return after
+
+    async def events(self, order_id: UUID, after_seq: int = 0) -> list[OrderEvent]:
+        rows = await self._pool.fetch(
+            "SELECT order_id, seq, status, attempt, at, data FROM order_events"
+            " WHERE order_id = $1 AND seq > $2 ORDER BY seq",
+            order_id,
+            after_seq,
+        )
+        return [event_from_row(r) for r in rows]
+
+    async def history(
+        self,
+        user_id: str,
+        statuses: Sequence[str] | None,
+        limit: int,
+        before: tuple[datetime, UUID] | None,
+    ) -> list[Order]:
+        """A user's orders, newest first, after the keyset cursor `before`."""
+        clauses = ["user_id = $1"]
+        args: list[Any] = [user_id]
+        if statuses:
+            args.append(list(statuses))
+            clauses.append(f"status = ANY(${len(args)}::text[])")
+        if before is not None:
+            args.extend(before)
+            clauses.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+        args.append(limit)
+        rows = await self._pool.fetch(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(clauses)}"
+            f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        return [order_from_row(r) for r in rows]
+
+    async def unfinished(self) -> list[UUID]:
+        """Orders not in a terminal status: the reconciler re-queues these."""
+        rows = await self._pool.fetch(
+            "SELECT id FROM orders WHERE status <> ALL($1::text[]) ORDER BY created_at",
+            [s.value for s in TERMINAL],
+        )
+        return [r["id"] for r in rows]

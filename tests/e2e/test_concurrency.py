@@ -1,0 +1,85 @@
+"""The global cap with several processes: one API, two workers, default venue latencies.
+
+40 orders submitted at once must all confirm with at most MAX_CONCURRENT_ORDERS (10)
+executing at any moment across both workers, and the cap must actually be reached.
+The stream is watched on the API process, which executes nothing itself: events
+reach it through Redis. Throughput is printed, not asserted (it is measured in bench/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from uuid import uuid4
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support import Process, drop_namespace, free_port, order_body, service_env, watch
+
+EXECUTING = {"routing", "building", "submitted"}
+
+
+def peak_executing(events: list[asyncpg.Record]) -> int:
+    """Most orders in routing/building/submitted at once, from the stored timestamps."""
+    marks: list[tuple[datetime, int]] = []
+    state: dict[object, str] = {}
+    for e in sorted(events, key=lambda r: (r["order_id"], r["seq"])):
+        was = state.get(e["order_id"]) in EXECUTING
+        now = e["status"] in EXECUTING
+        if now and not was:
+            marks.append((e["at"], 1))
+        elif was and not now:
+            marks.append((e["at"], -1))
+        state[e["order_id"]] = e["status"]
+    level = peak = 0
+    for _, delta in sorted(marks, key=lambda m: (m[0], m[1])):  # leaving before entering
+        level += delta
+        peak = max(peak, level)
+    return peak
+
+
+@pytest.fixture(scope="module")
+async def cluster(database: str) -> AsyncIterator[Process]:
+    ns = f"dxc{uuid4().hex[:10]}"
+    env = service_env(
+        database, ns, MOCK_QUOTE_LATENCY_MS="150-250", MOCK_SWAP_LATENCY_MS="2000-3000",
+        QUOTE_TIMEOUT_MS="1500",
+    )  # fmt: skip
+    api = Process("api", env, port=free_port()).start()
+    workers = [Process("worker", env).start() for _ in range(2)]
+    try:
+        await api.wait_ready()
+        yield api
+    finally:
+        for p in (api, *workers):
+            p.stop()
+        await drop_namespace(ns)
+
+
+async def test_forty_orders_two_workers_peak_exactly_ten(
+    cluster: Process, db: asyncpg.Connection
+) -> None:
+    user = f"cap-{uuid4().hex[:6]}"
+    async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as client:
+        responses = await asyncio.gather(
+            *(client.post("/api/orders/execute", json=order_body(userId=user)) for _ in range(40))
+        )
+    ids = [r.json()["orderId"] for r in responses]
+    assert all(r.status_code == 202 for r in responses)
+    streams = await asyncio.gather(
+        *(watch(f"{cluster.ws_url}/ws/orders/{i}", timeout=120) for i in ids)
+    )
+    assert all(s.statuses[-1] == "confirmed" for s in streams), [s.statuses for s in streams]
+    events = await db.fetch(
+        "SELECT e.order_id, e.seq, e.status, e.at FROM order_events e"
+        " JOIN orders o ON o.id = e.order_id WHERE o.user_id = $1",
+        user,
+    )
+    assert peak_executing(events) == 10
+    first = min(e["at"] for e in events if e["status"] == "routing")
+    last = max(e["at"] for e in events if e["status"] == "confirmed")
+    per_minute = 40 / (last - first).total_seconds() * 60
+    print(f"\n40 orders, 2 workers, cap 10: {per_minute:.0f} orders/minute")

@@ -1,0 +1,138 @@
+"""Retries, backoff and final failure, driven by scripted venue faults.
+
+These tests get their own server and Redis namespace: an armed fault is consumed by
+whichever order calls the venue next, so no other test's orders may be in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from uuid import UUID, uuid4
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support import Process, drop_namespace, free_port, order_body, service_env, watch
+
+
+@pytest.fixture(scope="module")
+async def fault_server(database: str) -> AsyncIterator[Process]:
+    ns = f"dxf{uuid4().hex[:10]}"
+    proc = Process("up", service_env(database, ns, QUOTE_TIMEOUT_MS="300"), port=free_port()).start()
+    try:
+        await proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+        await drop_namespace(ns)
+
+
+@pytest.fixture
+async def fc(fault_server: Process) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=fault_server.url, timeout=30) as c:
+        yield c
+        await c.delete("/api/mock/faults")
+
+
+async def arm(client: httpx.AsyncClient, **fault: object) -> None:
+    response = await client.post("/api/mock/faults", json=fault)
+    assert response.status_code == 201, response.text
+
+
+async def run(client: httpx.AsyncClient, server: Process, **fields: object) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
+    response = await client.post("/api/orders/execute", json=order_body(**fields))
+    assert response.status_code == 202, response.text
+    order_id = response.json()["orderId"]
+    stream = await watch(f"{server.ws_url}/ws/orders/{order_id}")
+    assert stream.close_code == 1000
+    record = (await client.get(f"/api/orders/{order_id}")).json()
+    return stream.messages, record
+
+
+async def landed(db: asyncpg.Connection, order_id: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT status FROM mock_ledger WHERE order_id = $1 ORDER BY submitted_at", UUID(order_id)
+    )
+    return [r["status"] for r in rows]
+
+
+async def test_dropped_transaction_is_retried_and_swaps_once(
+    fc: httpx.AsyncClient, fault_server: Process, db: asyncpg.Connection
+) -> None:
+    await arm(fc, venue="all", kind="drop", count=1)
+    events, record = await run(fc, fault_server)
+    assert [e["status"] for e in events] == [
+        "pending", "routing", "building", "submitted", "retrying",
+        "routing", "building", "submitted", "confirmed",
+    ]  # fmt: skip
+    retry = events[4]
+    assert (retry["reason"], retry["retryable"], retry["nextAttempt"], retry["delayMs"]) == (
+        "failed_to_land", True, 2, 30,
+    )  # fmt: skip
+    assert record["attempts"] == 2 and record["status"] == "confirmed"
+    assert events[-1]["attempt"] == 2
+    assert await landed(db, record["orderId"]) == ["dropped", "landed"]
+
+
+async def test_venue_errors_exhaust_attempts_then_fail_with_reason(
+    fc: httpx.AsyncClient, fault_server: Process
+) -> None:
+    await arm(fc, venue="all", kind="error", count=3)
+    events, record = await run(fc, fault_server)
+    assert [e["status"] for e in events] == [
+        "pending", "routing", "retrying", "routing", "retrying", "routing", "failed",
+    ]  # fmt: skip
+    assert [e["delayMs"] for e in events if e["status"] == "retrying"] == [30, 60]
+    failed = events[-1]
+    assert (failed["reason"], failed["retryable"]) == ("venue_unavailable", True)
+    assert (record["status"], record["failReason"], record["attempts"]) == (
+        "failed", "venue_unavailable", 3,
+    )  # fmt: skip
+
+
+async def test_one_venue_timing_out_routes_to_the_other(
+    fc: httpx.AsyncClient, fault_server: Process
+) -> None:
+    await arm(fc, venue="raydium", kind="timeout", count=1)
+    events, record = await run(fc, fault_server)
+    assert record["status"] == "confirmed" and record["dexUsed"] == "meteora"
+    building = next(e for e in events if e["status"] == "building")
+    assert building["quotes"]["raydium"]["error"] == "venue_timeout"
+    assert "amountOut" in building["quotes"]["meteora"]
+
+
+async def test_price_jump_before_the_fill_is_slippage_then_retry(
+    fc: httpx.AsyncClient, fault_server: Process
+) -> None:
+    await arm(fc, venue="all", kind="price", bps=-900, count=1)
+    events, record = await run(fc, fault_server, slippageBps=50)
+    retry = next(e for e in events if e["status"] == "retrying")
+    assert retry["reason"] == "slippage_exceeded"
+    assert record["status"] == "confirmed" and record["attempts"] == 2
+
+
+async def test_expired_blockhash_is_retried(fc: httpx.AsyncClient, fault_server: Process) -> None:
+    await arm(fc, venue="all", kind="expire", count=1)
+    events, record = await run(fc, fault_server)
+    assert next(e for e in events if e["status"] == "retrying")["reason"] == "tx_expired"
+    assert record["status"] == "confirmed"
+
+
+async def test_no_route_is_permanent_and_not_retried(
+    fc: httpx.AsyncClient, fault_server: Process
+) -> None:
+    events, record = await run(fc, fault_server, tokenOut="NOVA")
+    assert [e["status"] for e in events] == ["pending", "routing", "failed"]
+    assert (events[-1]["reason"], events[-1]["retryable"]) == ("no_route", False)
+    assert (record["failReason"], record["attempts"]) == ("no_route", 1)
+
+
+async def test_fault_requests_are_validated(fc: httpx.AsyncClient) -> None:
+    for body in ({"venue": "orca", "kind": "drop", "count": 1},
+                 {"venue": "all", "kind": "drop"},
+                 {"venue": "all", "kind": "price", "count": 1}):  # fmt: skip
+        response = await fc.post("/api/mock/faults", json=body)
+        assert response.status_code == 422
+        assert response.json()["error"] == "validation_error"
+    assert (await fc.get("/api/mock/faults")).json() == {"armed": []}

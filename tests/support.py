@@ -1,0 +1,207 @@
+"""Test support: real databases, real Redis namespaces, real server processes.
+
+Nothing here fakes a dependency: each test session gets its own PostgreSQL database
+and its own Redis key namespace on the configured (or local) servers, and talks to
+`dexecutor` processes started the way a user starts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+import httpx
+from redis.asyncio import Redis
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from dexecutor import jsoncodec
+from dexecutor.config import Settings
+from dexecutor.store.db import with_database
+from dexecutor.store.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output"
+DEXECUTOR = str(Path(sys.executable).with_name("dexecutor"))
+SERVER_DSN = os.environ.get("DATABASE_URL") or Settings(database_url=None).dsn()
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+
+# Venue latencies for tests: fast, but long enough that orders overlap.
+FAST = {
+    "MOCK_QUOTE_LATENCY_MS": "0",
+    "MOCK_SWAP_LATENCY_MS": "20-60",
+    "BACKOFF_BASE_MS": "30",
+    "QUOTE_TIMEOUT_MS": "500",
+}
+
+
+async def create_database() -> str:
+    name = f"dexecutor_test_{uuid4().hex[:12]}"
+    admin = await asyncpg.connect(with_database(SERVER_DSN, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = with_database(SERVER_DSN, name)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return dsn
+
+
+async def drop_database(dsn: str) -> None:
+    name = dsn.rsplit("/", 1)[1].split("?")[0]
+    admin = await asyncpg.connect(with_database(SERVER_DSN, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def drop_namespace(namespace: str) -> None:
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await redis.delete(*keys[i : i + 500])
+    finally:
+        await redis.aclose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """A `dexecutor` subprocess with its log file."""
+
+    command: str
+    env: dict[str, str]
+    port: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(default_factory=lambda: OUTPUT / f"proc-{uuid4().hex[:8]}.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> Process:
+        OUTPUT.mkdir(exist_ok=True)
+        log = self.log_path.open("wb")
+        env = dict(self.env)
+        if self.port is not None:
+            env["PORT"] = str(self.port)
+        self.proc = subprocess.Popen(
+            [DEXECUTOR, self.command], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        return self
+
+    async def wait_ready(self, timeout: float = 30) -> None:
+        """Poll /readyz until the process answers 200 (it is starting up)."""
+        assert self.proc is not None and self.port is not None
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.command} exited: {self.log_path.read_text()[-3000:]}")
+                try:
+                    if (await client.get(self.url + "/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"{self.command} not ready: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def service_env(dsn: str, namespace: str, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MOCK_", "MAX_"))}
+    env.update(
+        DATABASE_URL=dsn,
+        REDIS_URL=REDIS_URL,
+        NAMESPACE=namespace,
+        ENV="test",
+        LOG_LEVEL="info",
+        MAX_CONCURRENT_ORDERS="10",
+        MOCK_SEED="7",
+        **FAST,
+    )
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class Watch:
+    messages: list[dict[str, Any]]
+    close_code: int | None
+
+    @property
+    def statuses(self) -> list[str]:
+        return [m["status"] for m in self.messages if "status" in m and "seq" in m]
+
+
+async def watch(url: str, timeout: float = 30, send: Mapping[str, Any] | None = None) -> Watch:
+    """Collect every message of a WebSocket until the server closes it."""
+    messages: list[dict[str, Any]] = []
+    code: int | None = None
+    async with asyncio.timeout(timeout), connect(url) as ws:
+        if send is not None:
+            await ws.send(jsoncodec.dumps(dict(send)).decode())
+        try:
+            async for raw in ws:
+                messages.append(jsoncodec.loads(raw))
+        except ConnectionClosed:
+            pass
+        code = ws.close_code
+    return Watch(messages, code)
+
+
+def order_body(**fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "userId": "tester",
+        "tokenIn": "SOL",
+        "tokenOut": "USDC",
+        "amountIn": 2,
+        "slippageBps": 100,
+    }
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+async def wait_terminal(client: httpx.AsyncClient, order_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Follow the order's WebSocket until it closes, then return the stored record."""
+    base = str(client.base_url).replace("http://", "ws://")
+    result = await watch(f"{base}/ws/orders/{order_id}", timeout)
+    assert result.close_code == 1000, result
+    response = await client.get(f"/api/orders/{order_id}")
+    record: dict[str, Any] = jsoncodec.loads(response.content)
+    return record
