@@ -9,7 +9,14 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import Process, create_database, drop_database, drop_namespace, free_port, service_env
+from tests.support import (
+    Process,
+    create_database,
+    drop_database,
+    drop_namespace,
+    free_port,
+    service_env,
+)
 
 
 @pytest.fixture(scope="session")

@@ -123,7 +123,9 @@ class Process:
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.command} exited: {self.log_path.read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"{self.command} exited: {self.log_path.read_text()[-3000:]}"
+                    )
                 try:
                     if (await client.get(self.url + "/readyz")).status_code == 200:
                         return
@@ -197,7 +199,9 @@ def order_body(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
-async def wait_terminal(client: httpx.AsyncClient, order_id: str, timeout: float = 30) -> dict[str, Any]:
+async def wait_terminal(
+    client: httpx.AsyncClient, order_id: str, timeout: float = 30
+) -> dict[str, Any]:
     """Follow the order's WebSocket until it closes, then return the stored record."""
     base = str(client.base_url).replace("http://", "ws://")
     result = await watch(f"{base}/ws/orders/{order_id}", timeout)

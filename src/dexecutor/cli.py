@@ -11,7 +11,9 @@ import typer
 
 from dexecutor.config import ConfigError, Settings, load_settings
 
-app = typer.Typer(help="dexecutor: order execution engine for Solana DEX swaps.", no_args_is_help=True)
+app = typer.Typer(
+    help="dexecutor: order execution engine for Solana DEX swaps.", no_args_is_help=True
+)
 
 
 def _settings() -> Settings:
@@ -51,7 +53,9 @@ def migrate() -> None:
     """Create the database if needed and apply pending schema migrations."""
     settings = _settings()
     applied = asyncio.run(_migrate(settings))
-    typer.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    typer.echo(
+        f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
+    )
 
 
 def _serve(settings: Settings, run_worker: bool) -> None:
@@ -112,4 +116,4 @@ def main() -> None:  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

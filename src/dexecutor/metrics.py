@@ -22,9 +22,7 @@ EXECUTING_NOW = Gauge(
 )
 QUEUE_DEPTH = Gauge("dexecutor_queue_depth", "Jobs in the order queue, by state", ["state"])
 WEBSOCKETS = Gauge("dexecutor_websocket_connections", "Open WebSocket connections", ["kind"])
-VENUE_ERRORS = Counter(
-    "dexecutor_venue_errors", "Failed attempts by venue-side reason", ["reason"]
-)
+VENUE_ERRORS = Counter("dexecutor_venue_errors", "Failed attempts by venue-side reason", ["reason"])
 
 
 class EngineMetrics:

@@ -54,7 +54,9 @@ class Services:
 
     @classmethod
     async def open(cls, settings: Settings, *, api: bool, worker: bool) -> Services:
-        pool = await create_pool(settings.dsn(), max_size=max(10, settings.max_concurrent_orders + 10))
+        pool = await create_pool(
+            settings.dsn(), max_size=max(10, settings.max_concurrent_orders + 10)
+        )
         redis = connect(settings.redis_url)
         keys = Keys(settings.namespace)
         repo = OrderRepository(pool)
@@ -98,7 +100,12 @@ class Services:
             await services.hub.start()
         if worker:
             services.worker = OrderWorker(
-                engine, queue, settings.redis_url, settings.namespace, settings.max_concurrent_orders
+                engine,
+                queue,
+                redis,
+                settings.redis_url,
+                settings.namespace,
+                settings.max_concurrent_orders,
             )
             await services.worker.start()
             requeued = await services.reconcile()

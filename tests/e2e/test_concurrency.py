@@ -17,7 +17,16 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import Process, drop_namespace, free_port, order_body, service_env, watch
+from tests.support import (
+    Process,
+    create_database,
+    drop_database,
+    drop_namespace,
+    free_port,
+    order_body,
+    service_env,
+    watch,
+)
 
 EXECUTING = {"routing", "building", "submitted"}
 
@@ -42,12 +51,30 @@ def peak_executing(events: list[asyncpg.Record]) -> int:
 
 
 @pytest.fixture(scope="module")
-async def cluster(database: str) -> AsyncIterator[Process]:
+async def cluster_db() -> AsyncIterator[str]:
+    dsn = await create_database()
+    yield dsn
+    await drop_database(dsn)
+
+
+@pytest.fixture
+async def db(cluster_db: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(cluster_db)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def cluster(cluster_db: str) -> AsyncIterator[Process]:
+    database = cluster_db
     ns = f"dxc{uuid4().hex[:10]}"
     env = service_env(
-        database, ns, MOCK_QUOTE_LATENCY_MS="150-250", MOCK_SWAP_LATENCY_MS="2000-3000",
+        database,
+        ns,
+        MOCK_QUOTE_LATENCY_MS="150-250",
+        MOCK_SWAP_LATENCY_MS="2000-3000",
         QUOTE_TIMEOUT_MS="1500",
-    )  # fmt: skip
+    )
     api = Process("api", env, port=free_port()).start()
     workers = [Process("worker", env).start() for _ in range(2)]
     try:

@@ -13,19 +13,45 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import Process, drop_namespace, free_port, order_body, service_env, watch
+from tests.support import (
+    Process,
+    create_database,
+    drop_database,
+    drop_namespace,
+    free_port,
+    order_body,
+    service_env,
+    watch,
+)
 
 
 @pytest.fixture(scope="module")
-async def fault_server(database: str) -> AsyncIterator[Process]:
+async def fault_db() -> AsyncIterator[str]:
+    """A database of its own: no other server's unfinished orders get reconciled here."""
+    dsn = await create_database()
+    yield dsn
+    await drop_database(dsn)
+
+
+@pytest.fixture(scope="module")
+async def fault_server(fault_db: str) -> AsyncIterator[Process]:
     ns = f"dxf{uuid4().hex[:10]}"
-    proc = Process("up", service_env(database, ns, QUOTE_TIMEOUT_MS="300"), port=free_port()).start()
+    proc = Process(
+        "up", service_env(fault_db, ns, QUOTE_TIMEOUT_MS="300"), port=free_port()
+    ).start()
     try:
         await proc.wait_ready()
         yield proc
     finally:
         proc.stop()
         await drop_namespace(ns)
+
+
+@pytest.fixture
+async def db(fault_db: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(fault_db)
+    yield conn
+    await conn.close()
 
 
 @pytest.fixture
@@ -40,7 +66,9 @@ async def arm(client: httpx.AsyncClient, **fault: object) -> None:
     assert response.status_code == 201, response.text
 
 
-async def run(client: httpx.AsyncClient, server: Process, **fields: object) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
+async def run(
+    client: httpx.AsyncClient, server: Process, **fields: object
+) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
     response = await client.post("/api/orders/execute", json=order_body(**fields))
     assert response.status_code == 202, response.text
     order_id = response.json()["orderId"]
@@ -63,13 +91,23 @@ async def test_dropped_transaction_is_retried_and_swaps_once(
     await arm(fc, venue="all", kind="drop", count=1)
     events, record = await run(fc, fault_server)
     assert [e["status"] for e in events] == [
-        "pending", "routing", "building", "submitted", "retrying",
-        "routing", "building", "submitted", "confirmed",
-    ]  # fmt: skip
+        "pending",
+        "routing",
+        "building",
+        "submitted",
+        "retrying",
+        "routing",
+        "building",
+        "submitted",
+        "confirmed",
+    ]
     retry = events[4]
     assert (retry["reason"], retry["retryable"], retry["nextAttempt"], retry["delayMs"]) == (
-        "failed_to_land", True, 2, 30,
-    )  # fmt: skip
+        "failed_to_land",
+        True,
+        2,
+        30,
+    )
     assert record["attempts"] == 2 and record["status"] == "confirmed"
     assert events[-1]["attempt"] == 2
     assert await landed(db, record["orderId"]) == ["dropped", "landed"]
@@ -81,14 +119,22 @@ async def test_venue_errors_exhaust_attempts_then_fail_with_reason(
     await arm(fc, venue="all", kind="error", count=3)
     events, record = await run(fc, fault_server)
     assert [e["status"] for e in events] == [
-        "pending", "routing", "retrying", "routing", "retrying", "routing", "failed",
-    ]  # fmt: skip
+        "pending",
+        "routing",
+        "retrying",
+        "routing",
+        "retrying",
+        "routing",
+        "failed",
+    ]
     assert [e["delayMs"] for e in events if e["status"] == "retrying"] == [30, 60]
     failed = events[-1]
     assert (failed["reason"], failed["retryable"]) == ("venue_unavailable", True)
     assert (record["status"], record["failReason"], record["attempts"]) == (
-        "failed", "venue_unavailable", 3,
-    )  # fmt: skip
+        "failed",
+        "venue_unavailable",
+        3,
+    )
 
 
 async def test_one_venue_timing_out_routes_to_the_other(
@@ -129,9 +175,11 @@ async def test_no_route_is_permanent_and_not_retried(
 
 
 async def test_fault_requests_are_validated(fc: httpx.AsyncClient) -> None:
-    for body in ({"venue": "orca", "kind": "drop", "count": 1},
-                 {"venue": "all", "kind": "drop"},
-                 {"venue": "all", "kind": "price", "count": 1}):  # fmt: skip
+    for body in (
+        {"venue": "orca", "kind": "drop", "count": 1},
+        {"venue": "all", "kind": "drop"},
+        {"venue": "all", "kind": "price", "count": 1},
+    ):
         response = await fc.post("/api/mock/faults", json=body)
         assert response.status_code == 422
         assert response.json()["error"] == "validation_error"

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import httpx
 
+from dexecutor import jsoncodec
 from tests.support import order_body, wait_terminal
 
 
@@ -24,7 +25,9 @@ async def test_state_machine_as_data(client: httpx.AsyncClient) -> None:
 
 
 async def test_quote_shows_both_venues_and_the_route(client: httpx.AsyncClient) -> None:
-    response = await client.get("/api/quote", params={"tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "2"})
+    response = await client.get(
+        "/api/quote", params={"tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "2"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body["quotes"]) == {"raydium", "meteora"}
@@ -37,41 +40,57 @@ async def test_quote_shows_both_venues_and_the_route(client: httpx.AsyncClient) 
 
 
 async def test_multi_hop_route_when_no_direct_pool(client: httpx.AsyncClient) -> None:
-    body = (await client.get("/api/quote", params={"tokenIn": "BONK", "tokenOut": "USDC",
-                                                   "amountIn": "1000000"})).json()  # fmt: skip
+    body = (
+        await client.get(
+            "/api/quote", params={"tokenIn": "BONK", "tokenOut": "USDC", "amountIn": "1000000"}
+        )
+    ).json()
     assert len(body["route"]["path"]) >= 2
     assert body["route"]["path"][0] == "BONK" and body["route"]["path"][-1] == "USDC"
 
 
 async def test_quote_validation(client: httpx.AsyncClient) -> None:
-    for params in ({"tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "abc"},
-                   {"tokenIn": "SOL", "tokenOut": "SOL", "amountIn": "1"},
-                   {"tokenIn": "SOL", "tokenOut": "USDC"}):  # fmt: skip
+    for params in (
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "abc"},
+        {"tokenIn": "SOL", "tokenOut": "SOL", "amountIn": "1"},
+        {"tokenIn": "SOL", "tokenOut": "USDC"},
+    ):
         response = await client.get("/api/quote", params=params)
         assert response.status_code == 422
         assert response.json()["error"] == "validation_error"
 
 
-async def test_order_with_quote_id_fills_at_least_the_quoted_minimum(client: httpx.AsyncClient) -> None:
-    quote = (await client.get("/api/quote", params={"tokenIn": "SOL", "tokenOut": "USDC",
-                                                    "amountIn": "3"})).json()  # fmt: skip
+async def test_order_with_quote_id_fills_at_least_the_quoted_minimum(
+    client: httpx.AsyncClient,
+) -> None:
+    quote = (
+        await client.get(
+            "/api/quote", params={"tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "3"}
+        )
+    ).json()
     response = await client.post(
-        "/api/orders/execute", json=order_body(amountIn=3, quoteId=quote["quoteId"], slippageBps=5000)
+        "/api/orders/execute",
+        json=order_body(amountIn=3, quoteId=quote["quoteId"], slippageBps=5000),
     )
     assert response.status_code == 202
     record = await wait_terminal(client, response.json()["orderId"])
-    assert record["minAmountOut"] >= quote["minAmountOut"]
+    quoted_min = jsoncodec.loads(jsoncodec.dumps(quote["minAmountOut"]))
+    assert record["minAmountOut"] >= Decimal(str(quoted_min))
     if record["status"] == "confirmed":
-        assert record["amountOut"] >= quote["minAmountOut"]
+        assert record["amountOut"] >= record["minAmountOut"]
     else:
         assert record["failReason"] in ("slippage_exceeded", "quote_expired")
 
 
 async def test_quote_id_must_match_pair_and_amount(client: httpx.AsyncClient) -> None:
-    quote = (await client.get("/api/quote", params={"tokenIn": "SOL", "tokenOut": "USDC",
-                                                    "amountIn": "3"})).json()  # fmt: skip
-    wrong = await client.post("/api/orders/execute", json=order_body(amountIn=Decimal(4),
-                                                                     quoteId=quote["quoteId"]))  # fmt: skip
+    quote = (
+        await client.get(
+            "/api/quote", params={"tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "3"}
+        )
+    ).json()
+    wrong = await client.post(
+        "/api/orders/execute", json=order_body(amountIn=4, quoteId=quote["quoteId"])
+    )
     assert (wrong.status_code, wrong.json()["error"]) == (422, "quote_mismatch")
     unknown = await client.post("/api/orders/execute", json=order_body(quoteId="q_nope"))
     assert (unknown.status_code, unknown.json()["error"]) == (422, "unknown_quote")

@@ -12,6 +12,7 @@ from tests.support import order_body
 
 USER = "validation-user"
 
+
 def bad(**fields: Any) -> dict[str, Any]:
     return order_body(**{"userId": USER, **fields})
 
@@ -32,7 +33,11 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("negative amount", bad(amountIn=-2), "amountIn"),
     ("amount as string", bad(amountIn="2"), "amountIn"),
     ("amount as boolean", bad(amountIn=True), "amountIn"),
-    ("too many decimals for USDC", bad(tokenIn="USDC", tokenOut="SOL", amountIn=1.0000001), "amountIn"),
+    (
+        "too many decimals for USDC",
+        bad(tokenIn="USDC", tokenOut="SOL", amountIn=1.0000001),
+        "amountIn",
+    ),
     ("over the maximum", bad(amountIn=10**15), "amountIn"),
     ("slippage above 5000", bad(slippageBps=5001), "slippageBps"),
     ("negative slippage", bad(slippageBps=-1), "slippageBps"),
@@ -55,8 +60,9 @@ async def test_invalid_order_is_422_and_stores_nothing(
     assert response.status_code == 422, response.text
     error = response.json()
     assert error["error"] == "validation_error"
-    assert field in error["message"] or any(field in d["field"] or field in d["message"]
-                                            for d in error.get("details", []))  # fmt: skip
+    assert field in error["message"] or any(
+        field in d["field"] or field in d["message"] for d in error.get("details", [])
+    )
     assert await count(db) == before
 
 
@@ -83,7 +89,9 @@ async def test_malformed_bodies_are_4xx(
 
 
 async def test_token_symbols_are_case_insensitive(client: httpx.AsyncClient) -> None:
-    response = await client.post("/api/orders/execute", json=order_body(tokenIn="sol", tokenOut="usdc"))
+    response = await client.post(
+        "/api/orders/execute", json=order_body(tokenIn="sol", tokenOut="usdc")
+    )
     assert response.status_code == 202
     record = (await client.get(f"/api/orders/{response.json()['orderId']}")).json()
     assert (record["tokenIn"], record["tokenOut"]) == ("SOL", "USDC")
@@ -106,7 +114,9 @@ async def test_amounts_keep_every_digit(client: httpx.AsyncClient) -> None:
     assert b'"amountIn":1.123456789' in record.content
 
 
-@pytest.mark.parametrize("path", ["/api/orders/not-a-uuid", "/api/orders/status/123", "/api/orders/x/events"])
+@pytest.mark.parametrize(
+    "path", ["/api/orders/not-a-uuid", "/api/orders/status/123", "/api/orders/x/events"]
+)
 async def test_malformed_order_id_is_400(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)
     assert response.status_code == 400

@@ -36,9 +36,16 @@ def test_timestamps_are_utc_with_milliseconds() -> None:
 
 @pytest.mark.parametrize(
     ("reason", "retryable"),
-    [("slippage_exceeded", True), ("venue_timeout", True), ("failed_to_land", True),
-     ("no_route", False), ("insufficient_liquidity", False), ("denied", False), ("bogus", False)],
-)  # fmt: skip
+    [
+        ("slippage_exceeded", True),
+        ("venue_timeout", True),
+        ("failed_to_land", True),
+        ("no_route", False),
+        ("insufficient_liquidity", False),
+        ("denied", False),
+        ("bogus", False),
+    ],
+)
 def test_which_failures_are_retried(reason: str, retryable: bool) -> None:
     assert is_retryable(reason) is retryable
 

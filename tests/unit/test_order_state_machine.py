@@ -25,17 +25,29 @@ NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 def new_order() -> Order:
     return Order(
-        id=uuid4(), user_id="u", type=OrderType.MARKET, token_in="SOL", token_out="USDC",
-        amount_in=Decimal("2"), slippage_bps=50, created_at=NOW, updated_at=NOW, seq=1,
-    )  # fmt: skip
+        id=uuid4(),
+        user_id="u",
+        type=OrderType.MARKET,
+        token_in="SOL",
+        token_out="USDC",
+        amount_in=Decimal("2"),
+        slippage_bps=50,
+        created_at=NOW,
+        updated_at=NOW,
+        seq=1,
+    )
 
 
 def advance(order: Order, status: OrderStatus, **data: object) -> Order:
     return order.apply(order.event(status, NOW, **data))
 
 
-BUILDING = {"dex": "meteora", "quotes": {}, "expectedAmountOut": Decimal(197),
-            "minAmountOut": Decimal(196)}  # fmt: skip
+BUILDING = {
+    "dex": "meteora",
+    "quotes": {},
+    "expectedAmountOut": Decimal(197),
+    "minAmountOut": Decimal(196),
+}
 
 
 def test_happy_path_reaches_confirmed_with_fill_fields() -> None:
@@ -44,17 +56,35 @@ def test_happy_path_reaches_confirmed_with_fill_fields() -> None:
     o = advance(o, S.BUILDING, **BUILDING)
     assert o.dex_used == "meteora" and o.min_amount_out == Decimal(196)
     o = advance(o, S.SUBMITTED, dex="meteora", txHash="tx1")
-    o = advance(o, S.CONFIRMED, dex="meteora", txHash="tx1", executedPrice=Decimal("98.7"),
-                amountOut=Decimal("197.4"))  # fmt: skip
-    assert (o.status, o.seq, o.amount_out, o.is_terminal) == (S.CONFIRMED, 5, Decimal("197.4"), True)
+    o = advance(
+        o,
+        S.CONFIRMED,
+        dex="meteora",
+        txHash="tx1",
+        executedPrice=Decimal("98.7"),
+        amountOut=Decimal("197.4"),
+    )
+    assert (o.status, o.seq, o.amount_out, o.is_terminal) == (
+        S.CONFIRMED,
+        5,
+        Decimal("197.4"),
+        True,
+    )
 
 
 def test_retry_starts_a_new_attempt_and_forgets_the_old_transaction() -> None:
     o = advance(new_order(), S.ROUTING)
     o = advance(o, S.BUILDING, **BUILDING)
     o = advance(o, S.SUBMITTED, dex="meteora", txHash="tx1")
-    o = advance(o, S.RETRYING, reason="failed_to_land", message="m", retryable=True,
-                nextAttempt=2, delayMs=100)  # fmt: skip
+    o = advance(
+        o,
+        S.RETRYING,
+        reason="failed_to_land",
+        message="m",
+        retryable=True,
+        nextAttempt=2,
+        delayMs=100,
+    )
     assert o.attempts == 1
     o = advance(o, S.ROUTING)
     assert (o.attempts, o.tx_hash) == (2, None)
@@ -63,14 +93,27 @@ def test_retry_starts_a_new_attempt_and_forgets_the_old_transaction() -> None:
 ALL_PAIRS = [(a, b) for a in S for b in S]
 
 
-@pytest.mark.parametrize(("current", "wanted"), [p for p in ALL_PAIRS if p[1] not in TRANSITIONS[p[0]]])
-def test_every_transition_outside_the_table_raises(current: OrderStatus, wanted: OrderStatus) -> None:
+@pytest.mark.parametrize(
+    ("current", "wanted"), [p for p in ALL_PAIRS if p[1] not in TRANSITIONS[p[0]]]
+)
+def test_every_transition_outside_the_table_raises(
+    current: OrderStatus, wanted: OrderStatus
+) -> None:
     from dataclasses import replace
 
     order = replace(new_order(), status=current)
     with pytest.raises(IllegalTransition):
-        order.apply(order.event(wanted, NOW, reason="x", **BUILDING, txHash="t",
-                                executedPrice=Decimal(1), amountOut=Decimal(1)))  # fmt: skip
+        order.apply(
+            order.event(
+                wanted,
+                NOW,
+                reason="x",
+                **BUILDING,
+                txHash="t",
+                executedPrice=Decimal(1),
+                amountOut=Decimal(1),
+            )
+        )
 
 
 def test_terminal_statuses_are_exactly_the_four_of_the_spec() -> None:
@@ -89,7 +132,12 @@ def test_events_must_be_applied_in_sequence() -> None:
 def test_first_event_is_pending_seq_1_with_order_fields() -> None:
     o = new_order()
     e = first_event(o)
-    assert (e.seq, e.status, e.data["tokenIn"], e.data["amountIn"]) == (1, S.PENDING, "SOL", Decimal(2))
+    assert (e.seq, e.status, e.data["tokenIn"], e.data["amountIn"]) == (
+        1,
+        S.PENDING,
+        "SOL",
+        Decimal(2),
+    )
 
 
 def test_transition_table_matches_the_spec() -> None:

@@ -6,6 +6,7 @@ client never has to parse two formats.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -37,7 +38,11 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any] = {"error": code, "message": message}
     if details is not None:
@@ -75,10 +80,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
         details = [
-            {"field": ".".join(str(p) for p in e["loc"] if p not in ("query", "path", "body")),
-             "message": e["msg"]}
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p not in ("query", "path", "body")),
+                "message": e["msg"],
+            }
             for e in exc.errors()
-        ]  # fmt: skip
+        ]
         first = details[0] if details else {"field": "", "message": "invalid request"}
         return error_response(
             422, "validation_error", f"{first['field']}: {first['message']}", details

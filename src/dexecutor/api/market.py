@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,11 +32,16 @@ router = APIRouter(tags=["market"])
 async def tokens() -> Response:
     return JSONResponse(
         [
-            {"symbol": t.symbol, "mint": t.mint, "decimals": t.decimals, "launched": t.launched,
-             "name": t.name}
+            {
+                "symbol": t.symbol,
+                "mint": t.mint,
+                "decimals": t.decimals,
+                "launched": t.launched,
+                "name": t.name,
+            }
             for t in TOKENS
         ]
-    )  # fmt: skip
+    )
 
 
 @router.get("/api/state-machine", summary="Order statuses and their allowed transitions")
@@ -68,14 +73,20 @@ async def quote(
         svc.settings.max_amount_in,
     )
     decision = await decide(
-        svc.venues.values(), req.tokenIn, req.tokenOut, req.amountIn,
+        svc.venues.values(),
+        req.tokenIn,
+        req.tokenOut,
+        req.amountIn,
         svc.settings.quote_timeout_ms / 1000,
-    )  # fmt: skip
+    )
     best = decision.best
     if best is None:
         failure = decision.failure()
-        status = 503 if failure.reason in (FailureReason.VENUE_UNAVAILABLE,
-                                           FailureReason.VENUE_TIMEOUT) else 422  # fmt: skip
+        status = (
+            503
+            if failure.reason in (FailureReason.VENUE_UNAVAILABLE, FailureReason.VENUE_TIMEOUT)
+            else 422
+        )
         raise ApiError(status, failure.reason, failure.message, {"quotes": decision.table()})
     token = find_token(req.tokenOut)
     assert token is not None
@@ -84,10 +95,16 @@ async def quote(
     expires_at = datetime.now(UTC) + timedelta(milliseconds=svc.settings.quote_ttl_ms)
     await svc.quotes.put(
         quote_id,
-        {"tokenIn": req.tokenIn, "tokenOut": req.tokenOut, "amountIn": req.amountIn,
-         "minAmountOut": min_out, "expiresAt": expires_at, "dex": best.venue},
+        {
+            "tokenIn": req.tokenIn,
+            "tokenOut": req.tokenOut,
+            "amountIn": req.amountIn,
+            "minAmountOut": min_out,
+            "expiresAt": expires_at,
+            "dex": best.venue,
+        },
         svc.settings.quote_ttl_ms,
-    )  # fmt: skip
+    )
     return JSONResponse(
         {
             "quoteId": quote_id,
@@ -149,9 +166,7 @@ async def arm_fault(body: FaultRequest, svc: ServicesDep) -> Response:
     venues = VENUES if body.venue == "all" else (body.venue,)
     for venue in venues:
         await svc.faults.arm(venue, body.kind, body.count, body.durationMs, body.bps)
-    return JSONResponse(
-        {"armed": await svc.faults.armed(VENUES, FAULT_KINDS)}, status_code=201
-    )
+    return JSONResponse({"armed": await svc.faults.armed(VENUES, FAULT_KINDS)}, status_code=201)
 
 
 @router.get("/api/mock/faults", summary="Faults armed now")
@@ -166,5 +181,3 @@ async def clear_faults(svc: ServicesDep) -> Response:
     for venue in VENUES:
         await svc.faults.clear(venue, FAULT_KINDS)
     return JSONResponse({"armed": []})
-
-

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from dexecutor.api.deps import IntakeDep, ServicesDep, parse_order_id
 from dexecutor.api.errors import ApiError
 from dexecutor.api.responses import JSONResponse
-from dexecutor.api.schemas import OrderRequest, USER_ID_PATTERN, order_view, parse_order_request
+from dexecutor.api.schemas import USER_ID_PATTERN, OrderRequest, order_view, parse_order_request
 from dexecutor.bus.events import event_message
 from dexecutor.domain.order import OrderStatus, OrderType
 from dexecutor.engine.intake import NewOrder, Refused, expiry
@@ -22,6 +22,7 @@ router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 MAX_BODY_BYTES = 16 * 1024
 
+_ACCEPTED_EXAMPLE = {"orderId": "1f0c…", "status": "pending"}
 _ORDER_BODY = {
     "requestBody": {
         "required": True,
@@ -50,11 +51,11 @@ def new_order(req: OrderRequest) -> NewOrder:
     openapi_extra=_ORDER_BODY,
     summary="Submit an order",
     responses={
-        202: {"content": {"application/json": {"example": {"orderId": "1f0c…", "status": "pending"}}}},
+        202: {"content": {"application/json": {"example": _ACCEPTED_EXAMPLE}}},
         409: {"description": "Idempotency-Key reused with a different body"},
         422: {"description": "Invalid order"},
     },
-)  # fmt: skip
+)
 async def execute(
     request: Request,
     svc: ServicesDep,
@@ -83,9 +84,11 @@ async def execute(
         raise ApiError(err.status, err.code, err.message) from None
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as err:
         raise ApiError(
-            503, "database_unavailable", f"the order could not be stored, nothing was accepted: {err}",
+            503,
+            "database_unavailable",
+            f"the order could not be stored, nothing was accepted: {err}",
             headers={"Retry-After": "1"},
-        ) from None  # fmt: skip
+        ) from None
     if created:
         ORDERS_ACCEPTED.inc()
     body_out: dict[str, Any] = {"orderId": str(order.id), "status": order.status.value}
@@ -99,7 +102,9 @@ async def execute(
 async def history(
     svc: ServicesDep,
     user_id: Annotated[str, Query(alias="userId", pattern=USER_ID_PATTERN)],
-    status: Annotated[str | None, Query(description="one status or several, comma-separated")] = None,
+    status: Annotated[
+        str | None, Query(description="one status or several, comma-separated")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[str | None, Query(description="orderId: return orders older than it")] = None,
 ) -> Response:

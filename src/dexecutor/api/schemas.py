@@ -68,11 +68,17 @@ class OrderRequest(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"userId": "user1", "type": "market", "tokenIn": "SOL", "tokenOut": "USDC",
-                 "amountIn": 2, "slippageBps": 50}
+                {
+                    "userId": "user1",
+                    "type": "market",
+                    "tokenIn": "SOL",
+                    "tokenOut": "USDC",
+                    "amountIn": 2,
+                    "slippageBps": 50,
+                }
             ]
         },
-    )  # fmt: skip
+    )
 
     userId: UserId = Field(description="1-64 letters, digits, _ . : -")
     type: Literal["market", "limit", "sniper"] = "market"
@@ -95,12 +101,15 @@ class OrderRequest(BaseModel):
             raise ValueError("amountIn must be greater than 0")
         if decimal_places(self.amountIn) > token.decimals:
             raise ValueError(
-                f"amountIn has more than {token.decimals} decimal places, the precision of {token.symbol}"
+                f"amountIn has more than {token.decimals} decimal places,"
+                f" the precision of {token.symbol}"
             )
         if self.type == "market" and (
             self.limitPrice is not None or self.expiresAt is not None or self.ttlSeconds is not None
         ):
-            raise ValueError("limitPrice, expiresAt and ttlSeconds apply to limit and sniper orders")
+            raise ValueError(
+                "limitPrice, expiresAt and ttlSeconds apply to limit and sniper orders"
+            )
         if self.type != "market":
             raise ValueError(f"{self.type} orders are not available yet; use type market")
         return self
@@ -128,10 +137,12 @@ def validate_order(data: Any, max_amount: Decimal) -> OrderRequest:
         order = OrderRequest.model_validate(data)
     except ValidationError as err:
         details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body",
-             "message": e["msg"].removeprefix("Value error, ")}
+            {
+                "field": ".".join(str(p) for p in e["loc"]) or "body",
+                "message": e["msg"].removeprefix("Value error, "),
+            }
             for e in err.errors(include_url=False, include_input=False)
-        ]  # fmt: skip
+        ]
         first = details[0]
         prefix = f"{first['field']}: " if first["field"] != "body" else ""
         raise ApiError(422, "validation_error", prefix + first["message"], details) from None

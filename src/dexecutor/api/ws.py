@@ -129,7 +129,7 @@ async def watch_order(ws: WebSocket, order_id: str, after: int = 0) -> None:
 
 
 @router.websocket("/ws/orders")
-async def watch_user(ws: WebSocket, userId: str | None = None) -> None:  # noqa: N803
+async def watch_user(ws: WebSocket, userId: str | None = None) -> None:
     """Every event of one user's orders, live, for a blotter. Never closed by the server."""
     await ws.accept()
     import re

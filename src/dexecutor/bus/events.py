@@ -171,4 +171,4 @@ class EventHub:
                 delay = min(delay * 2, 5.0)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

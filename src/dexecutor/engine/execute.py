@@ -20,8 +20,8 @@ import structlog
 from dexecutor.domain.failures import FailureReason, backoff_ms, is_retryable
 from dexecutor.domain.money import less_bps, quantize_down
 from dexecutor.domain.order import Order, OrderEvent, OrderStatus
-from dexecutor.market.tokens import find_token
 from dexecutor.engine.routing import decide
+from dexecutor.market.tokens import find_token
 from dexecutor.market.types import MarketError
 from dexecutor.market.venue import MockVenue
 

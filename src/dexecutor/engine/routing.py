@@ -61,8 +61,9 @@ def quote_fields(result: Quote | MarketError) -> dict[str, Any]:
     }
 
 
-async def _ask(venue: MockVenue, token_in: str, token_out: str, amount: Decimal,
-               timeout_s: float) -> Quote | MarketError:  # fmt: skip
+async def _ask(
+    venue: MockVenue, token_in: str, token_out: str, amount: Decimal, timeout_s: float
+) -> Quote | MarketError:
     try:
         return await asyncio.wait_for(venue.quote(token_in, token_out, amount), timeout_s)
     except TimeoutError:

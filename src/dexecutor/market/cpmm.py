@@ -54,7 +54,8 @@ def swap_exact_in(
         if exact_out > reserve_out * max_fill:
             raise MarketError(
                 "insufficient_liquidity",
-                f"the pool holds {reserve_out} and cannot fill this size",
+                f"the pool cannot fill this size: it would pay out more than {max_fill:%} "
+                f"of its {reserve_out:,.2f} reserve",
             )
         amount_out = quantize_down(exact_out, out_decimals)
         if amount_out <= 0:
@@ -157,9 +158,9 @@ class CpmmPool:
             self._price = after.quote / after.base
         self._cache = after
 
-    def relax(self, target: Decimal, pull: Decimal, calm: Decimal) -> None:
+    def relax(self, target: Decimal, pull: Decimal, calm: Decimal, flow: Decimal) -> None:
         with localcontext(_CTX):
-            self._price += pull * (target - self._price)
+            self._price = (self._price + pull * (target - self._price)) * flow
         self._cache = None
 
     def shift(self, factor: Decimal) -> None:

@@ -112,7 +112,10 @@ class DlmmPool:
         with localcontext(_CTX):
             self._base_curve = tuple(base_per_side * w for w in weights)
             self._quote_curve = tuple(quote_per_side * w for w in weights)
-            self._centre_bin = (base_per_side * weights[0] * _HALF, quote_per_side * weights[0] * _HALF)
+            self._centre_bin = (
+                base_per_side * weights[0] * _HALF,
+                quote_per_side * weights[0] * _HALF,
+            )
             self._growth = _ONE + bin_step
         self._origin = price
         self._prices: dict[int, Decimal] = {0: price}
@@ -222,7 +225,9 @@ class DlmmPool:
                     out += available
                     fee += gross_cap - net_cap
                     updates[index] = (
-                        (base_amt + net_cap, _ZERO) if selling_base else (_ZERO, quote_amt + net_cap)
+                        (base_amt + net_cap, _ZERO)
+                        if selling_base
+                        else (_ZERO, quote_amt + net_cap)
                     )
                     remaining -= gross_cap
                 index += direction
@@ -264,10 +269,10 @@ class DlmmPool:
 
     # -- time and arbitrage -------------------------------------------------------------
 
-    def relax(self, target: Decimal, pull: Decimal, calm: Decimal) -> None:
+    def relax(self, target: Decimal, pull: Decimal, calm: Decimal, flow: Decimal) -> None:
         with localcontext(_CTX):
             old = self._price
-            self._price = old + pull * (target - old)
+            self._price = (old + pull * (target - old)) * flow
             moved = abs(self._price - old) / old / self.bin_step
             self.volatility = self.volatility * calm + moved
         self._follow_price()

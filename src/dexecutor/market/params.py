@@ -54,7 +54,7 @@ class PairParams:
     extra_deviation: Decimal = Decimal(0)
     bin_step_bps: int = 10
     meteora_base_fee: Decimal = Decimal("0.002")
-    meteora_width: Decimal = Decimal("0.10")
+    meteora_width: Decimal = Decimal("0.25")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class DlmmParams:
     decays with time constant `volatility_seconds`.
     """
 
-    variable_fee_control: Decimal = Decimal(2)
+    variable_fee_control: Decimal = Decimal("0.7")
     volatility_seconds: float = 30.0
     max_fee: Decimal = Decimal("0.05")
 
@@ -79,7 +79,7 @@ class LaunchParams:
     liquidity_usd: Decimal = Decimal(200_000)
     bin_step_bps: int = 100
     meteora_base_fee: Decimal = Decimal("0.005")
-    meteora_width: Decimal = Decimal("0.30")
+    meteora_width: Decimal = Decimal("0.5")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +121,7 @@ DEFAULT_PAIRS: tuple[PairParams, ...] = (
         liquidity_usd=Decimal(1_500_000),
         bin_step_bps=80,
         meteora_base_fee=Decimal("0.004"),
-        meteora_width=Decimal("0.25"),
+        meteora_width=Decimal("0.4"),
     ),
     PairParams(
         "JUP",
@@ -129,7 +129,7 @@ DEFAULT_PAIRS: tuple[PairParams, ...] = (
         liquidity_usd=Decimal(1_000_000),
         bin_step_bps=25,
         meteora_base_fee=Decimal("0.003"),
-        meteora_width=Decimal("0.15"),
+        meteora_width=Decimal("0.3"),
     ),
     PairParams(
         "RAY",
@@ -137,7 +137,7 @@ DEFAULT_PAIRS: tuple[PairParams, ...] = (
         liquidity_usd=Decimal(1_000_000),
         bin_step_bps=25,
         meteora_base_fee=Decimal("0.003"),
-        meteora_width=Decimal("0.15"),
+        meteora_width=Decimal("0.3"),
     ),
     PairParams(
         "JUP",
@@ -145,7 +145,7 @@ DEFAULT_PAIRS: tuple[PairParams, ...] = (
         venues=("meteora",),
         liquidity_usd=Decimal(1_000_000),
         bin_step_bps=20,
-        meteora_width=Decimal("0.15"),
+        meteora_width=Decimal("0.3"),
     ),
     PairParams("RAY", "USDC", venues=("raydium",), liquidity_usd=Decimal(1_500_000)),
 )
@@ -218,6 +218,9 @@ class MarketParams:
     - `deviation_seconds`: how fast a venue's deviation reverts (and is redrawn).
     - `arbitrage_seconds`: how fast arbitrage pulls each pool toward its venue's target
       price (also how fast a big fill's price impact fades).
+    - `flow_noise`: per-second standard deviation of the nudge other traders' orders
+      give each pool (× the larger `deviation_scale` of its two tokens); arbitrage
+      pulls it back. It is what makes a fill seconds after its quote come out different.
     - `liquidity_scale`: multiplies every pool's liquidity.
     - `raydium_fee`: the constant-product fee, taken from the input.
     - `cpmm_max_fill`: the largest fraction of its output reserve a constant-product
@@ -228,9 +231,10 @@ class MarketParams:
 
     tick_seconds: float = 1.0
     volatility: Decimal = Decimal("0.02")
-    venue_deviation: Decimal = Decimal("0.04")
+    venue_deviation: Decimal = Decimal("0.035")
     deviation_seconds: float = 60.0
     arbitrage_seconds: float = 30.0
+    flow_noise: Decimal = Decimal("0.0012")
     liquidity_scale: Decimal = Decimal(1)
     raydium_fee: Decimal = Decimal("0.0025")
     cpmm_max_fill: Decimal = Decimal("0.5")
@@ -250,6 +254,8 @@ class MarketParams:
             raise ValueError("volatility must be in [0, 1] (hourly fraction)")
         if not (Decimal(0) <= self.venue_deviation < Decimal("0.3")):
             raise ValueError("venue_deviation must be in [0, 0.3)")
+        if not (Decimal(0) <= self.flow_noise < Decimal("0.05")):
+            raise ValueError("flow_noise must be in [0, 0.05) (per-second fraction)")
         if self.liquidity_scale <= 0:
             raise ValueError("liquidity_scale must be positive")
         _check_fee(self.raydium_fee, "raydium_fee")
@@ -304,10 +310,10 @@ class MarketParams:
         if name == "calm":
             return cls(
                 volatility=Decimal("0.008"),
-                venue_deviation=Decimal("0.02"),
+                venue_deviation=Decimal("0.015"),
                 deviation_seconds=120.0,
                 liquidity_scale=Decimal(3),
-                dlmm=DlmmParams(variable_fee_control=Decimal(1)),
+                dlmm=DlmmParams(variable_fee_control=Decimal("0.4")),
             )
         if name == "violent":
             return cls(
@@ -316,7 +322,7 @@ class MarketParams:
                 deviation_seconds=30.0,
                 arbitrage_seconds=15.0,
                 liquidity_scale=Decimal("0.25"),
-                dlmm=DlmmParams(variable_fee_control=Decimal(4), max_fee=Decimal("0.08")),
+                dlmm=DlmmParams(variable_fee_control=Decimal(2), max_fee=Decimal("0.08")),
             )
         raise ValueError(f"unknown market preset {name!r}; expected one of {PRESETS}")
 

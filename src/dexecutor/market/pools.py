@@ -57,10 +57,11 @@ class Pool(Protocol):
         """Apply a fill produced by this pool's `simulate` on its current state."""
         ...
 
-    def relax(self, target: Decimal, pull: Decimal, calm: Decimal) -> None:
-        """Move the price a fraction `pull` of the way to `target` (arbitrage).
+    def relax(self, target: Decimal, pull: Decimal, calm: Decimal, flow: Decimal) -> None:
+        """One step of time: arbitrage, then other traders' flow.
 
-        `calm` is the fraction of the fee volatility that survives the elapsed time;
+        The price moves a fraction `pull` of the way to `target`, then is multiplied by
+        `flow`. `calm` is the fraction of the fee volatility that survives the step;
         pools without a dynamic fee ignore it.
         """
         ...

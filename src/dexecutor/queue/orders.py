@@ -38,7 +38,11 @@ class OrderQueue:
 
     async def enqueue_many(self, order_ids: Iterable[UUID]) -> None:
         jobs = [
-            {"name": "execute", "data": {"orderId": str(i)}, "opts": {**JOB_OPTIONS, "jobId": str(i)}}
+            {
+                "name": "execute",
+                "data": {"orderId": str(i)},
+                "opts": {**JOB_OPTIONS, "jobId": str(i)},
+            }
             for i in order_ids
         ]
         if jobs:

@@ -7,6 +7,7 @@ backoff) and sets the queue's deployment-wide concurrency cap.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 from uuid import UUID
@@ -14,6 +15,7 @@ from uuid import UUID
 import structlog
 from bullmq import Worker
 from bullmq.custom_errors import DelayedError
+from redis.asyncio import Redis
 
 from dexecutor.engine.execute import Engine
 from dexecutor.queue.orders import QUEUE_NAME, OrderQueue, queue_options
@@ -31,10 +33,18 @@ MAX_STALLED_COUNT = 1_000
 
 class OrderWorker:
     def __init__(
-        self, engine: Engine, queue: OrderQueue, redis_url: str, namespace: str, concurrency: int
+        self,
+        engine: Engine,
+        queue: OrderQueue,
+        redis: Redis,
+        redis_url: str,
+        namespace: str,
+        concurrency: int,
     ) -> None:
         self._engine = engine
         self._queue = queue
+        self._redis = redis
+        self._marker = f"{namespace}:{QUEUE_NAME}:marker"
         self._concurrency = concurrency
         self._opts: dict[str, Any] = {
             **queue_options(redis_url, namespace),
@@ -45,28 +55,44 @@ class OrderWorker:
             "autorun": False,
         }
         self._worker: Worker | None = None
+        self._run_task: asyncio.Future[None] | None = None
+        self._pending: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         # Every worker writes the same cap; it bounds active jobs across all of them.
         await self._queue.set_global_concurrency(self._concurrency)
         self._worker = Worker(QUEUE_NAME, self._process, self._opts)
         self._worker.on("error", lambda err, *a: log.error("queue error", error=str(err)))
-        self._worker.on(
-            "failed",
-            lambda job, err: log.error("job failed", order_id=job.id, error=repr(err)),
-        )
-        self._task_started = self._worker.run()
-        import asyncio
-
-        self._run_task = asyncio.ensure_future(self._task_started)
+        self._worker.on("completed", lambda *a: self._wake())
+        self._worker.on("failed", self._on_failed)
+        self._run_task = asyncio.ensure_future(self._worker.run())
 
     async def stop(self) -> None:
         if self._worker is not None:
             await self._worker.close()
+        if self._run_task is not None:
             await self._run_task
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    def _on_failed(self, job: Any, err: BaseException) -> None:
+        log.error("job failed", order_id=job.id, error=repr(err))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Tell idle workers a slot is free.
+
+        Under a global concurrency limit, a worker that found the queue at its cap waits
+        for BullMQ's marker, which finishing a job does not set; without this nudge other
+        workers would sit out their whole drain delay while the slot stays empty.
+        """
+        task = asyncio.ensure_future(self._redis.zadd(self._marker, {"0": 0}))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _process(self, job: Any, token: str) -> None:
         delay = await self._engine.process(UUID(job.data["orderId"]))
         if delay is not None:
             await job.moveToDelayed(int(time.time() * 1000) + delay, token)
+            self._wake()
             raise DelayedError()

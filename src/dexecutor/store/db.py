@@ -10,7 +10,11 @@ import asyncpg
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     """A pool for the service. Statement caching stays on: our SQL is fixed text."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, command_timeout=30, max_inactive_connection_lifetime=60
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=30,
+        max_inactive_connection_lifetime=60,
     )
     assert pool is not None
     return pool

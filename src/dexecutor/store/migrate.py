@@ -17,7 +17,7 @@ _LOCK_KEY = 0x6465_7865_6300  # "dexec"
 def migration_files() -> list[tuple[str, str]]:
     """(name, sql) of every migration shipped with the package, in order."""
     folder = resources.files("dexecutor.store").joinpath("migrations")
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name, p.read_text(encoding="utf-8")) for p in files]
 
 

@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from dexecutor import jsoncodec
-from dexecutor.domain.order import Order, OrderEvent, OrderStatus, OrderType, TERMINAL
+from dexecutor.domain.order import TERMINAL, Order, OrderEvent, OrderStatus, OrderType
 
 
 class StaleOrder(Exception):
@@ -32,7 +32,8 @@ class IdempotencyConflict(Exception):
 
 _ORDER_COLUMNS = (
     "id, user_id, type, token_in, token_out, amount_in, slippage_bps, limit_price, "
-    "expires_at, quote_id, quote_min_amount_out, quote_expires_at, status, seq, attempts, dex_used, quotes, "
+    "expires_at, quote_id, quote_min_amount_out, quote_expires_at, status, seq, attempts, "
+    "dex_used, quotes, "
     "expected_amount_out, min_amount_out, tx_hash, executed_price, amount_out, fail_reason, "
     "created_at, updated_at"
 )

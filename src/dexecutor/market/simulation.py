@@ -1,0 +1,477 @@
+"""The mock market: both venues' pools, their price walks, routing and fills.
+
+`Market` is what the engine's venue adapters call. It is a pure state machine: the
+caller passes the time (`now`, seconds since market start) and the seed; the market
+reads no clock, sleeps never, does no I/O, reads no environment and draws randomness
+only from its own seeded streams. The same seed and the same calls with the same `now`
+values give identical results. Latency and injected faults are not modelled here;
+they belong to the edge layer that wraps the market for the engine.
+
+Time moves on a fixed grid of ticks (`MarketParams.tick_seconds`): every tick the
+reference and venue walks step, arbitrage pulls each pool part of the way toward its
+venue's target price, and DLMM fee volatility decays. Quotes and fills see the state
+as of the last tick at or before `now`, so how often someone quotes never changes the
+prices anyone else gets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from decimal import ROUND_FLOOR, Context, Decimal, localcontext
+from itertools import pairwise
+
+from dexecutor.domain.money import decimal_places, math_context, price_of
+from dexecutor.market.cpmm import CpmmPool
+from dexecutor.market.dlmm import DlmmPool
+from dexecutor.market.params import (
+    LaunchParams,
+    MarketParams,
+    PairParams,
+    ScheduledLaunch,
+)
+from dexecutor.market.pools import HopFill, Pool
+from dexecutor.market.prices import PriceWalks, seconds
+from dexecutor.market.tokens import Token, find_token, route_name
+from dexecutor.market.types import VENUES, MarketError, Quote
+
+__all__ = [
+    "LaunchParams",
+    "Market",
+    "MarketParams",
+    "PairParams",
+    "ScheduledLaunch",
+]
+
+_CTX = math_context()
+_DISPLAY = Context(prec=18)
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+_BPS = Decimal(10_000)
+_IMPACT_QUANTUM = Decimal("1e-8")
+# Tokens a route may pass through when a pair has no pool of its own on a venue.
+HUBS: tuple[str, ...] = ("SOL", "USDC")
+
+Path = tuple[str, ...]
+
+
+def _tidy(value: Decimal) -> Decimal:
+    """Drop trailing zeros (0.00200000 → 0.002) so rates read as they were meant."""
+    return value.normalize() if value else _ZERO
+
+
+class _Listing:
+    """A pool as listed on one venue, with the name its extra wobble is keyed by."""
+
+    __slots__ = ("base", "name", "pool", "quote", "venue", "wobbles")
+
+    def __init__(self, venue: str, name: str, pool: Pool, wobbles: bool) -> None:
+        self.venue = venue
+        self.name = name
+        self.pool = pool
+        self.base = pool.base
+        self.quote = pool.quote
+        self.wobbles = wobbles
+
+
+class Market:
+    """Raydium and Meteora, simulated; see the module docstring for the contract."""
+
+    def __init__(self, params: MarketParams | None = None, seed: int = 0) -> None:
+        self._params = params if params is not None else MarketParams()
+        self._seed = seed
+        self._tick_length = seconds(self._params.tick_seconds)
+        self._walks = PriceWalks(self._params, seed)
+        self._tick = 0
+        self._now = 0.0
+        self._listings: list[_Listing] = []
+        self._pools: dict[str, dict[frozenset[str], Pool]] = {venue: {} for venue in VENUES}
+        self._paths: dict[tuple[str, str, str], tuple[Path, ...]] = {}
+        for pair in self._params.pairs:
+            for venue in pair.venues:
+                self._list_pool(venue, pair)
+        self._schedule = sorted(self._params.launches, key=lambda launch: launch.at)
+        self._scheduled = 0
+        self._launch_due(0.0)
+
+    # -- properties ----------------------------------------------------------------
+
+    @property
+    def params(self) -> MarketParams:
+        return self._params
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def now(self) -> float:
+        """The latest time the market has been advanced to."""
+        return self._now
+
+    def pairs(self, venue: str) -> tuple[tuple[str, str], ...]:
+        """The (base, quote) pairs that have a pool on `venue`, in listing order."""
+        self._venue(venue)
+        return tuple(
+            (item.pool.base, item.pool.quote) for item in self._listings if item.venue == venue
+        )
+
+    # -- time ------------------------------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        """Run the walks, arbitrage, fee decay and scheduled launches up to `now`.
+
+        Going back in time is not an error but a no-op: callers on several tasks may
+        pass slightly stale clocks, and the market simply stays where it is.
+        """
+        if not math.isfinite(now):
+            raise ValueError(f"now must be a finite number of seconds, got {now!r}")
+        if now <= self._now:
+            return
+        self._launch_due(now)
+        self._run_to(self._tick_at(now))
+        self._now = now
+
+    def _tick_at(self, when: float) -> int:
+        # Decimal floor of the printed values, so 0.3 s at 0.1 s ticks is tick 3.
+        ticks = (seconds(when) / self._tick_length).to_integral_value(rounding=ROUND_FLOOR)
+        return int(ticks)
+
+    def _launch_due(self, now: float) -> None:
+        while self._scheduled < len(self._schedule) and self._schedule[self._scheduled].at <= now:
+            launch = self._schedule[self._scheduled]
+            self._scheduled += 1
+            self._run_to(self._tick_at(launch.at))
+            self._launch(launch.token, launch.venue)
+
+    def _run_to(self, target: int) -> None:
+        pending = target - self._tick
+        if pending <= 0:
+            return
+        size = -(-pending // self._params.max_catchup_steps)
+        while self._tick < target:
+            ticks = min(size, target - self._tick)
+            self._step(ticks)
+            self._tick += ticks
+
+    def _step(self, ticks: int) -> None:
+        walks = self._walks
+        walks.step(ticks)
+        rates = walks.rates(ticks)
+        pull = rates.pull
+        calm = rates.calm
+        for listing in self._listings:
+            flow = walks.flow(listing.venue, listing.name)
+            listing.pool.relax(self._target(listing), pull, calm, flow)
+
+    def _target(self, listing: _Listing) -> Decimal:
+        """The price arbitrage pulls a pool toward: its venue's token prices' ratio."""
+        walks = self._walks
+        with localcontext(_CTX):
+            target = walks.venue_price(listing.venue, listing.base) / walks.venue_price(
+                listing.venue, listing.quote
+            )
+            if listing.wobbles:
+                target *= walks.pair_factor(listing.venue, listing.name)
+            return target
+
+    # -- pools -----------------------------------------------------------------------
+
+    def _list_pool(self, venue: str, pair: PairParams) -> None:
+        params = self._params
+        name = f"{pair.base}/{pair.quote}"
+        scale = max(
+            params.token(pair.base).deviation_scale, params.token(pair.quote).deviation_scale
+        )
+        self._walks.add_pool(venue, name, pair.extra_deviation, params.flow_noise * scale)
+        with localcontext(_CTX):
+            half_tvl = pair.liquidity_usd * params.liquidity_scale / 2
+            base_side = half_tvl / self._walks.reference(pair.base)
+            quote_side = half_tvl / self._walks.reference(pair.quote)
+            price = (
+                self._walks.venue_price(venue, pair.base)
+                / self._walks.venue_price(venue, pair.quote)
+                * self._walks.pair_factor(venue, name)
+            )
+            pool: Pool
+            if venue == "raydium":
+                pool = CpmmPool(
+                    pair.base,
+                    pair.quote,
+                    base_side,
+                    price,
+                    params.raydium_fee,
+                    params.cpmm_max_fill,
+                )
+            else:
+                pool = DlmmPool(
+                    pair.base,
+                    pair.quote,
+                    price,
+                    Decimal(pair.bin_step_bps) / _BPS,
+                    pair.meteora_base_fee,
+                    pair.meteora_width,
+                    base_side,
+                    quote_side,
+                    params.dlmm.variable_fee_control,
+                    params.dlmm.max_fee,
+                )
+        self._listings.append(_Listing(venue, name, pool, pair.extra_deviation > 0))
+        self._pools[venue][frozenset((pair.base, pair.quote))] = pool
+        self._paths.clear()
+
+    def _launch(self, token: str, venue: str) -> None:
+        if frozenset((token, "SOL")) in self._pools[venue]:
+            return
+        launch = self._params.launch
+        self._list_pool(
+            venue,
+            PairParams(
+                token,
+                "SOL",
+                venues=(venue,),
+                liquidity_usd=launch.liquidity_usd,
+                bin_step_bps=launch.bin_step_bps,
+                meteora_base_fee=launch.meteora_base_fee,
+                meteora_width=launch.meteora_width,
+            ),
+        )
+
+    def launch(self, token: str, venue: str, now: float) -> None:
+        """Open a TOKEN/SOL pool on `venue` at the venue's current price of the token.
+
+        Launching a token that already has a SOL pool there is a no-op, so a retried
+        request does not double the liquidity. Works for any token but SOL, launched
+        or not (a launched token gains a pool on a venue that had none).
+        """
+        symbol = self._token(token).symbol
+        self._venue(venue)
+        if symbol == "SOL":
+            raise ValueError("SOL is the quote side of every launch; pick another token")
+        self.advance(now)
+        self._launch(symbol, venue)
+
+    def is_tradable(self, token: str, venue: str | None = None) -> bool:
+        """Whether any pool holds `token`, on `venue` or (None) on any venue."""
+        symbol = self._token(token).symbol
+        venues = VENUES if venue is None else (self._venue(venue),)
+        return any(symbol in key for v in venues for key in self._pools[v])
+
+    def jump(self, venue: str, token: str, bps: int, now: float) -> None:
+        """Move `venue`'s price of `token` by `bps` at once (positive: token dearer).
+
+        Every pool of the token on that venue moves by the same factor immediately,
+        and so does the venue's target, which then reverts toward the reference like
+        any deviation (time constant `deviation_seconds`).
+        """
+        self._venue(venue)
+        symbol = self._token(token).symbol
+        if isinstance(bps, bool) or not isinstance(bps, int) or bps <= -10_000:
+            raise ValueError(f"bps must be an integer above -10000, got {bps!r}")
+        self.advance(now)
+        with localcontext(_CTX):
+            factor = _ONE + Decimal(bps) / _BPS
+            inverse = _ONE / factor
+        self._walks.shift(venue, symbol, factor)
+        for listing in self._listings:
+            pool = listing.pool
+            if listing.venue != venue:
+                continue
+            if pool.base == symbol:
+                pool.shift(factor)
+            elif pool.quote == symbol:
+                pool.shift(inverse)
+
+    # -- prices ----------------------------------------------------------------------
+
+    def reference_price(self, token: str, now: float) -> Decimal:
+        """The token's shared USD reference, to 18 significant digits."""
+        symbol = self._token(token).symbol
+        self.advance(now)
+        return _DISPLAY.plus(self._walks.reference(symbol))
+
+    def mid_price(self, venue: str, token_in: str, token_out: str, now: float) -> Decimal:
+        """Spot price (token_out per token_in) on `venue`, before fee and impact.
+
+        Uses the direct pool when there is one, otherwise the best two-hop path.
+        """
+        self._venue(venue)
+        a, b = self._pair(token_in, token_out)
+        self.advance(now)
+        paths = self._routes(venue, a.symbol, b.symbol)
+        if not paths:
+            raise self._no_route(venue, a.symbol, b.symbol)
+        pools = self._pools[venue]
+        best: Decimal | None = None
+        with localcontext(_CTX):
+            for path in paths:
+                mid = _ONE
+                for hop_in, hop_out in pairwise(path):
+                    mid *= pools[frozenset((hop_in, hop_out))].spot(hop_in)
+                if len(path) == 2:
+                    best = mid
+                    break
+                if best is None or mid > best:
+                    best = mid
+        assert best is not None
+        return _DISPLAY.plus(best)
+
+    # -- quoting and filling -----------------------------------------------------------
+
+    def quote(
+        self, venue: str, token_in: str, token_out: str, amount_in: Decimal, now: float
+    ) -> Quote:
+        """What `venue` gives for exactly `amount_in` now, on its best path.
+
+        Pure with respect to the pools (only time advances). Raises MarketError
+        `no_route` when the venue has no path and `insufficient_liquidity` when no path
+        can fill the size.
+        """
+        self._venue(venue)
+        a, b = self._pair(token_in, token_out)
+        self._amount(a, amount_in)
+        self.advance(now)
+        path, fills = self._best(venue, a.symbol, b.symbol, amount_in)
+        return self._as_quote(venue, path, fills, amount_in)
+
+    def execute(
+        self,
+        venue: str,
+        token_in: str,
+        token_out: str,
+        amount_in: Decimal,
+        min_amount_out: Decimal,
+        now: float,
+    ) -> Quote:
+        """Fill the swap at `now` and apply it to the pools; return the fill.
+
+        The fill is priced afresh at `now` (the market has moved since the quote), on
+        the venue's best path at that moment. Below `min_amount_out` it raises
+        `slippage_exceeded` and leaves every pool as it was.
+        """
+        self._venue(venue)
+        a, b = self._pair(token_in, token_out)
+        self._amount(a, amount_in)
+        if not isinstance(min_amount_out, Decimal) or not min_amount_out.is_finite():
+            raise ValueError("min_amount_out must be a finite Decimal")
+        if min_amount_out < 0:
+            raise ValueError("min_amount_out must not be negative")
+        self.advance(now)
+        path, fills = self._best(venue, a.symbol, b.symbol, amount_in)
+        quote = self._as_quote(venue, path, fills, amount_in)
+        if quote.amount_out < min_amount_out:
+            raise MarketError(
+                "slippage_exceeded",
+                f"{venue} would fill {quote.amount_out} {b.symbol}, "
+                f"below the minimum of {min_amount_out}",
+            )
+        pools = self._pools[venue]
+        for fill in fills:
+            pools[frozenset((fill.token_in, fill.token_out))].commit(fill)
+        return quote
+
+    def _routes(self, venue: str, a: str, b: str) -> tuple[Path, ...]:
+        """Direct first, then via each hub: the order ties are broken in."""
+        key = (venue, a, b)
+        cached = self._paths.get(key)
+        if cached is not None:
+            return cached
+        pools = self._pools[venue]
+        paths: list[Path] = []
+        if frozenset((a, b)) in pools:
+            paths.append((a, b))
+        for hub in HUBS:
+            if hub not in (a, b) and frozenset((a, hub)) in pools and frozenset((hub, b)) in pools:
+                paths.append((a, hub, b))
+        found = tuple(paths)
+        self._paths[key] = found
+        return found
+
+    def _best(self, venue: str, a: str, b: str, amount_in: Decimal) -> tuple[Path, list[HopFill]]:
+        paths = self._routes(venue, a, b)
+        if not paths:
+            raise self._no_route(venue, a, b)
+        best: tuple[Path, list[HopFill]] | None = None
+        refusal: MarketError | None = None
+        for path in paths:
+            try:
+                fills = self._fill(venue, path, amount_in)
+            except MarketError as error:
+                refusal = error
+                continue
+            if best is None or fills[-1].amount_out > best[1][-1].amount_out:
+                best = (path, fills)
+        if best is None:
+            assert refusal is not None
+            raise refusal
+        return best
+
+    def _fill(self, venue: str, path: Path, amount_in: Decimal) -> list[HopFill]:
+        pools = self._pools[venue]
+        fills: list[HopFill] = []
+        amount = amount_in
+        for hop_in, hop_out in pairwise(path):
+            out_token = find_token(hop_out)
+            assert out_token is not None
+            fill = pools[frozenset((hop_in, hop_out))].simulate(hop_in, amount, out_token.decimals)
+            fills.append(fill)
+            amount = fill.amount_out
+        return fills
+
+    def _as_quote(
+        self, venue: str, path: Path, fills: Sequence[HopFill], amount_in: Decimal
+    ) -> Quote:
+        amount_out = fills[-1].amount_out
+        with localcontext(_CTX):
+            kept = _ONE
+            spot = _ONE
+            for fill in fills:
+                kept *= _ONE - fill.fee_rate
+                spot *= fill.spot
+            fee = _ONE - kept
+            ideal = amount_in * kept * spot
+            impact = max(_ONE - amount_out / ideal, _ZERO).quantize(_IMPACT_QUANTUM)
+        return Quote(
+            venue=venue,
+            token_in=path[0],
+            token_out=path[-1],
+            amount_in=amount_in,
+            amount_out=amount_out,
+            price=price_of(amount_out, amount_in),
+            fee=_tidy(fee),
+            price_impact=_tidy(impact),
+            route=tuple(route_name(symbol) for symbol in path),
+        )
+
+    # -- validation ------------------------------------------------------------------
+
+    @staticmethod
+    def _venue(venue: str) -> str:
+        if venue not in VENUES:
+            raise ValueError(f"unknown venue {venue!r}; expected one of {VENUES}")
+        return venue
+
+    @staticmethod
+    def _token(symbol: str) -> Token:
+        token = find_token(symbol)
+        if token is None:
+            raise ValueError(f"unknown token {symbol!r}")
+        return token
+
+    def _pair(self, token_in: str, token_out: str) -> tuple[Token, Token]:
+        a = self._token(token_in)
+        b = self._token(token_out)
+        if a.symbol == b.symbol:
+            raise ValueError(f"cannot swap {a.symbol} for itself")
+        return a, b
+
+    @staticmethod
+    def _amount(token: Token, amount: Decimal) -> None:
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+            raise ValueError(f"amount_in must be a positive, finite Decimal, got {amount!r}")
+        if decimal_places(amount) > token.decimals:
+            raise ValueError(f"{token.symbol} has {token.decimals} decimals; got {amount}")
+
+    @staticmethod
+    def _no_route(venue: str, a: str, b: str) -> MarketError:
+        return MarketError("no_route", f"{venue} has no pool path from {a} to {b}")
