@@ -6,7 +6,7 @@ from decimal import Decimal
 from itertools import pairwise
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dexecutor.domain.money import decimal_places, quantize_down
@@ -20,6 +20,7 @@ amounts = st.decimals(min_value=Decimal("0.001"), max_value=Decimal(10**6), plac
 fees = st.sampled_from([Decimal(0), FEE, Decimal("0.01")])
 
 
+@settings(deadline=None)
 @given(reserves, reserves, amounts, fees)
 def test_k_never_decreases_and_grows_with_a_fee(
     x: Decimal, y: Decimal, amount: Decimal, fee: Decimal
@@ -35,6 +36,7 @@ def test_k_never_decreases_and_grows_with_a_fee(
         assert after > before
 
 
+@settings(deadline=None)
 @given(reserves, reserves, amounts)
 def test_output_is_the_exact_formula_rounded_down(x: Decimal, y: Decimal, amount: Decimal) -> None:
     try:
@@ -50,6 +52,7 @@ def test_output_is_the_exact_formula_rounded_down(x: Decimal, y: Decimal, amount
     assert swap.reserve_out == y - swap.amount_out
 
 
+@settings(deadline=None)
 @given(reserves, reserves, amounts, amounts)
 def test_a_larger_trade_never_gets_a_better_unit_price(
     x: Decimal, y: Decimal, a: Decimal, b: Decimal

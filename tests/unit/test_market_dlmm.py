@@ -6,7 +6,7 @@ from decimal import Decimal, localcontext
 from itertools import pairwise
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dexecutor.domain.money import decimal_places, math_context, quantize_down
@@ -117,6 +117,7 @@ def test_a_trade_beyond_the_bins_is_insufficient_liquidity() -> None:
 amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(900), places=6)
 
 
+@settings(deadline=None)
 @given(amounts, amounts)
 def test_a_larger_trade_never_gets_a_better_unit_price(a: Decimal, b: Decimal) -> None:
     pool = _pool()
@@ -126,6 +127,7 @@ def test_a_larger_trade_never_gets_a_better_unit_price(a: Decimal, b: Decimal) -
     assert out_large * small <= (out_small + Decimal("0.000001")) * large
 
 
+@settings(deadline=None)
 @given(amounts)
 def test_outputs_are_decimals_at_the_token_precision(amount: Decimal) -> None:
     pool = _pool()

@@ -1,0 +1,168 @@
+"""The repository, the ledger and the Redis adapters against the real servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from dexecutor.bus.events import RESYNC, EventHub, EventPublisher
+from dexecutor.bus.faults import RedisFaultBoard
+from dexecutor.bus.redis import Keys
+from dexecutor.domain.order import IllegalTransition, Order, OrderStatus, OrderType, first_event
+from dexecutor.market.venue import TxRecord
+from dexecutor.store.ledger import PgLedger
+from dexecutor.store.orders import IdempotencyConflict, OrderRepository, StaleOrder
+from tests.support import REDIS_URL
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+def make_order(user: str = "store-user") -> Order:
+    now = datetime.now(UTC)
+    return Order(
+        id=uuid4(),
+        user_id=user,
+        type=OrderType.MARKET,
+        token_in="SOL",
+        token_out="USDC",
+        amount_in=Decimal("2.000000001"),
+        slippage_bps=50,
+        created_at=now,
+        updated_at=now,
+        seq=1,
+    )
+
+
+async def test_order_round_trips_with_exact_numeric_amounts(pool: asyncpg.Pool) -> None:
+    repo = OrderRepository(pool)
+    order = make_order()
+    stored, created = await repo.create(order, first_event(order))
+    assert created
+    assert stored.id == order.id
+    loaded = await repo.get(order.id)
+    assert loaded is not None
+    assert loaded.amount_in == Decimal("2.000000001")
+    assert (loaded.status, loaded.seq) == (OrderStatus.PENDING, 1)
+    assert [e.status for e in await repo.events(order.id)] == [OrderStatus.PENDING]
+
+
+async def test_a_stale_writer_changes_nothing(pool: asyncpg.Pool) -> None:
+    repo = OrderRepository(pool)
+    order = make_order()
+    await repo.create(order, first_event(order))
+    now = datetime.now(UTC)
+    await repo.append(order, order.event(OrderStatus.ROUTING, now))
+    with pytest.raises(StaleOrder):
+        await repo.append(order, order.event(OrderStatus.CANCELLED, now, reason="late"))
+    loaded = await repo.get(order.id)
+    assert loaded is not None and loaded.status is OrderStatus.ROUTING
+    assert len(await repo.events(order.id)) == 2
+
+
+async def test_an_illegal_transition_is_refused_before_any_write(pool: asyncpg.Pool) -> None:
+    repo = OrderRepository(pool)
+    order = make_order()
+    await repo.create(order, first_event(order))
+    with pytest.raises(IllegalTransition):
+        await repo.append(order, order.event(OrderStatus.SUBMITTED, datetime.now(UTC), txHash="x"))
+    assert len(await repo.events(order.id)) == 1
+
+
+async def test_idempotency_key_is_per_user_and_checks_the_body(pool: asyncpg.Pool) -> None:
+    repo = OrderRepository(pool)
+    first = make_order("idem-store")
+    await repo.create(first, first_event(first), "k1", "hash-a")
+    again = make_order("idem-store")
+    existing, created = await repo.create(again, first_event(again), "k1", "hash-a")
+    assert (existing.id, created) == (first.id, False)
+    other = make_order("idem-store")
+    with pytest.raises(IdempotencyConflict):
+        await repo.create(other, first_event(other), "k1", "hash-b")
+    assert await repo.get(again.id) is None
+
+
+async def test_ledger_keeps_one_live_transaction_per_order(pool: asyncpg.Pool) -> None:
+    ledger = PgLedger(pool)
+    repo = OrderRepository(pool)
+    order = make_order()
+    await repo.create(order, first_event(order))
+    now = datetime.now(UTC)
+    tx = TxRecord(
+        tx_hash=f"tx-{uuid4().hex}",
+        venue="raydium",
+        order_id=order.id,
+        attempt=1,
+        token_in="SOL",
+        token_out="USDC",
+        amount_in=Decimal(2),
+        min_amount_out=Decimal(190),
+        status="pending",
+        submitted_at=now,
+        lands_at=now + timedelta(seconds=1),
+    )
+    first = await ledger.submit(tx)
+    second = await ledger.submit(replace(tx, tx_hash=f"tx-{uuid4().hex}", venue="meteora"))
+    assert second.tx_hash == first.tx_hash
+    landed = replace(
+        first, status="landed", amount_out=Decimal(197), executed_price=Decimal("98.5")
+    )
+    dropped = replace(first, status="dropped", reason="failed_to_land")
+    results = await asyncio.gather(ledger.finalize(landed), ledger.finalize(dropped))
+    assert results[0].status == results[1].status  # one outcome wins, both see it
+    assert await ledger.landed_count(order.id) in (0, 1)
+
+
+async def test_fault_board_counts_across_callers(redis: Redis) -> None:
+    board = RedisFaultBoard(redis, Keys(f"dxi{uuid4().hex[:8]}"))
+    await board.arm("raydium", "drop", count=2, duration_ms=None, bps=0)
+    taken = await asyncio.gather(*(board.take("raydium", ("drop",)) for _ in range(5)))
+    assert sum(1 for t in taken if t is not None) == 2
+    assert await board.take("meteora", ("drop",)) is None
+
+
+async def test_hub_fans_out_by_order_and_user(redis: Redis) -> None:
+    channel = f"dxi{uuid4().hex[:8]}:events"
+    hub = EventHub(redis, channel)
+    await hub.start()
+    try:
+        order = make_order("fan-user")
+        with hub.watch_order(str(order.id)) as by_order, hub.watch_user("fan-user") as by_user:
+            await EventPublisher(redis, channel).publish(first_event(order), "fan-user")
+            a = await asyncio.wait_for(by_order.get(), 5)
+            b = await asyncio.wait_for(by_user.get(), 5)
+        assert a == b
+        assert (a["orderId"], a["seq"], a["status"]) == (str(order.id), 1, "pending")
+        assert hub.watchers == 0
+    finally:
+        await hub.stop()
+
+
+async def test_a_full_inbox_turns_into_a_resync() -> None:
+    from dexecutor.bus.events import Subscription
+
+    sub = Subscription(maxsize=2)
+    for seq in range(5):
+        sub.offer({"seq": seq})
+    assert [await sub.get(), await sub.get()] == [{"seq": 0}, {"seq": 1}]
+    assert await sub.get() is RESYNC
