@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint typecheck fmt bench clean
+.PHONY: run test test-faults test-unit lint typecheck fmt bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,10 @@ run: $(STAMP)
 	$(BIN)/dexecutor up
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not faults"
+
+test-faults: $(STAMP)
+	$(BIN)/pytest -q -m faults
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

@@ -134,6 +134,17 @@ class Process:
                 await asyncio.sleep(0.1)
         raise TimeoutError(f"{self.command} not ready: {self.log_path.read_text()[-3000:]}")
 
+    async def terminate(self, timeout: float = 30) -> int | None:
+        """SIGTERM and wait without blocking the event loop (a test proxy may run on it)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.to_thread(self.proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            await asyncio.to_thread(self.proc.wait)
+            return None
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -209,3 +220,50 @@ async def wait_terminal(
     response = await client.get(f"/api/orders/{order_id}")
     record: dict[str, Any] = jsoncodec.loads(response.content)
     return record
+
+
+class TcpProxy:
+    """A TCP relay the tests can cut: the service reaches PostgreSQL through it.
+
+    `down()` drops every open connection and refuses new ones, which is what a
+    database outage looks like from the service; `up()` lets traffic through again.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update((writer, up_writer))

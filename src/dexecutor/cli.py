@@ -96,7 +96,11 @@ def worker() -> None:
     _setup(settings)
 
     async def main() -> None:
+        import structlog
+
         from dexecutor.runtime import Services
+
+        log = structlog.get_logger("dexecutor.worker")
 
         await _migrate(settings)
         services = await Services.open(settings, api=False, worker=True)
@@ -105,7 +109,9 @@ def worker() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        log.info("worker stopping: finishing in-flight orders")
         await services.close()
+        log.info("worker stopped")
 
     asyncio.run(main())
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     backoff_base_ms: Annotated[int, Field(ge=0, le=600_000)] = 500
     quote_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 1500
     max_amount_in: Annotated[Decimal, Field(gt=0)] = Decimal("1000000000000")
+    max_queue_depth: Annotated[int, Field(ge=1)] = 10_000
+    pg_pool_size: Annotated[int, Field(ge=2, le=500)] = 20
+    reconcile_interval_ms: Annotated[int, Field(ge=100, le=600_000)] = 5_000
 
     mock_quote_latency_ms: str = "150-250"
     mock_swap_latency_ms: str = "2000-3000"

@@ -7,6 +7,8 @@ hub; a worker process needs the queue worker; `up` needs both.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import asyncpg
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from dexecutor.bus.events import EventHub, EventPublisher
 from dexecutor.bus.faults import RedisFaultBoard
@@ -54,9 +57,7 @@ class Services:
 
     @classmethod
     async def open(cls, settings: Settings, *, api: bool, worker: bool) -> Services:
-        pool = await create_pool(
-            settings.dsn(), max_size=max(10, settings.max_concurrent_orders + 10)
-        )
+        pool = await create_pool(settings.dsn(), max_size=settings.pg_pool_size)
         redis = connect(settings.redis_url)
         keys = Keys(settings.namespace)
         repo = OrderRepository(pool)
@@ -90,7 +91,7 @@ class Services:
             ),
             observer=EngineMetrics(),
         )
-        queue = OrderQueue(settings.redis_url, settings.namespace)
+        queue = OrderQueue(settings.redis_url, settings.namespace, redis)
         services = cls(
             settings, pool, redis, keys, repo, ledger, faults, QuoteBook(redis, keys), queue,
             market, venues, engine,
@@ -108,19 +109,43 @@ class Services:
                 settings.max_concurrent_orders,
             )
             await services.worker.start()
-            requeued = await services.reconcile()
+            requeued = await services.reconcile(quiet_s=0)
             log.info("worker started", seed=seed, requeued=requeued)
+            services.extras["reconciler"] = asyncio.create_task(services._reconcile_forever())
         return services
 
-    async def reconcile(self) -> int:
-        """Queue again every order PostgreSQL holds as unfinished but the queue has lost."""
-        count = 0
-        for order_id in await self.repo.unfinished():
-            if await self.queue.requeue(order_id):
-                count += 1
-        return count
+    async def reconcile(self, quiet_s: float) -> int:
+        """Queue again the unfinished orders PostgreSQL holds but the queue has lost.
+
+        Also rewrites the global concurrency cap: it lives in Redis and would be gone
+        after a flush, leaving workers uncapped.
+        """
+        await self.queue.set_global_concurrency(self.settings.max_concurrent_orders)
+        total = 0
+        while True:
+            batch = await self.repo.quiet_unfinished(quiet_s)
+            lost = await self.queue.requeue_missing(batch)
+            total += len(lost)
+            if lost:
+                log.warning("requeued orders the queue had lost", count=len(lost))
+            if len(batch) < 1000 or not lost:
+                return total
+
+    async def _reconcile_forever(self) -> None:
+        interval = self.settings.reconcile_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reconcile(quiet_s=interval)
+            except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+                log.warning("reconcile pass skipped", error=str(err))
 
     async def close(self) -> None:
+        reconciler = self.extras.get("reconciler")
+        if reconciler is not None:
+            reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
         if self.worker is not None:
             await self.worker.stop()
         if self.hub is not None:

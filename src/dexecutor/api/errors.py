@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -64,7 +65,31 @@ _HTTP_CODES = {
 }
 
 
+# What a lost database looks like from asyncpg: refused or reset connections, a pool
+# that cannot connect, a server shutting down.
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+
 def install(app: FastAPI) -> None:
+    async def _database_down(_: Request, exc: Exception) -> Response:
+        log.warning("database unavailable", error=repr(exc))
+        return error_response(
+            503,
+            "database_unavailable",
+            "PostgreSQL is unreachable; nothing was stored. Retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+
+    for exc_type in DATABASE_DOWN:
+        app.add_exception_handler(exc_type, _database_down)
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)

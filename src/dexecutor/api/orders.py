@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Header, Query, Request
+from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from dexecutor.api.deps import IntakeDep, ServicesDep, parse_order_id
@@ -16,6 +16,7 @@ from dexecutor.bus.events import event_message
 from dexecutor.domain.order import OrderStatus, OrderType
 from dexecutor.engine.intake import NewOrder, Refused, expiry
 from dexecutor.metrics import ORDERS_ACCEPTED
+from dexecutor.runtime import Services
 from dexecutor.store.orders import IdempotencyConflict
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -71,6 +72,7 @@ async def execute(
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
     req = parse_order_request(body, svc.settings.max_amount_in)
+    await _check_backlog(svc)
     try:
         order, created = await intake.accept(new_order(req), idempotency_key, req.fingerprint())
     except IdempotencyConflict as err:
@@ -82,13 +84,6 @@ async def execute(
         ) from None
     except Refused as err:
         raise ApiError(err.status, err.code, err.message) from None
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as err:
-        raise ApiError(
-            503,
-            "database_unavailable",
-            f"the order could not be stored, nothing was accepted: {err}",
-            headers={"Retry-After": "1"},
-        ) from None
     if created:
         ORDERS_ACCEPTED.inc()
     body_out: dict[str, Any] = {"orderId": str(order.id), "status": order.status.value}
@@ -96,6 +91,22 @@ async def execute(
         body_out["websocketUrl"] = f"/ws/orders/{order.id}"
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return JSONResponse(body_out, status_code=202, headers=headers)
+
+
+async def _check_backlog(svc: Services) -> None:
+    """429 instead of accepting hours of work: the queue's backlog has a ceiling."""
+    limit = svc.settings.max_queue_depth
+    try:
+        backlog = await svc.queue.backlog()
+    except (RedisError, OSError):
+        return  # the queue is unreachable; the order can still be stored and reconciled
+    if backlog >= limit:
+        raise ApiError(
+            429,
+            "queue_full",
+            f"{backlog} orders are waiting to execute (limit {limit}); retry later",
+            headers={"Retry-After": str(max(1, (backlog - limit) // 100 + 1))},
+        )
 
 
 @router.get("", summary="A user's order history, newest first")

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 import structlog
+from redis.exceptions import RedisError
 
 from dexecutor.domain.order import CANCELLABLE, Order, OrderStatus, OrderType, first_event
 from dexecutor.engine.execute import Publisher
@@ -94,8 +95,14 @@ class Intake:
         event = first_event(order)
         stored, created = await self._repo.create(order, event, idempotency_key, fingerprint)
         if created:
-            await self._queue.enqueue(order.id)
-            await self._publisher.publish(event, order.user_id)
+            try:
+                await self._queue.enqueue(order.id)
+                await self._publisher.publish(event, order.user_id)
+            except (RedisError, OSError) as err:
+                # Committed is accepted: the reconciler queues it once Redis is back.
+                log.warning(
+                    "order stored but not yet queued", order_id=str(order.id), error=str(err)
+                )
             log.info("order accepted", order_id=str(order.id), user_id=order.user_id)
         return stored, created
 

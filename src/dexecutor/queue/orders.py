@@ -6,11 +6,13 @@ no-op. The job carries only the id: PostgreSQL holds the truth about the order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 from bullmq import Queue
+from redis.asyncio import Redis
 
 QUEUE_NAME = "orders"
 
@@ -29,12 +31,17 @@ def queue_options(redis_url: str, namespace: str) -> dict[str, Any]:
 
 
 class OrderQueue:
-    def __init__(self, redis_url: str, namespace: str) -> None:
+    def __init__(self, redis_url: str, namespace: str, redis: Redis) -> None:
         self._queue = Queue(QUEUE_NAME, queue_options(redis_url, namespace))
+        self._redis = redis
+        self._prefix = f"{namespace}:{QUEUE_NAME}"
+        self._backlog = (0.0, 0)  # (measured at, jobs)
 
     async def enqueue(self, order_id: UUID) -> None:
         key = str(order_id)
         await self._queue.add("execute", {"orderId": key}, {**JOB_OPTIONS, "jobId": key})
+        measured_at, jobs = self._backlog
+        self._backlog = (measured_at, jobs + 1)  # our own additions count at once
 
     async def enqueue_many(self, order_ids: Iterable[UUID]) -> None:
         jobs = [
@@ -61,6 +68,49 @@ class OrderQueue:
             await self._queue.remove(key)
         await self.enqueue(order_id)
         return True
+
+    async def requeue_missing(self, order_ids: Sequence[UUID]) -> list[UUID]:
+        """Requeue every order of the batch that has no live job; return those."""
+        lost = await self.missing(order_ids)
+        for order_id in lost:
+            await self.requeue(order_id)
+        return lost
+
+    async def missing(self, order_ids: Sequence[UUID]) -> list[UUID]:
+        """Which of these orders have no live job (lost with Redis, or given up by BullMQ).
+
+        One pipelined round trip for the whole batch: the reconciler asks this often.
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        for order_id in order_ids:
+            pipe.exists(f"{self._prefix}:{order_id}")
+            pipe.zscore(f"{self._prefix}:failed", str(order_id))
+        answers = await pipe.execute()
+        return [
+            order_id
+            for order_id, exists, failed in zip(
+                order_ids, answers[0::2], answers[1::2], strict=True
+            )
+            if not exists or failed is not None
+        ]
+
+    async def backlog(self, max_age_s: float = 0.25) -> int:
+        """Jobs waiting to run (waiting, delayed, prioritized), cached briefly.
+
+        POST consults this on every request; a quarter-second-old figure is plenty
+        to decide that the queue holds more work than it should accept.
+        """
+        measured_at, jobs = self._backlog
+        now = time.monotonic()
+        if now - measured_at < max_age_s:
+            return jobs
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.llen(f"{self._prefix}:wait")
+        pipe.zcard(f"{self._prefix}:delayed")
+        pipe.zcard(f"{self._prefix}:prioritized")
+        jobs = sum(int(n) for n in await pipe.execute())
+        self._backlog = (now, jobs)
+        return jobs
 
     async def set_global_concurrency(self, limit: int) -> None:
         await self._queue.setGlobalConcurrency(limit)

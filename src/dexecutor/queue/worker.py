@@ -24,8 +24,8 @@ log = structlog.get_logger(__name__)
 
 # A killed worker's job is handed to another after its lock lapses; BullMQ's default
 # (30 s lock, 30 s checks) would leave an order stalled for up to a minute.
-LOCK_DURATION_MS = 10_000
-STALLED_INTERVAL_MS = 5_000
+LOCK_DURATION_MS = 6_000
+STALLED_INTERVAL_MS = 2_000
 # The engine resumes an order safely however often it is picked up again, so a job is
 # never failed merely for having stalled.
 MAX_STALLED_COUNT = 1_000

@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    """A pool for the service. Statement caching stays on: our SQL is fixed text."""
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=min_size,
-        max_size=max_size,
-        command_timeout=30,
-        max_inactive_connection_lifetime=60,
-    )
-    assert pool is not None
-    return pool
+async def create_pool(
+    dsn: str, min_size: int = 2, max_size: int = 20, wait_s: float = 30
+) -> asyncpg.Pool:
+    """A pool for the service, waiting up to `wait_s` for a database that is starting.
+
+    Each step of an order holds a connection only for one statement, so a small pool
+    serves many in-flight orders; sizing it by the order cap would exhaust the server.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    delay = 0.2
+    while True:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=30,
+                max_inactive_connection_lifetime=60,
+            )
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as err:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning("waiting for PostgreSQL", error=str(err), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3)
+            continue
+        assert pool is not None
+        return pool
 
 
 def database_name(dsn: str) -> str:

@@ -209,6 +209,20 @@ class OrderRepository:
         )
         return [order_from_row(r) for r in rows]
 
+    async def quiet_unfinished(self, quiet_s: float, limit: int = 1000) -> list[UUID]:
+        """Unfinished orders untouched for `quiet_s` seconds: the ones a lost job would strand.
+
+        Waiting limit/sniper orders are not queued, so they are not candidates.
+        """
+        rows = await self._pool.fetch(
+            "SELECT id FROM orders WHERE status <> ALL($1::text[])"
+            " AND updated_at < now() - make_interval(secs => $2) ORDER BY updated_at LIMIT $3",
+            [s.value for s in TERMINAL] + [OrderStatus.WAITING.value],
+            quiet_s,
+            limit,
+        )
+        return [r["id"] for r in rows]
+
     async def unfinished(self) -> list[UUID]:
         """Orders not in a terminal status: the reconciler re-queues these."""
         rows = await self._pool.fetch(

@@ -1,0 +1,154 @@
+"""A deployment the fault tests can break: API, workers, and PostgreSQL behind a proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+from uuid import uuid4
+
+import asyncpg
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from dexecutor import jsoncodec
+from tests.support import (
+    SERVER_DSN,
+    Process,
+    TcpProxy,
+    create_database,
+    drop_database,
+    drop_namespace,
+    free_port,
+    order_body,
+    service_env,
+    watch,
+)
+
+pytestmark = pytest.mark.faults
+
+TERMINAL = {"confirmed", "failed", "cancelled", "expired"}
+
+
+@dataclass
+class Deployment:
+    dsn: str
+    namespace: str
+    proxy: TcpProxy
+    env: dict[str, str]
+    api: Process
+    workers: list[Process] = field(default_factory=list)
+
+    def start_worker(self) -> Process:
+        worker = Process("worker", self.env).start()
+        self.workers.append(worker)
+        return worker
+
+    def kill(self, worker: Process) -> None:
+        assert worker.proc is not None
+        worker.proc.send_signal(signal.SIGKILL)
+        worker.proc.wait()
+
+    async def submit(self, client: httpx.AsyncClient, user: str, n: int) -> list[str]:
+        responses = await asyncio.gather(
+            *(client.post("/api/orders/execute", json=order_body(userId=user)) for _ in range(n))
+        )
+        assert [r.status_code for r in responses] == [202] * n
+        return [r.json()["orderId"] for r in responses]
+
+    async def all_terminal(self, ids: list[str], timeout: float = 150) -> list[str]:
+        streams = await asyncio.gather(
+            *(watch(f"{self.api.ws_url}/ws/orders/{i}", timeout=timeout) for i in ids)
+        )
+        return [s.statuses[-1] for s in streams]
+
+    async def landed_per_order(self, ids: list[str]) -> dict[str, int]:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT o.id::text AS id, count(l.*) FILTER (WHERE l.status = 'landed') AS landed"
+                " FROM orders o LEFT JOIN mock_ledger l ON l.order_id = o.id"
+                " WHERE o.id = ANY($1::uuid[]) GROUP BY o.id",
+                ids,
+            )
+        finally:
+            await conn.close()
+        return {r["id"]: int(r["landed"]) for r in rows}
+
+
+class Progress:
+    """Counts one user's events live, so a test can act at a given point of the run."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.counts: dict[str, int] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Progress:
+        ready = asyncio.Event()
+
+        async def follow() -> None:
+            async with connect(self.url) as ws:
+                ready.set()
+                async for raw in ws:
+                    status = jsoncodec.loads(raw).get("status")
+                    if status:
+                        self.counts[status] = self.counts.get(status, 0) + 1
+                        self._changed.set()
+
+        self._task = asyncio.create_task(follow())
+        await asyncio.wait_for(ready.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    async def reach(self, status: str, count: int, timeout: float = 60) -> None:
+        async with asyncio.timeout(timeout):
+            while self.counts.get(status, 0) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.fixture
+async def deployment() -> AsyncIterator[Deployment]:
+    dsn = await create_database()
+    target = urlsplit(SERVER_DSN)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.up()
+    parts = urlsplit(dsn)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (userinfo + "@" if userinfo else "") + f"127.0.0.1:{proxy.port}"
+    proxied = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    ns = f"dxk{uuid4().hex[:10]}"
+    env = service_env(
+        proxied,
+        ns,
+        MAX_CONCURRENT_ORDERS="100",
+        MOCK_SWAP_LATENCY_MS="1000-2000",
+        MOCK_QUOTE_LATENCY_MS="0-50",
+        BACKOFF_BASE_MS="100",
+        RECONCILE_INTERVAL_MS="1000",
+    )
+    api = Process("api", env, port=free_port()).start()
+    dep = Deployment(dsn, ns, proxy, env, api)
+    try:
+        await api.wait_ready()
+        yield dep
+    finally:
+        for p in (api, *dep.workers):
+            p.stop(signal.SIGKILL)
+        await proxy.down()
+        await drop_namespace(ns)
+        await drop_database(dsn)
+
+
+@pytest.fixture
+async def client(deployment: Deployment) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=deployment.api.url, timeout=30) as c:
+        yield c
