@@ -231,7 +231,7 @@ class MarketParams:
 
     tick_seconds: float = 1.0
     volatility: Decimal = Decimal("0.02")
-    venue_deviation: Decimal = Decimal("0.035")
+    venue_deviation: Decimal = Decimal("0.025")
     deviation_seconds: float = 60.0
     arbitrage_seconds: float = 30.0
     flow_noise: Decimal = Decimal("0.0012")
