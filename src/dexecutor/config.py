@@ -33,6 +33,21 @@ class LatencyRange:
         return low, high
 
 
+def parse_launches(text: str) -> list[tuple[str, str, float]]:
+    """`TOKEN:venue:seconds,…`: pools to open that many seconds after a worker starts."""
+    schedule = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        parts = item.split(":")
+        if len(parts) != 3 or parts[1] not in ("raydium", "meteora"):
+            raise ValueError(f"expected TOKEN:raydium|meteora:SECONDS, got {item!r}")
+        try:
+            at = float(parts[2])
+        except ValueError:
+            raise ValueError(f"{parts[2]!r} is not a number of seconds") from None
+        schedule.append((parts[0].upper(), parts[1], at))
+    return schedule
+
+
 class Settings(BaseSettings):
     """The service's configuration. Field names map to upper-case variables."""
 
@@ -64,6 +79,8 @@ class Settings(BaseSettings):
     mock_controls: bool | None = None
 
     quote_ttl_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
+    trigger_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 1_000
+    mock_launches: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
 
@@ -72,6 +89,16 @@ class Settings(BaseSettings):
     def _latency(cls, value: str) -> str:
         LatencyRange.parse(value)
         return value
+
+    @field_validator("mock_launches")
+    @classmethod
+    def _launches(cls, value: str) -> str:
+        parse_launches(value)
+        return value
+
+    @property
+    def launch_schedule(self) -> list[tuple[str, str, float]]:
+        return parse_launches(self.mock_launches)
 
     @field_validator("redis_url")
     @classmethod

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import random
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import structlog
@@ -20,10 +19,12 @@ from redis.exceptions import RedisError
 
 from dexecutor.bus.events import EventHub, EventPublisher
 from dexecutor.bus.faults import RedisFaultBoard
+from dexecutor.bus.market_control import MarketControl
 from dexecutor.bus.quotes import QuoteBook
 from dexecutor.bus.redis import Keys, connect
 from dexecutor.config import Settings
 from dexecutor.engine.execute import Engine, Policy
+from dexecutor.engine.triggers import TriggerRunner
 from dexecutor.market.simulation import Market, MarketParams
 from dexecutor.market.types import VENUES
 from dexecutor.market.venue import MarketClock, MockVenue
@@ -51,9 +52,11 @@ class Services:
     market: Market
     venues: dict[str, MockVenue]
     engine: Engine
-    hub: EventHub | None = None
+    hub: EventHub
+    control: MarketControl
     worker: OrderWorker | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    triggers: TriggerRunner | None = None
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     @classmethod
     async def open(cls, settings: Settings, *, api: bool, worker: bool) -> Services:
@@ -92,13 +95,29 @@ class Services:
             observer=EngineMetrics(),
         )
         queue = OrderQueue(settings.redis_url, settings.namespace, redis)
+        hub = EventHub(redis, keys.events)
+        control = MarketControl(redis, keys, market, clock)
+        hub.on_channel(keys.market, control.receive)
+        await control.restore()
         services = cls(
             settings, pool, redis, keys, repo, ledger, faults, QuoteBook(redis, keys), queue,
-            market, venues, engine,
+            market, venues, engine, hub, control,
         )  # fmt: skip
-        if api:
-            services.hub = EventHub(redis, keys.events)
-            await services.hub.start()
+        if worker:
+            triggers = TriggerRunner(
+                repo, queue, EventPublisher(redis, keys.events), market, clock,
+                settings.trigger_interval_ms / 1000,
+            )  # fmt: skip
+            hub.listen(triggers.on_event)
+            hub.on_resync(triggers.on_resync)
+            control.on_change(triggers.poke)
+            services.triggers = triggers
+        await hub.start()
+        if services.triggers is not None:
+            await services.triggers.start()
+            for token, venue, at in settings.launch_schedule:
+                task = asyncio.create_task(services._launch_later(token, venue, at))
+                services.tasks[f"launch:{token}:{venue}"] = task
         if worker:
             services.worker = OrderWorker(
                 engine,
@@ -111,7 +130,7 @@ class Services:
             await services.worker.start()
             requeued = await services.reconcile(quiet_s=0)
             log.info("worker started", seed=seed, requeued=requeued)
-            services.extras["reconciler"] = asyncio.create_task(services._reconcile_forever())
+            services.tasks["reconciler"] = asyncio.create_task(services._reconcile_forever())
         return services
 
     async def reconcile(self, quiet_s: float) -> int:
@@ -131,6 +150,11 @@ class Services:
             if len(batch) < 1000 or not lost:
                 return total
 
+    async def _launch_later(self, token: str, venue: str, at_s: float) -> None:
+        await asyncio.sleep(at_s)
+        log.info("scheduled launch", token=token, venue=venue)
+        await self.control.launch(token, venue)
+
     async def _reconcile_forever(self) -> None:
         interval = self.settings.reconcile_interval_ms / 1000
         while True:
@@ -141,15 +165,15 @@ class Services:
                 log.warning("reconcile pass skipped", error=str(err))
 
     async def close(self) -> None:
-        reconciler = self.extras.get("reconciler")
-        if reconciler is not None:
-            reconciler.cancel()
+        for task in self.tasks.values():
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await reconciler
+                await task
+        if self.triggers is not None:
+            await self.triggers.stop()
         if self.worker is not None:
             await self.worker.stop()
-        if self.hub is not None:
-            await self.hub.stop()
+        await self.hub.stop()
         await self.queue.close()
         await self.redis.aclose()
         await self.pool.close()

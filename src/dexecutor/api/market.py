@@ -29,14 +29,15 @@ router = APIRouter(tags=["market"])
 
 
 @router.get("/api/tokens", summary="The token registry")
-async def tokens() -> Response:
+async def tokens(svc: ServicesDep) -> Response:
+    """`launched` is live: a sniper target turns true once its pool opens."""
     return JSONResponse(
         [
             {
                 "symbol": t.symbol,
                 "mint": t.mint,
                 "decimals": t.decimals,
-                "launched": t.launched,
+                "launched": svc.market.is_tradable(t.symbol),
                 "name": t.name,
             }
             for t in TOKENS
@@ -155,6 +156,37 @@ class FaultRequest(BaseModel):
         return self
 
 
+class LaunchRequest(BaseModel):
+    """Open a pool for an unlaunched token (paired with SOL) on one venue."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"token": "NOVA", "venue": "raydium"}]}
+    )
+
+    token: Annotated[str, Field(max_length=20)]
+    venue: Literal["raydium", "meteora"] = "raydium"
+
+
+class PriceMoveRequest(BaseModel):
+    """Move a venue's price of a token now (positive bps: the token gets dearer)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"venue": "all", "token": "SOL", "bps": 300}]},
+    )
+
+    venue: Literal["raydium", "meteora", "all"]
+    token: Annotated[str, Field(max_length=20)]
+    bps: Annotated[int, Field(ge=-9000, le=100_000)]
+
+
+def _registry_symbol(text: str) -> str:
+    token = find_token(text)
+    if token is None:
+        raise ApiError(422, "validation_error", f"token: unknown token {text[:20]!r}")
+    return token.symbol
+
+
 def _controls(svc: Services) -> None:
     if not svc.settings.controls_enabled:
         raise ApiError(403, "mock_controls_disabled", "mock controls are off in this deployment")
@@ -167,6 +199,29 @@ async def arm_fault(body: FaultRequest, svc: ServicesDep) -> Response:
     for venue in venues:
         await svc.faults.arm(venue, body.kind, body.count, body.durationMs, body.bps)
     return JSONResponse({"armed": await svc.faults.armed(VENUES, FAULT_KINDS)}, status_code=201)
+
+
+@router.post("/api/mock/launch", summary="Launch a token's pool on a venue")
+async def launch(body: LaunchRequest, svc: ServicesDep) -> Response:
+    _controls(svc)
+    symbol = _registry_symbol(body.token)
+    if symbol == "SOL":
+        raise ApiError(422, "validation_error", "token: SOL is the quote side of every launch")
+    already = svc.market.is_tradable(symbol, body.venue)
+    await svc.control.launch(symbol, body.venue)
+    return JSONResponse(
+        {"token": symbol, "venue": body.venue, "launched": True, "alreadyOpen": already}
+    )
+
+
+@router.post("/api/mock/price", summary="Move a venue's price of a token now")
+async def move_price(body: PriceMoveRequest, svc: ServicesDep) -> Response:
+    _controls(svc)
+    symbol = _registry_symbol(body.token)
+    venues = VENUES if body.venue == "all" else (body.venue,)
+    for venue in venues:
+        await svc.control.jump(venue, symbol, body.bps)
+    return JSONResponse({"token": symbol, "venues": list(venues), "bps": body.bps})
 
 
 @router.get("/api/mock/faults", summary="Faults armed now")

@@ -110,8 +110,28 @@ class OrderRequest(BaseModel):
             raise ValueError(
                 "limitPrice, expiresAt and ttlSeconds apply to limit and sniper orders"
             )
-        if self.type != "market":
-            raise ValueError(f"{self.type} orders are not available yet; use type market")
+        if self.type == "limit":
+            if self.limitPrice is None:
+                raise ValueError("limitPrice is required for a limit order")
+            if self.limitPrice <= 0 or decimal_places(self.limitPrice) > 18:
+                raise ValueError("limitPrice must be > 0 with at most 18 decimal places")
+        elif self.limitPrice is not None:
+            raise ValueError("limitPrice applies to limit orders only")
+        if self.type == "sniper":
+            target = find_token(self.tokenOut)
+            assert target is not None
+            if target.launched:
+                raise ValueError(
+                    f"tokenOut {target.symbol} is already tradable; sniper orders target "
+                    "unlaunched tokens (see GET /api/tokens)"
+                )
+        if self.expiresAt is not None and self.ttlSeconds is not None:
+            raise ValueError("give expiresAt or ttlSeconds, not both")
+        if self.expiresAt is not None:
+            if self.expiresAt.tzinfo is None:
+                raise ValueError("expiresAt must carry a timezone (e.g. 2026-11-21T10:00:00Z)")
+            if self.expiresAt <= datetime.now(UTC):
+                raise ValueError("expiresAt is in the past")
         return self
 
     def fingerprint(self) -> str:

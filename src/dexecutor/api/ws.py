@@ -74,7 +74,6 @@ async def _race(ws: WebSocket, work: Awaitable[None]) -> None:
 
 async def stream_order(ws: WebSocket, svc: Services, order_id: UUID, after: int) -> None:
     """Send the order's events after `after`, live, and close 1000 after a terminal one."""
-    assert svc.hub is not None
     with svc.hub.watch_order(str(order_id)) as sub:
         order = await svc.repo.get(order_id)
         if order is None:
@@ -138,7 +137,6 @@ async def watch_user(ws: WebSocket, userId: str | None = None) -> None:
         await _close(ws, CLOSE_BAD_REQUEST, "userId query parameter required")
         return
     svc: Services = ws.app.state.services
-    assert svc.hub is not None
     WEBSOCKETS.labels("user").inc()
     try:
         with svc.hub.watch_user(userId) as sub:

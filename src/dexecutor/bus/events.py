@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
@@ -93,7 +93,22 @@ class EventHub:
         self._by_user: dict[str, set[Subscription]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._channels: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self._resync_hooks: list[Callable[[], None]] = []
         self.connected = False
+
+    def listen(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call `listener` with every order event this process hears (before start)."""
+        self._listeners.append(listener)
+
+    def on_channel(self, channel: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Also subscribe to `channel` and hand each decoded message to `handler`."""
+        self._channels[channel] = handler
+
+    def on_resync(self, hook: Callable[[], None]) -> None:
+        """Call `hook` after a reconnect, when messages may have been missed."""
+        self._resync_hooks.append(hook)
 
     @property
     def watchers(self) -> int:
@@ -136,12 +151,16 @@ class EventHub:
 
     def _dispatch(self, data: bytes) -> None:
         message = jsoncodec.loads(data)
+        for listener in self._listeners:
+            listener(message)
         for sub in self._by_order.get(message["orderId"], ()):
             sub.offer(message)
         for sub in self._by_user.get(message.get("userId", ""), ()):
             sub.offer(message)
 
     def _resync_all(self) -> None:
+        for hook in self._resync_hooks:
+            hook()
         for subs in (*self._by_order.values(), *self._by_user.values()):
             for sub in subs:
                 sub.resync()
@@ -152,7 +171,7 @@ class EventHub:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._channel)
+                await pubsub.subscribe(self._channel, *self._channels)
                 self.connected = True
                 self._ready.set()
                 if not first:
@@ -162,8 +181,13 @@ class EventHub:
                 delay = 0.1
                 while True:
                     msg = await pubsub.get_message(timeout=30)
-                    if msg is not None and msg["type"] == "message":
+                    if msg is None or msg["type"] != "message":
+                        continue
+                    channel = msg["channel"].decode()
+                    if channel == self._channel:
                         self._dispatch(msg["data"])
+                    else:
+                        self._channels[channel](jsoncodec.loads(msg["data"]))
             except (RedisError, OSError) as err:
                 self.connected = False
                 log.warning("event hub lost redis", error=str(err), retry_in_s=delay)

@@ -23,5 +23,15 @@ class Keys:
     def fault(self, venue: str, kind: str) -> str:
         return f"{self.ns}:fault:{venue}:{kind}"
 
+    @property
+    def market(self) -> str:
+        """Channel of market-control messages (launches, price moves) for every process."""
+        return f"{self.ns}:market"
+
+    @property
+    def launches(self) -> str:
+        """Hash of launched pools, so a process that starts later opens them too."""
+        return f"{self.ns}:launches"
+
     def quote(self, quote_id: str) -> str:
         return f"{self.ns}:quote:{quote_id}"

@@ -7,7 +7,7 @@ never promises a user a fraction of a base unit it cannot deliver.
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Context, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_UP, Context, Decimal, localcontext
 
 # Enough digits for reserves of 10^12 tokens at 9 decimals multiplied together.
 PRECISION = 50
@@ -42,3 +42,15 @@ def price_of(amount_out: Decimal, amount_in: Decimal, places: int = 12) -> Decim
     """tokenOut per tokenIn, rounded down to `places` digits for display and storage."""
     with localcontext(math_context()):
         return (amount_out / amount_in).quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+
+
+def quantize_up(amount: Decimal, decimals: int) -> Decimal:
+    """Round away from zero to `decimals` places: a floor that must be honoured in full."""
+    with localcontext(math_context()):
+        return amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_UP)
+
+
+def limit_floor(limit_price: Decimal, amount_in: Decimal, decimals_out: int) -> Decimal:
+    """The least output a limit order accepts: limitPrice × amountIn, rounded up."""
+    with localcontext(math_context()):
+        return quantize_up(limit_price * amount_in, decimals_out)

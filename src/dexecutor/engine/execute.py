@@ -18,7 +18,7 @@ from uuid import UUID
 import structlog
 
 from dexecutor.domain.failures import FailureReason, backoff_ms, is_retryable
-from dexecutor.domain.money import less_bps, quantize_down
+from dexecutor.domain.money import less_bps, limit_floor, quantize_down
 from dexecutor.domain.order import Order, OrderEvent, OrderStatus
 from dexecutor.engine.routing import decide
 from dexecutor.market.tokens import find_token
@@ -78,10 +78,11 @@ class Engine:
         if order is None:
             log.warning("job for unknown order", order_id=str(order_id))
             return None
-        if order.is_terminal or order.status is S.WAITING:
+        if order.is_terminal:
             return None
         bound = log.bind(order_id=str(order.id))
-        if order.status in (S.PENDING, S.RETRYING):
+        # A waiting order's job exists only once its trigger fired.
+        if order.status in (S.PENDING, S.RETRYING, S.WAITING):
             order = await self._step(order, S.ROUTING)
         bound = bound.bind(attempt=order.attempts)
         try:
@@ -125,6 +126,10 @@ class Engine:
         min_out = quantize_down(less_bps(best.amount_out, order.slippage_bps), token_out.decimals)
         if order.quote_min_amount_out is not None:
             min_out = max(min_out, order.quote_min_amount_out)
+        if order.limit_price is not None:
+            min_out = max(
+                min_out, limit_floor(order.limit_price, order.amount_in, token_out.decimals)
+            )
         table = decision.table()
         bound.info(
             "routed",

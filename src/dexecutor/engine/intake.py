@@ -16,8 +16,16 @@ from uuid import UUID, uuid4
 import structlog
 from redis.exceptions import RedisError
 
-from dexecutor.domain.order import CANCELLABLE, Order, OrderStatus, OrderType, first_event
+from dexecutor.domain.order import (
+    CANCELLABLE,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    OrderType,
+    first_event,
+)
 from dexecutor.engine.execute import Publisher
+from dexecutor.engine.triggers import trigger_of
 from dexecutor.store.orders import OrderRepository, StaleOrder
 
 log = structlog.get_logger(__name__)
@@ -94,7 +102,12 @@ class Intake:
         )
         event = first_event(order)
         stored, created = await self._repo.create(order, event, idempotency_key, fingerprint)
-        if created:
+        if created and order.type is not OrderType.MARKET:
+            # Limit and sniper orders wait without a job: the trigger book fires them.
+            waiting = order.event(OrderStatus.WAITING, datetime.now(UTC), trigger=trigger_of(order))
+            stored = await self._repo.append(order, waiting)
+            await self._publish_all([event, waiting], order.user_id)
+        elif created:
             try:
                 await self._queue.enqueue(order.id)
                 await self._publisher.publish(event, order.user_id)
@@ -105,6 +118,13 @@ class Intake:
                 )
             log.info("order accepted", order_id=str(order.id), user_id=order.user_id)
         return stored, created
+
+    async def _publish_all(self, events: list[OrderEvent], user_id: str) -> None:
+        try:
+            for event in events:
+                await self._publisher.publish(event, user_id)
+        except (RedisError, OSError) as err:
+            log.warning("events stored but not published", error=str(err))
 
     async def _check_quote(self, new: NewOrder) -> tuple[Decimal, datetime]:
         assert new.quote_id is not None

@@ -223,6 +223,13 @@ class OrderRepository:
         )
         return [r["id"] for r in rows]
 
+    async def waiting(self) -> list[Order]:
+        """Every waiting limit and sniper order (the trigger book's starting point)."""
+        rows = await self._pool.fetch(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = 'waiting'"
+        )
+        return [order_from_row(r) for r in rows]
+
     async def unfinished(self) -> list[UUID]:
         """Orders not in a terminal status: the reconciler re-queues these."""
         rows = await self._pool.fetch(

@@ -1,0 +1,222 @@
+"""Limit and sniper orders: waiting, firing on price or launch, expiry, cancel, restarts.
+
+A server of their own: launches and price moves change that server's market.
+The market is driven deterministically through the mock controls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from dexecutor import jsoncodec
+from tests.support import (
+    Process,
+    create_database,
+    drop_database,
+    drop_namespace,
+    free_port,
+    order_body,
+    service_env,
+    watch,
+)
+
+
+@pytest.fixture(scope="module")
+async def market_server() -> AsyncIterator[Process]:
+    dsn = await create_database()
+    ns = f"dxl{uuid4().hex[:10]}"
+    proc = Process("up", service_env(dsn, ns, TRIGGER_INTERVAL_MS="100"), port=free_port()).start()
+    try:
+        await proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+        await drop_namespace(ns)
+        await drop_database(dsn)
+
+
+@pytest.fixture
+async def mc(market_server: Process) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=market_server.url, timeout=30) as c:
+        yield c
+
+
+def decoded(response: httpx.Response) -> Any:
+    return jsoncodec.loads(response.content)
+
+
+async def best_price(
+    client: httpx.AsyncClient, token_in: str, token_out: str, amount: str
+) -> Decimal:
+    quote = decoded(
+        await client.get(
+            "/api/quote", params={"tokenIn": token_in, "tokenOut": token_out, "amountIn": amount}
+        )
+    )
+    return Decimal(str(quote["route"]["price"]))
+
+
+async def place(client: httpx.AsyncClient, **fields: Any) -> str:
+    response = await client.post(
+        "/api/orders/execute",
+        content=jsoncodec.dumps(order_body(**fields)),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["orderId"])
+
+
+async def first_events(url: str, count: int) -> list[dict[str, Any]]:
+    """The first `count` messages of an order's stream."""
+    async with asyncio.timeout(15), connect(url) as ws:
+        return [jsoncodec.loads(await ws.recv()) for _ in range(count)]
+
+
+async def test_marketable_limit_fills_at_once_at_or_better_than_its_limit(
+    mc: httpx.AsyncClient, market_server: Process
+) -> None:
+    limit = (await best_price(mc, "SOL", "USDC", "1") * Decimal("0.97")).quantize(Decimal("0.0001"))
+    order_id = await place(mc, type="limit", amountIn=1, limitPrice=limit)
+    stream = await watch(f"{market_server.ws_url}/ws/orders/{order_id}")
+    assert stream.statuses == [
+        "pending",
+        "waiting",
+        "routing",
+        "building",
+        "submitted",
+        "confirmed",
+    ]
+    waiting, building, confirmed = stream.messages[1], stream.messages[3], stream.messages[5]
+    assert waiting["trigger"]["kind"] == "limit_price"
+    assert waiting["trigger"]["limitPrice"] == limit
+    assert building["minAmountOut"] >= limit * 1
+    assert confirmed["executedPrice"] >= limit
+
+
+async def test_limit_far_from_the_market_waits_then_fills_when_the_price_gets_there(
+    mc: httpx.AsyncClient, market_server: Process
+) -> None:
+    limit = (await best_price(mc, "RAY", "USDC", "10") * Decimal("1.15")).quantize(
+        Decimal("0.000001")
+    )
+    order_id = await place(
+        mc, type="limit", tokenIn="RAY", tokenOut="USDC", amountIn=10, limitPrice=limit
+    )
+    head = await first_events(f"{market_server.ws_url}/ws/orders/{order_id}", 2)
+    assert [m["status"] for m in head] == ["pending", "waiting"]
+    assert (await mc.get(f"/api/orders/status/{order_id}")).json()["status"] == "waiting"
+    moved_at = datetime.now(UTC)
+    assert (
+        await mc.post("/api/mock/price", json={"venue": "all", "token": "RAY", "bps": 3000})
+    ).status_code == 200
+    stream = await watch(f"{market_server.ws_url}/ws/orders/{order_id}")
+    assert stream.statuses[-1] == "confirmed"
+    routing = next(m for m in stream.messages if m["status"] == "routing")
+    assert datetime.fromisoformat(routing["at"].replace("Z", "+00:00")) >= moved_at - timedelta(
+        milliseconds=5
+    )
+    assert stream.messages[-1]["executedPrice"] >= limit
+
+
+async def test_waiting_order_expires(mc: httpx.AsyncClient, market_server: Process) -> None:
+    limit = await best_price(mc, "SOL", "USDC", "1") * 3
+    order_id = await place(
+        mc, type="limit", amountIn=1, limitPrice=limit.quantize(Decimal("0.01")), ttlSeconds=1
+    )
+    stream = await watch(f"{market_server.ws_url}/ws/orders/{order_id}")
+    assert stream.statuses == ["pending", "waiting", "expired"]
+    assert stream.messages[-1]["reason"] == "expired"
+    assert stream.close_code == 1000
+
+
+async def test_cancel_while_waiting(mc: httpx.AsyncClient, market_server: Process) -> None:
+    limit = (await best_price(mc, "SOL", "USDC", "1") * 3).quantize(Decimal("0.01"))
+    order_id = await place(mc, type="limit", amountIn=1, limitPrice=limit)
+    await first_events(f"{market_server.ws_url}/ws/orders/{order_id}", 2)
+    response = await mc.delete(f"/api/orders/{order_id}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    stream = await watch(f"{market_server.ws_url}/ws/orders/{order_id}")
+    assert stream.statuses == ["pending", "waiting", "cancelled"]
+    assert (await mc.delete(f"/api/orders/{order_id}")).status_code == 409
+
+
+async def test_sniper_fires_on_launch_on_the_launched_venue(
+    mc: httpx.AsyncClient, market_server: Process
+) -> None:
+    tokens = {t["symbol"]: t for t in (await mc.get("/api/tokens")).json()}
+    assert tokens["NOVA"]["launched"] is False
+    order_id = await place(mc, type="sniper", tokenOut="NOVA", amountIn=1, slippageBps=500)
+    head = await first_events(f"{market_server.ws_url}/ws/orders/{order_id}", 2)
+    assert head[1]["status"] == "waiting" and head[1]["trigger"]["kind"] == "pool_launch"
+    launched = await mc.post("/api/mock/launch", json={"token": "nova", "venue": "meteora"})
+    assert launched.status_code == 200
+    stream = await watch(f"{market_server.ws_url}/ws/orders/{order_id}")
+    assert stream.statuses[-1] == "confirmed"
+    record = (await mc.get(f"/api/orders/{order_id}")).json()
+    assert record["dexUsed"] == "meteora"
+    assert record["route"] == ["wSOL", "NOVA"]
+    assert {t["symbol"]: t for t in (await mc.get("/api/tokens")).json()}["NOVA"][
+        "launched"
+    ] is True
+
+
+async def test_waiting_orders_survive_a_restart(
+    mc: httpx.AsyncClient, market_server: Process
+) -> None:
+    limit = (await best_price(mc, "JUP", "SOL", "100") * Decimal("1.15")).quantize(
+        Decimal("0.00000001")
+    )
+    order_id = await place(
+        mc, type="limit", tokenIn="JUP", tokenOut="SOL", amountIn=100, limitPrice=limit
+    )
+    sniper_id = await place(mc, type="sniper", tokenOut="WARP", amountIn=1, slippageBps=500)
+    await first_events(f"{market_server.ws_url}/ws/orders/{sniper_id}", 2)
+    assert await market_server.terminate() is not None
+    market_server.start()
+    await market_server.wait_ready()
+    assert (await mc.get(f"/api/orders/status/{order_id}")).json()["status"] == "waiting"
+    await mc.post("/api/mock/price", json={"venue": "all", "token": "JUP", "bps": 3000})
+    await mc.post("/api/mock/launch", json={"token": "WARP", "venue": "raydium"})
+    limit_stream, sniper_stream = await asyncio.gather(
+        watch(f"{market_server.ws_url}/ws/orders/{order_id}"),
+        watch(f"{market_server.ws_url}/ws/orders/{sniper_id}"),
+    )
+    assert limit_stream.statuses[-1] == "confirmed"
+    assert sniper_stream.statuses[-1] == "confirmed"
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"type": "limit"}, "limitPrice is required"),
+        ({"type": "limit", "limitPrice": 0}, "limitPrice must be > 0"),
+        (
+            {
+                "type": "limit",
+                "limitPrice": 1,
+                "ttlSeconds": 5,
+                "expiresAt": "2099-01-01T00:00:00Z",
+            },
+            "not both",
+        ),
+        ({"type": "limit", "limitPrice": 1, "expiresAt": "2020-01-01T00:00:00Z"}, "in the past"),
+        ({"type": "sniper", "tokenOut": "USDC"}, "already tradable"),
+        ({"type": "sniper", "tokenOut": "FLUX", "limitPrice": 1}, "limit orders only"),
+    ],
+)
+async def test_limit_and_sniper_validation(
+    mc: httpx.AsyncClient, fields: dict[str, Any], fragment: str
+) -> None:
+    response = await mc.post("/api/orders/execute", json=order_body(**fields))
+    assert response.status_code == 422
+    assert fragment in response.json()["message"]
