@@ -11,11 +11,13 @@ import pytest
 
 from tests.support import (
     Process,
+    connected,
     create_database,
     drop_database,
     drop_namespace,
     free_port,
     service_env,
+    serving,
 )
 
 
@@ -36,12 +38,9 @@ async def namespace() -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def server(database: str, namespace: str) -> AsyncIterator[Process]:
     """`dexecutor up` (API + worker in one process) with fast venues."""
-    proc = Process("up", service_env(database, namespace), port=free_port()).start()
-    try:
-        await proc.wait_ready()
+    proc = Process("up", service_env(database, namespace), port=free_port())
+    async with serving(proc):
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
@@ -52,6 +51,5 @@ async def client(server: Process) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def db(database: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database)
-    yield conn
-    await conn.close()
+    async with connected(database) as conn:
+        yield conn

@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,55 @@ class TcpProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers.difference_update((writer, up_writer))
+
+
+@dataclass
+class Isolated:
+    """A database and a Redis namespace of their own."""
+
+    dsn: str
+    namespace: str
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return service_env(self.dsn, self.namespace, **overrides)
+
+
+@asynccontextmanager
+async def isolated(prefix: str) -> AsyncIterator[Isolated]:
+    """Fresh database and namespace, removed afterwards.
+
+    Servers that share a database reconcile each other's unfinished orders, and ones
+    that share a namespace consume each other's scripted faults: tests that arm faults,
+    move prices or count executing orders need their own.
+    """
+    dsn = await create_database()
+    namespace = f"{prefix}{uuid4().hex[:10]}"
+    try:
+        yield Isolated(dsn, namespace)
+    finally:
+        await drop_namespace(namespace)
+        await drop_database(dsn)
+
+
+@asynccontextmanager
+async def serving(*procs: Process) -> AsyncIterator[None]:
+    """Start the processes, wait for those that serve HTTP, stop them all afterwards."""
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            if proc.port is not None:
+                await proc.wait_ready()
+        yield
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+@asynccontextmanager
+async def connected(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()

@@ -18,13 +18,13 @@ import httpx
 import pytest
 
 from tests.support import (
+    Isolated,
     Process,
-    create_database,
-    drop_database,
-    drop_namespace,
+    connected,
     free_port,
+    isolated,
     order_body,
-    service_env,
+    serving,
     watch,
 )
 
@@ -51,39 +51,25 @@ def peak_executing(events: list[asyncpg.Record]) -> int:
 
 
 @pytest.fixture(scope="module")
-async def cluster_db() -> AsyncIterator[str]:
-    dsn = await create_database()
-    yield dsn
-    await drop_database(dsn)
+async def cluster_env() -> AsyncIterator[Isolated]:
+    async with isolated("dxc") as iso:
+        yield iso
 
 
 @pytest.fixture
-async def db(cluster_db: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(cluster_db)
-    yield conn
-    await conn.close()
+async def db(cluster_env: Isolated) -> AsyncIterator[asyncpg.Connection]:
+    async with connected(cluster_env.dsn) as conn:
+        yield conn
 
 
 @pytest.fixture(scope="module")
-async def cluster(cluster_db: str) -> AsyncIterator[Process]:
-    database = cluster_db
-    ns = f"dxc{uuid4().hex[:10]}"
-    env = service_env(
-        database,
-        ns,
-        MOCK_QUOTE_LATENCY_MS="150-250",
-        MOCK_SWAP_LATENCY_MS="2000-3000",
-        QUOTE_TIMEOUT_MS="1500",
+async def cluster(cluster_env: Isolated) -> AsyncIterator[Process]:
+    env = cluster_env.env(
+        MOCK_QUOTE_LATENCY_MS="150-250", MOCK_SWAP_LATENCY_MS="2000-3000", QUOTE_TIMEOUT_MS="1500"
     )
-    api = Process("api", env, port=free_port()).start()
-    workers = [Process("worker", env).start() for _ in range(2)]
-    try:
-        await api.wait_ready()
+    api = Process("api", env, port=free_port())
+    async with serving(api, Process("worker", env), Process("worker", env)):
         yield api
-    finally:
-        for p in (api, *workers):
-            p.stop()
-        await drop_namespace(ns)
 
 
 async def test_forty_orders_two_workers_peak_exactly_ten(

@@ -7,51 +7,41 @@ whichever order calls the venue next, so no other test's orders may be in flight
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 import httpx
 import pytest
 
 from tests.support import (
+    Isolated,
     Process,
-    create_database,
-    drop_database,
-    drop_namespace,
+    connected,
     free_port,
+    isolated,
     order_body,
-    service_env,
+    serving,
     watch,
 )
 
 
 @pytest.fixture(scope="module")
-async def fault_db() -> AsyncIterator[str]:
-    """A database of its own: no other server's unfinished orders get reconciled here."""
-    dsn = await create_database()
-    yield dsn
-    await drop_database(dsn)
+async def fault_env() -> AsyncIterator[Isolated]:
+    async with isolated("dxf") as iso:
+        yield iso
 
 
 @pytest.fixture(scope="module")
-async def fault_server(fault_db: str) -> AsyncIterator[Process]:
-    ns = f"dxf{uuid4().hex[:10]}"
-    proc = Process(
-        "up", service_env(fault_db, ns, QUOTE_TIMEOUT_MS="300"), port=free_port()
-    ).start()
-    try:
-        await proc.wait_ready()
+async def fault_server(fault_env: Isolated) -> AsyncIterator[Process]:
+    proc = Process("up", fault_env.env(QUOTE_TIMEOUT_MS="300"), port=free_port())
+    async with serving(proc):
         yield proc
-    finally:
-        proc.stop()
-        await drop_namespace(ns)
 
 
 @pytest.fixture
-async def db(fault_db: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(fault_db)
-    yield conn
-    await conn.close()
+async def db(fault_env: Isolated) -> AsyncIterator[asyncpg.Connection]:
+    async with connected(fault_env.dsn) as conn:
+        yield conn
 
 
 @pytest.fixture

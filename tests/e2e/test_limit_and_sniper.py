@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import pytest
@@ -20,28 +19,20 @@ from websockets.asyncio.client import connect
 from dexecutor import jsoncodec
 from tests.support import (
     Process,
-    create_database,
-    drop_database,
-    drop_namespace,
     free_port,
+    isolated,
     order_body,
-    service_env,
+    serving,
     watch,
 )
 
 
 @pytest.fixture(scope="module")
 async def market_server() -> AsyncIterator[Process]:
-    dsn = await create_database()
-    ns = f"dxl{uuid4().hex[:10]}"
-    proc = Process("up", service_env(dsn, ns, TRIGGER_INTERVAL_MS="100"), port=free_port()).start()
-    try:
-        await proc.wait_ready()
-        yield proc
-    finally:
-        proc.stop()
-        await drop_namespace(ns)
-        await drop_database(dsn)
+    async with isolated("dxl") as iso:
+        proc = Process("up", iso.env(TRIGGER_INTERVAL_MS="100"), port=free_port())
+        async with serving(proc):
+            yield proc
 
 
 @pytest.fixture
