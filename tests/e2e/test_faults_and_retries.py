@@ -6,6 +6,7 @@ whichever order calls the venue next, so no other test's orders may be in flight
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from uuid import UUID
 
@@ -33,7 +34,8 @@ async def fault_env() -> AsyncIterator[Isolated]:
 
 @pytest.fixture(scope="module")
 async def fault_server(fault_env: Isolated) -> AsyncIterator[Process]:
-    proc = Process("up", fault_env.env(QUOTE_TIMEOUT_MS="300"), port=free_port())
+    env = fault_env.env(QUOTE_TIMEOUT_MS="300", QUOTE_TTL_MS="100")
+    proc = Process("up", env, port=free_port())
     async with serving(proc):
         yield proc
 
@@ -174,3 +176,17 @@ async def test_fault_requests_are_validated(fc: httpx.AsyncClient) -> None:
         assert response.status_code == 422
         assert response.json()["error"] == "validation_error"
     assert (await fc.get("/api/mock/faults")).json() == {"armed": []}
+
+
+async def test_order_on_an_expired_quote_fails_quote_expired(
+    fc: httpx.AsyncClient, fault_server: Process
+) -> None:
+    """QUOTE_TTL_MS is 100 here: by the time the order routes, the quote is gone."""
+    quote = (
+        await fc.get("/api/quote", params={"tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "2"})
+    ).json()
+    await asyncio.sleep(0.2)  # the quote's validity running out is the condition under test
+    events, record = await run(fc, fault_server, quoteId=quote["quoteId"])
+    assert [e["status"] for e in events] == ["pending", "routing", "failed"]
+    assert (events[-1]["reason"], events[-1]["retryable"]) == ("quote_expired", False)
+    assert record["failReason"] == "quote_expired"

@@ -30,7 +30,8 @@ from tests.support import (
 @pytest.fixture(scope="module")
 async def market_server() -> AsyncIterator[Process]:
     async with isolated("dxl") as iso:
-        proc = Process("up", iso.env(TRIGGER_INTERVAL_MS="100"), port=free_port())
+        env = iso.env(TRIGGER_INTERVAL_MS="100", MOCK_LAUNCHES="FLUX:raydium:2")
+        proc = Process("up", env, port=free_port())
         async with serving(proc):
             yield proc
 
@@ -184,6 +185,16 @@ async def test_waiting_orders_survive_a_restart(
     )
     assert limit_stream.statuses[-1] == "confirmed"
     assert sniper_stream.statuses[-1] == "confirmed"
+
+
+async def test_scheduled_launch_fires_a_sniper(
+    mc: httpx.AsyncClient, market_server: Process
+) -> None:
+    """MOCK_LAUNCHES opens FLUX on Raydium 2 s after the worker starts; no one calls launch."""
+    order_id = await place(mc, type="sniper", tokenOut="FLUX", amountIn=1, slippageBps=500)
+    stream = await watch(f"{market_server.ws_url}/ws/orders/{order_id}")
+    assert stream.statuses[-1] == "confirmed"
+    assert stream.messages[-1]["dex"] == "raydium"
 
 
 @pytest.mark.parametrize(
