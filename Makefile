@@ -13,7 +13,6 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/dexecutor migrate
 	$(BIN)/dexecutor up
 
 test: $(STAMP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
@@ -9,6 +10,8 @@ import asyncpg
 import httpx
 import pytest
 
+from dexecutor.config import Settings
+from dexecutor.embedded import Backends, resolve
 from tests.support import (
     Process,
     connected,
@@ -19,6 +22,31 @@ from tests.support import (
     service_env,
     serving,
 )
+
+_backends: Backends | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With no DATABASE_URL / REDIS_URL configured, run against embedded servers.
+
+    They are the same ones `make run` uses (data in ./.data); the URLs are exported so
+    every server process the tests start connects to them too.
+    """
+    global _backends
+    settings = Settings()
+    if settings.postgres_configured() and settings.redis_url:
+        return
+    _backends = resolve(
+        settings.database_url, settings.redis_url, settings.postgres_configured(), settings.data_dir
+    )
+    assert _backends.database_url is not None and _backends.redis_url is not None
+    os.environ["DATABASE_URL"] = _backends.database_url
+    os.environ["REDIS_URL"] = _backends.redis_url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _backends is not None:
+        _backends.stop()
 
 
 @pytest.fixture(scope="session")

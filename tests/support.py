@@ -29,14 +29,22 @@ from websockets.exceptions import ConnectionClosed
 
 from dexecutor import jsoncodec
 from dexecutor.config import Settings
-from dexecutor.store.db import with_database
+from dexecutor.store.db import database_name, with_database
 from dexecutor.store.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 DEXECUTOR = str(Path(sys.executable).with_name("dexecutor"))
-SERVER_DSN = os.environ.get("DATABASE_URL") or Settings(database_url=None).dsn()
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def server_dsn() -> str:
+    """The PostgreSQL server the tests use (configured, or embedded by conftest)."""
+    return os.environ.get("DATABASE_URL") or Settings(database_url=None).dsn()
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+
 
 # Venue latencies for tests: fast, but long enough that orders overlap.
 FAST = {
@@ -49,12 +57,12 @@ FAST = {
 
 async def create_database() -> str:
     name = f"dexecutor_test_{uuid4().hex[:12]}"
-    admin = await asyncpg.connect(with_database(SERVER_DSN, "postgres"))
+    admin = await asyncpg.connect(with_database(server_dsn(), "postgres"))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    dsn = with_database(SERVER_DSN, name)
+    dsn = with_database(server_dsn(), name)
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
@@ -64,8 +72,8 @@ async def create_database() -> str:
 
 
 async def drop_database(dsn: str) -> None:
-    name = dsn.rsplit("/", 1)[1].split("?")[0]
-    admin = await asyncpg.connect(with_database(SERVER_DSN, "postgres"))
+    name = database_name(dsn)
+    admin = await asyncpg.connect(with_database(server_dsn(), "postgres"))
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -73,7 +81,7 @@ async def drop_database(dsn: str) -> None:
 
 
 async def drop_namespace(namespace: str) -> None:
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(redis_url())
     try:
         keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=1000)]
         for i in range(0, len(keys), 500):
@@ -161,7 +169,7 @@ def service_env(dsn: str, namespace: str, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MOCK_", "MAX_"))}
     env.update(
         DATABASE_URL=dsn,
-        REDIS_URL=REDIS_URL,
+        REDIS_URL=redis_url(),
         NAMESPACE=namespace,
         ENV="test",
         LOG_LEVEL="info",
@@ -230,8 +238,8 @@ class TcpProxy:
     database outage looks like from the service; `up()` lets traffic through again.
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+    def __init__(self, target: tuple[str, int] | str) -> None:
+        self.target = target  # (host, port), or the path of a unix socket
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -250,7 +258,10 @@ class TcpProxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            if isinstance(self.target, str):
+                up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
             return

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from typing import TYPE_CHECKING
 
 import typer
 
 from dexecutor.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from dexecutor.embedded import Backends
 
 app = typer.Typer(
     help="dexecutor: order execution engine for Solana DEX swaps.", no_args_is_help=True
@@ -33,6 +37,71 @@ def _setup(settings: Settings) -> None:
         uvloop.install()
 
 
+def _with_backends(settings: Settings) -> tuple[Settings, Backends]:
+    """Start embedded PostgreSQL / Valkey where no server is configured; check the rest."""
+    from dexecutor.embedded import resolve
+
+    backends = resolve(
+        settings.database_url, settings.redis_url, settings.postgres_configured(), settings.data_dir
+    )
+    resolved = settings.model_copy(
+        update={
+            "database_url": backends.database_url,
+            "redis_url": backends.redis_url,
+            "backend_modes": backends.modes,
+        }
+    )
+    try:
+        asyncio.run(_check_reachable(resolved))
+    except BackendUnreachable as err:
+        backends.stop()
+        typer.echo(f"dexecutor: {err}", err=True)
+        raise typer.Exit(3) from None
+    return resolved, backends
+
+
+class BackendUnreachable(Exception):
+    pass
+
+
+async def _check_reachable(settings: Settings) -> None:
+    """A configured server that does not answer is an error, never a silent fallback."""
+    import asyncpg
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    from dexecutor.store.db import ensure_database
+
+    mode = settings.backend_modes
+    try:
+        await asyncio.wait_for(ensure_database(settings.dsn()), 15)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as err:
+        raise BackendUnreachable(
+            f"PostgreSQL ({mode.get('postgres')}) at {_redacted(settings.dsn())}"
+            f" is unreachable: {err}"
+        ) from None
+    client = Redis.from_url(settings.redis)
+    try:
+        await asyncio.wait_for(client.ping(), 5)
+    except (OSError, TimeoutError, RedisError) as err:
+        raise BackendUnreachable(
+            f"Redis ({mode.get('redis')}) at {_redacted(settings.redis)} is unreachable: {err}"
+        ) from None
+    finally:
+        await client.aclose()
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
 async def _migrate(settings: Settings) -> list[str]:
     import asyncpg
 
@@ -50,8 +119,11 @@ async def _migrate(settings: Settings) -> list[str]:
 @app.command()
 def migrate() -> None:
     """Create the database if needed and apply pending schema migrations."""
-    settings = _settings()
-    applied = asyncio.run(_migrate(settings))
+    settings, backends = _with_backends(_settings())
+    try:
+        applied = asyncio.run(_migrate(settings))
+    finally:
+        backends.stop()
     typer.echo(
         f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
     )
@@ -63,18 +135,22 @@ def _serve(settings: Settings, run_worker: bool) -> None:
     from dexecutor.api.app import create_app
 
     _setup(settings)
-    asyncio.run(_migrate(settings))
-    uvicorn.run(
-        create_app(settings, run_worker=run_worker),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets",
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    settings, backends = _with_backends(settings)
+    try:
+        asyncio.run(_migrate(settings))
+        uvicorn.run(
+            create_app(settings, run_worker=run_worker, on_shutdown=backends.stop),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            loop="uvloop",
+            http="httptools",
+            ws="websockets",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        backends.stop()
 
 
 @app.command()
@@ -94,6 +170,7 @@ def worker() -> None:
     """Run a queue worker that executes orders (no HTTP)."""
     settings = _settings()
     _setup(settings)
+    settings, backends = _with_backends(settings)
 
     async def main() -> None:
         import structlog
@@ -113,7 +190,10 @@ def worker() -> None:
         await services.close()
         log.info("worker stopped")
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        backends.stop()
 
 
 def main() -> None:  # pragma: no cover

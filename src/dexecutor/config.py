@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote
 
@@ -59,7 +60,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 3000
     database_url: str | None = None
-    redis_url: str = "redis://localhost:6379"
+    redis_url: str | None = None
+    data_dir: Path = Path(".data")
+    # Filled in at start-up: "configured" or "embedded" per backend (not read from the env).
+    backend_modes: dict[str, str] = {}
     namespace: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,40}$")] = "dexecutor"
 
     max_concurrent_orders: Annotated[int, Field(ge=1, le=100_000)] = 10
@@ -102,7 +106,9 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
@@ -131,6 +137,15 @@ class Settings(BaseSettings):
     @property
     def controls_enabled(self) -> bool:
         return bool(self.mock_controls)
+
+    @property
+    def redis(self) -> str:
+        """REDIS_URL, once start-up has resolved it (embedded when none was configured)."""
+        return self.redis_url or "redis://localhost:6379"
+
+    def postgres_configured(self) -> bool:
+        env = os.environ
+        return bool(self.database_url or env.get("PGHOST") or env.get("PGDATABASE"))
 
     def dsn(self) -> str:
         """DATABASE_URL, or one built from the libpq PG* variables with local defaults."""

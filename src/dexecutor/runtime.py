@@ -61,7 +61,7 @@ class Services:
     @classmethod
     async def open(cls, settings: Settings, *, api: bool, worker: bool) -> Services:
         pool = await create_pool(settings.dsn(), max_size=settings.pg_pool_size)
-        redis = connect(settings.redis_url)
+        redis = connect(settings.redis)
         keys = Keys(settings.namespace)
         repo = OrderRepository(pool)
         ledger = PgLedger(pool)
@@ -94,7 +94,7 @@ class Services:
             ),
             observer=EngineMetrics(),
         )
-        queue = OrderQueue(settings.redis_url, settings.namespace, redis)
+        queue = OrderQueue(settings.redis, settings.namespace, redis)
         hub = EventHub(redis, keys.events)
         control = MarketControl(redis, keys, market, clock)
         hub.on_channel(keys.market, control.receive)
@@ -123,7 +123,7 @@ class Services:
                 engine,
                 queue,
                 redis,
-                settings.redis_url,
+                settings.redis,
                 settings.namespace,
                 settings.max_concurrent_orders,
             )

@@ -6,7 +6,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
@@ -16,7 +16,6 @@ from websockets.asyncio.client import connect
 
 from dexecutor import jsoncodec
 from tests.support import (
-    SERVER_DSN,
     Process,
     TcpProxy,
     create_database,
@@ -24,6 +23,7 @@ from tests.support import (
     drop_namespace,
     free_port,
     order_body,
+    server_dsn,
     service_env,
     watch,
 )
@@ -118,13 +118,16 @@ class Progress:
 @pytest.fixture
 async def deployment() -> AsyncIterator[Deployment]:
     dsn = await create_database()
-    target = urlsplit(SERVER_DSN)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    target = urlsplit(server_dsn())
+    host = target.hostname or parse_qs(target.query).get("host", [""])[0]
+    port = target.port or 5432
+    # An embedded server listens on a unix socket only; the proxy listens on TCP.
+    proxy = TcpProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
     await proxy.up()
     parts = urlsplit(dsn)
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = (userinfo + "@" if userinfo else "") + f"127.0.0.1:{proxy.port}"
-    proxied = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    proxied = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     ns = f"dxk{uuid4().hex[:10]}"
     env = service_env(
         proxied,

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.faults.conftest import TERMINAL, Deployment, Progress
-from tests.support import REDIS_URL, Process, drop_namespace, free_port, order_body
+from tests.support import Process, drop_namespace, free_port, order_body, redis_url
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -31,7 +31,7 @@ async def test_redis_loses_everything_mid_run(
     assert all(
         landed[i] == (1 if s == "confirmed" else 0) for i, s in zip(ids, finals, strict=True)
     )
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(redis_url())
     try:  # the global cap was written again by the reconciler
         assert await redis.hget(f"{deployment.namespace}:orders:meta", "concurrency") == b"100"
     finally:

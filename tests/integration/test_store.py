@@ -20,7 +20,7 @@ from dexecutor.domain.order import IllegalTransition, Order, OrderStatus, OrderT
 from dexecutor.market.venue import TxRecord
 from dexecutor.store.ledger import PgLedger
 from dexecutor.store.orders import IdempotencyConflict, OrderRepository, StaleOrder
-from tests.support import REDIS_URL
+from tests.support import redis_url
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
+    client = Redis.from_url(redis_url())
     yield client
     await client.aclose()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -23,7 +23,9 @@ Submit with `POST /api/orders/execute`, watch with `ws://host/ws/orders/{orderId
 Every error has the shape `{"error": "<code>", "message": "<words>"}`."""
 
 
-def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings, *, run_worker: bool = False, on_shutdown: Callable[[], None] | None = None
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.open(settings, api=True, worker=run_worker)
@@ -38,6 +40,8 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
             yield
         finally:
             await services.close()
+            if on_shutdown is not None:
+                on_shutdown()
 
     app = FastAPI(
         title="dexecutor",

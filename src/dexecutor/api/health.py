@@ -35,7 +35,11 @@ async def readyz(svc: ServicesDep) -> Response:
         checks["redis"] = f"down: {type(err).__name__}: {err}"[:200]
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
+        {
+            "status": "ready" if ready else "unavailable",
+            "checks": checks,
+            "mode": svc.settings.backend_modes or {"postgres": "configured", "redis": "configured"},
+        },
         status_code=200 if ready else 503,
     )
 
