@@ -54,6 +54,7 @@ class Services:
     engine: Engine
     hub: EventHub
     control: MarketControl
+    clock: MarketClock
     worker: OrderWorker | None = None
     triggers: TriggerRunner | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -101,7 +102,7 @@ class Services:
         await control.restore()
         services = cls(
             settings, pool, redis, keys, repo, ledger, faults, QuoteBook(redis, keys), queue,
-            market, venues, engine, hub, control,
+            market, venues, engine, hub, control, clock,
         )  # fmt: skip
         if worker:
             triggers = TriggerRunner(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,7 +21,7 @@ from dexecutor.domain.money import less_bps, quantize_down
 from dexecutor.domain.order import transition_table
 from dexecutor.engine.routing import decide
 from dexecutor.market.tokens import TOKENS, find_token
-from dexecutor.market.types import VENUES
+from dexecutor.market.types import VENUES, MarketError
 from dexecutor.market.venue import FAULT_KINDS
 from dexecutor.runtime import Services
 
@@ -55,6 +55,31 @@ async def state_machine() -> Response:
             "transitions": table,
         }
     )
+
+
+@router.get("/api/market/prices", summary="Each venue's mid price of a pair now, and the reference")
+async def prices(
+    svc: ServicesDep,
+    token_in: Annotated[str, Query(alias="tokenIn", max_length=20)] = "SOL",
+    token_out: Annotated[str, Query(alias="tokenOut", max_length=20)] = "USDC",
+) -> Response:
+    """Spot prices without fee or impact, for charts. Each API process simulates its
+    own copy of the market, so processes may differ slightly."""
+    a, b = _registry_symbol(token_in), _registry_symbol(token_out)
+    if a == b:
+        raise ApiError(422, "validation_error", "tokenIn and tokenOut must be different tokens")
+    now = svc.clock()
+    venues: dict[str, Any] = {}
+    for venue in VENUES:
+        try:
+            venues[venue] = svc.market.mid_price(venue, a, b, now)
+        except MarketError:
+            venues[venue] = None
+    reference = svc.market.reference_price(a, now) / svc.market.reference_price(b, now)
+    return JSONResponse(
+        {"tokenIn": a, "tokenOut": b, "at": datetime.now(UTC), "venues": venues,
+         "reference": reference.quantize(Decimal("1e-12"))}
+    )  # fmt: skip
 
 
 @router.get("/api/quote", summary="Every venue's quote and the route an order would take")
