@@ -72,7 +72,7 @@ async def prices(
     venues: dict[str, Any] = {}
     for venue in VENUES:
         try:
-            venues[venue] = svc.market.mid_price(venue, a, b, now)
+            venues[venue] = svc.market.mid_price(venue, a, b, now).quantize(Decimal("1e-12"))
         except MarketError:
             venues[venue] = None
     reference = svc.market.reference_price(a, now) / svc.market.reference_price(b, now)
