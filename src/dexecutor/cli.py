@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from typing import TYPE_CHECKING
 
@@ -194,6 +195,112 @@ def worker() -> None:
         asyncio.run(main())
     finally:
         backends.stop()
+
+
+def _base_url(url: str | None) -> str:
+    return (
+        url
+        or os.environ.get("DEXECUTOR_URL")
+        or f"http://localhost:{os.environ.get('PORT', '3000')}"
+    )
+
+
+URL_OPTION = typer.Option(
+    None, "--url", help="API base URL (default $DEXECUTOR_URL or localhost:$PORT)"
+)
+USER_OPTION = typer.Option("cli", "--user", "-u", help="userId the order belongs to")
+
+
+def _fail(err: Exception) -> typer.Exit:
+    typer.echo(f"dexecutor: {err}", err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def submit(
+    token_in: str = typer.Argument(..., help="token sold, e.g. SOL"),
+    token_out: str = typer.Argument(..., help="token bought, e.g. USDC"),
+    amount: str = typer.Argument(..., help="amount of token_in, e.g. 2 or 0.5"),
+    order_type: str = typer.Option("market", "--type", "-t", help="market, limit or sniper"),
+    limit_price: str | None = typer.Option(None, "--limit-price", help="worst price (limit)"),
+    ttl: int | None = typer.Option(None, "--ttl", help="seconds before a waiting order expires"),
+    slippage_bps: int | None = typer.Option(None, "--slippage-bps", help="tolerance, default 50"),
+    user: str = USER_OPTION,
+    watch: bool = typer.Option(False, "--watch", "-w", help="show the lifecycle live"),
+    url: str | None = URL_OPTION,
+) -> None:
+    """Place an order; with --watch, follow it live until it finishes."""
+    from rich.console import Console
+
+    from dexecutor.client import ApiError, DexecutorClient
+    from dexecutor.console import watch_order
+
+    console = Console()
+
+    async def run() -> str:
+        async with DexecutorClient(_base_url(url)) as client:
+            accepted = await client.submit(
+                user_id=user, token_in=token_in, token_out=token_out, amount_in=amount,
+                type=order_type, limit_price=limit_price, ttl_seconds=ttl,
+                slippage_bps=slippage_bps,
+            )  # fmt: skip
+            if not watch:
+                console.print(f"order [bold]{accepted.order_id}[/] accepted ({accepted.status})")
+                return accepted.status
+            return await watch_order(client, accepted, console)
+
+    try:
+        final = asyncio.run(run())
+    except (ApiError, OSError) as err:
+        raise _fail(err) from None
+    if watch and final == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def orders(
+    user: str = USER_OPTION,
+    status: str | None = typer.Option(None, "--status", help="filter, e.g. confirmed,failed"),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=200),
+    url: str | None = URL_OPTION,
+) -> None:
+    """List a user's orders, newest first."""
+    from rich.console import Console
+
+    from dexecutor.client import ApiError, DexecutorClient
+    from dexecutor.console import orders_table
+
+    async def run() -> None:
+        async with DexecutorClient(_base_url(url)) as client:
+            Console().print(orders_table(await client.orders(user, status, limit)))
+
+    try:
+        asyncio.run(run())
+    except (ApiError, OSError) as err:
+        raise _fail(err) from None
+
+
+@app.command()
+def quote(
+    token_in: str = typer.Argument(..., help="token sold"),
+    token_out: str = typer.Argument(..., help="token bought"),
+    amount: str = typer.Argument(..., help="amount of token_in"),
+    url: str | None = URL_OPTION,
+) -> None:
+    """Both venues' quotes and the route an order would take."""
+    from rich.console import Console
+
+    from dexecutor.client import ApiError, DexecutorClient
+    from dexecutor.console import quote_table
+
+    async def run() -> None:
+        async with DexecutorClient(_base_url(url)) as client:
+            Console().print(quote_table(await client.quote(token_in, token_out, amount)))
+
+    try:
+        asyncio.run(run())
+    except (ApiError, OSError) as err:
+        raise _fail(err) from None
 
 
 def main() -> None:  # pragma: no cover

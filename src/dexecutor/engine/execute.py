@@ -73,27 +73,34 @@ class Engine:
         self._clock = clock
 
     async def process(self, order_id: UUID) -> int | None:
-        """Carry the order as far as it goes now. Returns a retry delay (ms) or None when done."""
+        """Carry the order as far as it goes now. Returns a retry delay (ms) or None when done.
+
+        Every log line written while this runs (here, in the venues, the store) carries
+        the order id and attempt: they are bound to this task's logging context.
+        """
+        with structlog.contextvars.bound_contextvars(order_id=str(order_id)):
+            return await self._process(order_id)
+
+    async def _process(self, order_id: UUID) -> int | None:
         order = await self._repo.get(order_id)
         if order is None:
-            log.warning("job for unknown order", order_id=str(order_id))
+            log.warning("job for unknown order")
             return None
         if order.is_terminal:
             return None
-        bound = log.bind(order_id=str(order.id))
         # A waiting order's job exists only once its trigger fired.
         if order.status in (S.PENDING, S.RETRYING, S.WAITING):
             order = await self._step(order, S.ROUTING)
-        bound = bound.bind(attempt=order.attempts)
+        structlog.contextvars.bind_contextvars(attempt=order.attempts)
         try:
             if order.status is S.ROUTING:
-                order = await self._route(order, bound)
+                order = await self._route(order)
             if order.status is S.BUILDING:
                 order = await self._submit(order)
             if order.status is S.SUBMITTED:
                 order = await self._confirm(order)
         except MarketError as err:
-            bound.info("attempt failed", reason=err.reason, message=err.message)
+            log.info("attempt failed", reason=err.reason, message=err.message)
             return await self._fail_attempt(order, err.reason, err.message)
         return None
 
@@ -105,7 +112,7 @@ class Engine:
         await self._publisher.publish(event, order.user_id)
         return after
 
-    async def _route(self, order: Order, bound: Any) -> Order:
+    async def _route(self, order: Order) -> Order:
         if order.quote_expires_at_passed(self._clock()):
             raise MarketError(
                 FailureReason.QUOTE_EXPIRED,
@@ -131,7 +138,7 @@ class Engine:
                 min_out, limit_floor(order.limit_price, order.amount_in, token_out.decimals)
             )
         table = decision.table()
-        bound.info(
+        log.info(
             "routed",
             dex=best.venue,
             amount_out=str(best.amount_out),

@@ -1,0 +1,146 @@
+"""Terminal views for the CLI: an order's lifecycle live, order history, quotes (rich)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from dexecutor.client import TERMINAL, Accepted, DexecutorClient, OrderEvent, OrderRecord
+
+STATUS_STYLE = {
+    "pending": "grey70",
+    "waiting": "yellow",
+    "routing": "cyan",
+    "building": "blue",
+    "submitted": "magenta",
+    "retrying": "dark_orange",
+    "confirmed": "bold green",
+    "failed": "bold red",
+    "cancelled": "grey50",
+    "expired": "grey50",
+}
+
+
+def num(value: Any) -> str:
+    """Decimals as plain digits (0.00000001, not 1E-8)."""
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def _details(event: OrderEvent) -> str:
+    status = event.get("status")
+    if status == "pending":
+        return f"{event.get('amountIn')} {event.get('tokenIn')} → {event.get('tokenOut')}"
+    if status == "building":
+        quotes = event.get("quotes", {})
+        parts = [
+            f"{venue} {q['amountOut']}" if "amountOut" in q else f"{venue} {q.get('error')}"
+            for venue, q in quotes.items()
+        ]
+        return (
+            f"route {event.get('dex')} · "
+            + ", ".join(parts)
+            + f" · min {event.get('minAmountOut')}"
+        )
+    if status == "submitted":
+        return f"{event.get('dex')} tx {str(event.get('txHash'))[:16]}…"
+    if status == "confirmed":
+        return f"{event.get('amountOut')} at {event.get('executedPrice')} on {event.get('dex')}"
+    if status in ("retrying", "failed"):
+        extra = f" · next attempt in {event.get('delayMs')} ms" if status == "retrying" else ""
+        return f"{event.get('reason')}: {event.get('message')}{extra}"
+    if status == "waiting":
+        return str(event.get("trigger", {}).get("description", ""))
+    return str(event.get("reason", ""))
+
+
+def lifecycle_table(order_id: str, events: Sequence[OrderEvent]) -> Table:
+    table = Table(title=f"order {order_id}", title_justify="left", expand=False)
+    table.add_column("#", justify="right")
+    table.add_column("status")
+    table.add_column("attempt", justify="right")
+    table.add_column("at")
+    table.add_column("details")
+    for e in events:
+        at = str(e.get("at", ""))
+        table.add_row(str(e.get("seq")), status_text(str(e.get("status"))),
+                      str(e.get("attempt")), at[11:23], _details(e))  # fmt: skip
+    return table
+
+
+async def watch_order(client: DexecutorClient, accepted: Accepted, console: Console) -> str:
+    """Show the order's events live; return its final status."""
+    events: list[OrderEvent] = []
+    with Live(
+        lifecycle_table(accepted.order_id, events), console=console, refresh_per_second=8
+    ) as live:
+        async for event in client.watch(accepted.order_id):
+            events.append(event)
+            live.update(lifecycle_table(accepted.order_id, events))
+    return str(events[-1]["status"]) if events else "unknown"
+
+
+def orders_table(orders: Sequence[OrderRecord]) -> Table:
+    table = Table(title="orders (newest first)", title_justify="left")
+    for column in (
+        "created",
+        "order",
+        "type",
+        "pair",
+        "amountIn",
+        "status",
+        "dex",
+        "amountOut",
+        "reason",
+    ):
+        table.add_column(column)
+    for o in orders:
+        table.add_row(
+            str(o.get("createdAt", ""))[:19].replace("T", " "),
+            str(o.get("orderId", ""))[:8],
+            str(o.get("type")),
+            f"{o.get('tokenIn')}→{o.get('tokenOut')}",
+            str(o.get("amountIn")),
+            status_text(str(o.get("status"))),
+            str(o.get("dexUsed") or ""),
+            str(o.get("amountOut") or ""),
+            str(o.get("failReason") or ""),
+        )
+    return table
+
+
+def quote_table(quote: dict[str, Any]) -> Table:
+    best = quote["route"]["dex"]
+    table = Table(
+        title=(
+            f"{quote['amountIn']} {quote['tokenIn']} → {quote['tokenOut']}"
+            f"  (quoteId {quote['quoteId']})"
+        ),
+        title_justify="left",
+    )
+    for column in ("venue", "amountOut", "price", "fee", "impact", "route"):
+        table.add_column(column)
+    for venue, q in quote["quotes"].items():
+        mark = " ★" if venue == best else ""
+        if "error" in q:
+            table.add_row(venue, Text(q["error"], style="red"), "", "", "", "")
+            continue
+        table.add_row(venue + mark, num(q["amountOut"]), num(q["price"]), num(q["fee"]),
+                      num(q["priceImpact"]), " → ".join(q["route"]))  # fmt: skip
+    table.caption = (
+        f"minAmountOut {quote['minAmountOut']} at {quote['slippageBps']} bps;"
+        f" expires {quote['expiresAt']}"
+    )
+    return table
+
+
+__all__ = ["TERMINAL", "lifecycle_table", "orders_table", "quote_table", "watch_order"]
