@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from dexecutor.api import examples as ex
 from dexecutor.api.deps import ServicesDep
 from dexecutor.api.responses import JSONResponse
 from dexecutor.metrics import QUEUE_DEPTH
@@ -15,12 +16,12 @@ from dexecutor.metrics import QUEUE_DEPTH
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up", responses=ex.ok(ex.HEALTH))
 async def healthz() -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="PostgreSQL and Redis are reachable")
+@router.get("/readyz", summary="PostgreSQL and Redis are reachable", responses=ex.ok(ex.READY))
 async def readyz(svc: ServicesDep) -> Response:
     checks: dict[str, str] = {}
     try:

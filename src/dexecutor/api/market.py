@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
+from dexecutor.api import examples as ex
 from dexecutor.api.deps import ServicesDep
 from dexecutor.api.errors import ApiError
 from dexecutor.api.responses import JSONResponse
@@ -28,7 +29,7 @@ from dexecutor.runtime import Services
 router = APIRouter(tags=["market"])
 
 
-@router.get("/api/tokens", summary="The token registry")
+@router.get("/api/tokens", summary="The token registry", responses=ex.ok(ex.TOKENS))
 async def tokens(svc: ServicesDep) -> Response:
     """`launched` is live: a sniper target turns true once its pool opens."""
     return JSONResponse(
@@ -45,7 +46,11 @@ async def tokens(svc: ServicesDep) -> Response:
     )
 
 
-@router.get("/api/state-machine", summary="Order statuses and their allowed transitions")
+@router.get(
+    "/api/state-machine",
+    summary="Order statuses and their allowed transitions",
+    responses=ex.ok(ex.STATE_MACHINE),
+)
 async def state_machine() -> Response:
     table = transition_table()
     return JSONResponse(
@@ -57,7 +62,11 @@ async def state_machine() -> Response:
     )
 
 
-@router.get("/api/market/prices", summary="Each venue's mid price of a pair now, and the reference")
+@router.get(
+    "/api/market/prices",
+    summary="Each venue's mid price of a pair now, and the reference",
+    responses=ex.ok(ex.PRICES),
+)
 async def prices(
     svc: ServicesDep,
     token_in: Annotated[str, Query(alias="tokenIn", max_length=20)] = "SOL",
@@ -82,7 +91,11 @@ async def prices(
     )  # fmt: skip
 
 
-@router.get("/api/quote", summary="Every venue's quote and the route an order would take")
+@router.get(
+    "/api/quote",
+    summary="Every venue's quote and the route an order would take",
+    responses=ex.ok(ex.QUOTE),
+)
 async def quote(
     svc: ServicesDep,
     token_in: Annotated[str, Query(alias="tokenIn", max_length=20)],
@@ -217,7 +230,12 @@ def _controls(svc: Services) -> None:
         raise ApiError(403, "mock_controls_disabled", "mock controls are off in this deployment")
 
 
-@router.post("/api/mock/faults", status_code=201, summary="Script a venue fault")
+@router.post(
+    "/api/mock/faults",
+    status_code=201,
+    summary="Script a venue fault",
+    responses=ex.ok(ex.FAULTS, 201),
+)
 async def arm_fault(body: FaultRequest, svc: ServicesDep) -> Response:
     _controls(svc)
     venues = VENUES if body.venue == "all" else (body.venue,)
@@ -226,7 +244,9 @@ async def arm_fault(body: FaultRequest, svc: ServicesDep) -> Response:
     return JSONResponse({"armed": await svc.faults.armed(VENUES, FAULT_KINDS)}, status_code=201)
 
 
-@router.post("/api/mock/launch", summary="Launch a token's pool on a venue")
+@router.post(
+    "/api/mock/launch", summary="Launch a token's pool on a venue", responses=ex.ok(ex.LAUNCH)
+)
 async def launch(body: LaunchRequest, svc: ServicesDep) -> Response:
     _controls(svc)
     symbol = _registry_symbol(body.token)
@@ -239,7 +259,9 @@ async def launch(body: LaunchRequest, svc: ServicesDep) -> Response:
     )
 
 
-@router.post("/api/mock/price", summary="Move a venue's price of a token now")
+@router.post(
+    "/api/mock/price", summary="Move a venue's price of a token now", responses=ex.ok(ex.PRICE_MOVE)
+)
 async def move_price(body: PriceMoveRequest, svc: ServicesDep) -> Response:
     _controls(svc)
     symbol = _registry_symbol(body.token)
@@ -249,13 +271,15 @@ async def move_price(body: PriceMoveRequest, svc: ServicesDep) -> Response:
     return JSONResponse({"token": symbol, "venues": list(venues), "bps": body.bps})
 
 
-@router.get("/api/mock/faults", summary="Faults armed now")
+@router.get("/api/mock/faults", summary="Faults armed now", responses=ex.ok(ex.FAULTS))
 async def list_faults(svc: ServicesDep) -> Response:
     _controls(svc)
     return JSONResponse({"armed": await svc.faults.armed(VENUES, FAULT_KINDS)})
 
 
-@router.delete("/api/mock/faults", summary="Clear every scripted fault")
+@router.delete(
+    "/api/mock/faults", summary="Clear every scripted fault", responses=ex.ok({"armed": []})
+)
 async def clear_faults(svc: ServicesDep) -> Response:
     _controls(svc)
     for venue in VENUES:

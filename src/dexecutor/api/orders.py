@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
+from dexecutor.api import examples as ex
 from dexecutor.api.deps import IntakeDep, ServicesDep, parse_order_id
 from dexecutor.api.errors import ApiError
 from dexecutor.api.responses import JSONResponse
@@ -109,7 +110,7 @@ async def _check_backlog(svc: Services) -> None:
         )
 
 
-@router.get("", summary="A user's order history, newest first")
+@router.get("", summary="A user's order history, newest first", responses=ex.ok(ex.HISTORY))
 async def history(
     svc: ServicesDep,
     user_id: Annotated[str, Query(alias="userId", pattern=USER_ID_PATTERN)],
@@ -137,7 +138,7 @@ async def history(
     return JSONResponse({"orders": [order_view(o) for o in orders], "nextBefore": next_before})
 
 
-@router.get("/status/{order_id}", summary="An order's current status")
+@router.get("/status/{order_id}", summary="An order's current status", responses=ex.ok(ex.STATUS))
 async def status_of(order_id: str, svc: ServicesDep) -> Response:
     order = await svc.repo.get(parse_order_id(order_id))
     if order is None:
@@ -152,7 +153,7 @@ async def status_of(order_id: str, svc: ServicesDep) -> Response:
     )
 
 
-@router.get("/{order_id}", summary="An order's full record")
+@router.get("/{order_id}", summary="An order's full record", responses=ex.ok(ex.ORDER))
 async def get_order(order_id: str, svc: ServicesDep) -> Response:
     order = await svc.repo.get(parse_order_id(order_id))
     if order is None:
@@ -160,7 +161,11 @@ async def get_order(order_id: str, svc: ServicesDep) -> Response:
     return JSONResponse(order_view(order))
 
 
-@router.get("/{order_id}/events", summary="An order's whole event history, in order")
+@router.get(
+    "/{order_id}/events",
+    summary="An order's whole event history, in order",
+    responses=ex.ok(ex.EVENTS),
+)
 async def events(order_id: str, svc: ServicesDep) -> Response:
     oid = parse_order_id(order_id)
     order = await svc.repo.get(oid)
@@ -172,7 +177,11 @@ async def events(order_id: str, svc: ServicesDep) -> Response:
     )
 
 
-@router.delete("/{order_id}", summary="Cancel an order that has not started routing")
+@router.delete(
+    "/{order_id}",
+    summary="Cancel an order that has not started routing",
+    responses=ex.ok(ex.CANCELLED),
+)
 async def cancel(order_id: str, intake: IntakeDep) -> Response:
     try:
         order = await intake.cancel(parse_order_id(order_id))
