@@ -181,6 +181,11 @@ def worker() -> None:
         log = structlog.get_logger("dexecutor.worker")
 
         await _migrate(settings)
+        if settings.metrics_port is not None:
+            # A worker serves no HTTP; its engine metrics get a listener of their own.
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.metrics_port, addr=settings.host)
         services = await Services.open(settings, api=False, worker=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

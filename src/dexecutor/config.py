@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     max_amount_in: Annotated[Decimal, Field(gt=0)] = Decimal("1000000000000")
     max_queue_depth: Annotated[int, Field(ge=1)] = 10_000
     pg_pool_size: Annotated[int, Field(ge=2, le=500)] = 20
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     reconcile_interval_ms: Annotated[int, Field(ge=100, le=600_000)] = 5_000
 
     mock_quote_latency_ms: str = "150-250"
