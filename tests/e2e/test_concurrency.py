@@ -29,6 +29,7 @@ from tests.support import (
 )
 
 EXECUTING = {"routing", "building", "submitted"}
+METRICS_PORTS = (free_port(), free_port())
 
 
 def peak_executing(events: list[asyncpg.Record]) -> int:
@@ -68,7 +69,8 @@ async def cluster(cluster_env: Isolated) -> AsyncIterator[Process]:
         MOCK_QUOTE_LATENCY_MS="150-250", MOCK_SWAP_LATENCY_MS="2000-3000", QUOTE_TIMEOUT_MS="1500"
     )
     api = Process("api", env, port=free_port())
-    async with serving(api, Process("worker", env), Process("worker", env)):
+    workers = [Process("worker", {**env, "METRICS_PORT": str(port)}) for port in METRICS_PORTS]
+    async with serving(api, *workers):
         yield api
 
 
@@ -95,4 +97,13 @@ async def test_forty_orders_two_workers_peak_exactly_ten(
     first = min(e["at"] for e in events if e["status"] == "routing")
     last = max(e["at"] for e in events if e["status"] == "confirmed")
     per_minute = 40 / (last - first).total_seconds() * 60
+    confirmed = 0.0
+    async with httpx.AsyncClient() as client:
+        for port in METRICS_PORTS:  # each worker serves its own metrics
+            metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            confirmed += sum(
+                float(line.split()[-1]) for line in metrics.splitlines()
+                if line.startswith('dexecutor_order_events_total{status="confirmed"}')
+            )  # fmt: skip
+    assert confirmed == 40
     print(f"\n40 orders, 2 workers, cap 10: {per_minute:.0f} orders/minute")
