@@ -147,6 +147,7 @@ def _serve(settings: Settings, run_worker: bool) -> None:
             loop="uvloop",
             http="httptools",
             ws="websockets",
+            ws_max_size=settings.max_body_bytes,  # a bigger message closes with 1009
             access_log=False,
             timeout_graceful_shutdown=30,
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,17 @@ class LatencyRange:
         if low > high:
             raise ValueError(f"range {text!r} has its low end above its high end")
         return low, high
+
+
+def parse_api_keys(text: str) -> dict[str, str]:
+    """`API_KEYS=key1:user1,key2:user2` → {key: userId}."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, user = item.partition(":")
+        if not sep or not key or not user:
+            raise ValueError("expected key:userId pairs separated by commas")
+        keys[key] = user
+    return keys
 
 
 def parse_launches(text: str) -> list[tuple[str, str, float]]:
@@ -74,6 +85,15 @@ class Settings(BaseSettings):
     max_queue_depth: Annotated[int, Field(ge=1)] = 10_000
     pg_pool_size: Annotated[int, Field(ge=2, le=500)] = 20
     metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+    # Hostile input: limits and authentication (off unless API_KEYS is set).
+    max_body_bytes: Annotated[int, Field(ge=1024, le=10_485_760)] = 16_384
+    rate_limit_per_user: Annotated[int, Field(ge=0)] = 200
+    rate_limit_per_address: Annotated[int, Field(ge=0)] = 2_000
+    ws_max_connections: Annotated[int, Field(ge=1)] = 20_000
+    ws_send_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    ws_first_message_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    api_keys: SecretStr = SecretStr("")
     reconcile_interval_ms: Annotated[int, Field(ge=100, le=600_000)] = 5_000
 
     mock_quote_latency_ms: str = "150-250"
@@ -93,6 +113,12 @@ class Settings(BaseSettings):
     @classmethod
     def _latency(cls, value: str) -> str:
         LatencyRange.parse(value)
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys(cls, value: SecretStr) -> SecretStr:
+        parse_api_keys(value.get_secret_value())
         return value
 
     @field_validator("mock_launches")

@@ -11,9 +11,10 @@ from starlette.responses import HTMLResponse
 
 from dexecutor import __version__
 from dexecutor.api import errors, health, market, orders, ws
+from dexecutor.api.guard import Authenticator, BodySizeLimit, RateLimiter
 from dexecutor.api.responses import JSONResponse
 from dexecutor.bus.events import EventPublisher
-from dexecutor.config import Settings
+from dexecutor.config import Settings, parse_api_keys
 from dexecutor.engine.intake import Intake
 from dexecutor.runtime import Services
 
@@ -36,6 +37,12 @@ def create_app(
             EventPublisher(services.redis, services.keys.events),
             services.quotes,
         )
+        app.state.limiter = RateLimiter(
+            services.redis,
+            settings.namespace,
+            settings.rate_limit_per_user,
+            settings.rate_limit_per_address,
+        )
         try:
             yield
         finally:
@@ -50,6 +57,9 @@ def create_app(
         lifespan=lifespan,
         default_response_class=JSONResponse,
     )
+    app.state.auth = Authenticator(parse_api_keys(settings.api_keys.get_secret_value()))
+    app.state.ws_open = 0
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
     app.include_router(orders.router)
     app.include_router(market.router)

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
 from dexecutor.api.errors import ApiError
+from dexecutor.api.guard import Authenticator, Principal, RateLimiter
 from dexecutor.engine.intake import Intake
 from dexecutor.runtime import Services
 
@@ -23,8 +24,21 @@ def intake(request: Request) -> Intake:
     return svc
 
 
+def principal(conn: HTTPConnection) -> Principal:
+    """The caller (raises 401 when authentication is on and no valid key was sent)."""
+    auth: Authenticator = conn.app.state.auth
+    return auth.principal(conn)
+
+
+async def limit_address(conn: HTTPConnection) -> None:
+    """Per client address rate limit, on every API route."""
+    limiter: RateLimiter = conn.app.state.limiter
+    await limiter.check(conn.client.host if conn.client else None, None)
+
+
 ServicesDep = Annotated[Services, Depends(services)]
 IntakeDep = Annotated[Intake, Depends(intake)]
+PrincipalDep = Annotated[Principal, Depends(principal)]
 
 
 def parse_order_id(text: str) -> UUID:

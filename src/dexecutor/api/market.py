@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
 from dexecutor.api import examples as ex
-from dexecutor.api.deps import ServicesDep
+from dexecutor.api.deps import PrincipalDep, ServicesDep, limit_address
 from dexecutor.api.errors import ApiError
 from dexecutor.api.responses import JSONResponse
 from dexecutor.api.schemas import validate_order
@@ -26,7 +26,7 @@ from dexecutor.market.types import VENUES, MarketError
 from dexecutor.market.venue import FAULT_KINDS
 from dexecutor.runtime import Services
 
-router = APIRouter(tags=["market"])
+router = APIRouter(tags=["market"], dependencies=[Depends(limit_address)])
 
 
 @router.get("/api/tokens", summary="The token registry", responses=ex.ok(ex.TOKENS))
@@ -69,6 +69,7 @@ async def state_machine() -> Response:
 )
 async def prices(
     svc: ServicesDep,
+    _who: PrincipalDep,
     token_in: Annotated[str, Query(alias="tokenIn", max_length=20)] = "SOL",
     token_out: Annotated[str, Query(alias="tokenOut", max_length=20)] = "USDC",
 ) -> Response:
@@ -98,6 +99,7 @@ async def prices(
 )
 async def quote(
     svc: ServicesDep,
+    _who: PrincipalDep,
     token_in: Annotated[str, Query(alias="tokenIn", max_length=20)],
     token_out: Annotated[str, Query(alias="tokenOut", max_length=20)],
     amount_in: Annotated[str, Query(alias="amountIn", max_length=64)],
@@ -236,7 +238,7 @@ def _controls(svc: Services) -> None:
     summary="Script a venue fault",
     responses=ex.ok(ex.FAULTS, 201),
 )
-async def arm_fault(body: FaultRequest, svc: ServicesDep) -> Response:
+async def arm_fault(body: FaultRequest, svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
     venues = VENUES if body.venue == "all" else (body.venue,)
     for venue in venues:
@@ -247,7 +249,7 @@ async def arm_fault(body: FaultRequest, svc: ServicesDep) -> Response:
 @router.post(
     "/api/mock/launch", summary="Launch a token's pool on a venue", responses=ex.ok(ex.LAUNCH)
 )
-async def launch(body: LaunchRequest, svc: ServicesDep) -> Response:
+async def launch(body: LaunchRequest, svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
     symbol = _registry_symbol(body.token)
     if symbol == "SOL":
@@ -262,7 +264,7 @@ async def launch(body: LaunchRequest, svc: ServicesDep) -> Response:
 @router.post(
     "/api/mock/price", summary="Move a venue's price of a token now", responses=ex.ok(ex.PRICE_MOVE)
 )
-async def move_price(body: PriceMoveRequest, svc: ServicesDep) -> Response:
+async def move_price(body: PriceMoveRequest, svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
     symbol = _registry_symbol(body.token)
     venues = VENUES if body.venue == "all" else (body.venue,)
@@ -272,7 +274,7 @@ async def move_price(body: PriceMoveRequest, svc: ServicesDep) -> Response:
 
 
 @router.get("/api/mock/faults", summary="Faults armed now", responses=ex.ok(ex.FAULTS))
-async def list_faults(svc: ServicesDep) -> Response:
+async def list_faults(svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
     return JSONResponse({"armed": await svc.faults.armed(VENUES, FAULT_KINDS)})
 
@@ -280,7 +282,7 @@ async def list_faults(svc: ServicesDep) -> Response:
 @router.delete(
     "/api/mock/faults", summary="Clear every scripted fault", responses=ex.ok({"armed": []})
 )
-async def clear_faults(svc: ServicesDep) -> Response:
+async def clear_faults(svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
     for venue in VENUES:
         await svc.faults.clear(venue, FAULT_KINDS)

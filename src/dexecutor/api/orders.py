@@ -4,25 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from dexecutor.api import examples as ex
-from dexecutor.api.deps import IntakeDep, ServicesDep, parse_order_id
+from dexecutor.api.deps import (
+    IntakeDep,
+    PrincipalDep,
+    ServicesDep,
+    limit_address,
+    parse_order_id,
+)
 from dexecutor.api.errors import ApiError
+from dexecutor.api.guard import Principal
 from dexecutor.api.responses import JSONResponse
 from dexecutor.api.schemas import USER_ID_PATTERN, OrderRequest, order_view, parse_order_request
 from dexecutor.bus.events import event_message
-from dexecutor.domain.order import OrderStatus, OrderType
+from dexecutor.domain.order import Order, OrderStatus, OrderType
 from dexecutor.engine.intake import NewOrder, Refused, expiry
 from dexecutor.metrics import ORDERS_ACCEPTED
 from dexecutor.runtime import Services
 from dexecutor.store.orders import IdempotencyConflict
 
-router = APIRouter(prefix="/api/orders", tags=["orders"])
+router = APIRouter(prefix="/api/orders", tags=["orders"], dependencies=[Depends(limit_address)])
 
-MAX_BODY_BYTES = 16 * 1024
 
 _ACCEPTED_EXAMPLE = {"orderId": "1f0c…", "status": "pending"}
 _ORDER_BODY = {
@@ -62,6 +68,7 @@ async def execute(
     request: Request,
     svc: ServicesDep,
     intake: IntakeDep,
+    who: PrincipalDep,
     upgrade: Annotated[str | None, Query(description="ws: also return a websocketUrl")] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
@@ -69,10 +76,11 @@ async def execute(
     content_type = request.headers.get("content-type", "")
     if "json" not in content_type.split(";")[0].lower():
         raise ApiError(415, "unsupported_media_type", "send the order as application/json")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    body = await request.body()  # the BodySizeLimit middleware bounds it (413)
     req = parse_order_request(body, svc.settings.max_amount_in)
+    if who.user_id is not None and req.userId != who.user_id:
+        raise ApiError(403, "forbidden", "userId does not match the user of the API key")
+    await request.app.state.limiter.check(None, req.userId)
     await _check_backlog(svc)
     try:
         order, created = await intake.accept(new_order(req), idempotency_key, req.fingerprint())
@@ -94,6 +102,14 @@ async def execute(
     return JSONResponse(body_out, status_code=202, headers=headers)
 
 
+async def _visible_order(svc: Services, who: Principal, order_id: str) -> Order:
+    """The order, if it exists and the caller may see it; 404 alike otherwise."""
+    order = await svc.repo.get(parse_order_id(order_id))
+    if order is None or not who.may_see(order.user_id):
+        raise ApiError(404, "not_found", f"order {order_id} does not exist")
+    return order
+
+
 async def _check_backlog(svc: Services) -> None:
     """429 instead of accepting hours of work: the queue's backlog has a ceiling."""
     limit = svc.settings.max_queue_depth
@@ -113,6 +129,7 @@ async def _check_backlog(svc: Services) -> None:
 @router.get("", summary="A user's order history, newest first", responses=ex.ok(ex.HISTORY))
 async def history(
     svc: ServicesDep,
+    who: PrincipalDep,
     user_id: Annotated[str, Query(alias="userId", pattern=USER_ID_PATTERN)],
     status: Annotated[
         str | None, Query(description="one status or several, comma-separated")
@@ -120,6 +137,8 @@ async def history(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[str | None, Query(description="orderId: return orders older than it")] = None,
 ) -> Response:
+    if who.user_id is not None and user_id != who.user_id:
+        raise ApiError(403, "forbidden", "you can list only your own orders")
     statuses = None
     if status:
         statuses = [s.strip() for s in status.split(",") if s.strip()]
@@ -139,10 +158,8 @@ async def history(
 
 
 @router.get("/status/{order_id}", summary="An order's current status", responses=ex.ok(ex.STATUS))
-async def status_of(order_id: str, svc: ServicesDep) -> Response:
-    order = await svc.repo.get(parse_order_id(order_id))
-    if order is None:
-        raise ApiError(404, "not_found", f"order {order_id} does not exist")
+async def status_of(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Response:
+    order = await _visible_order(svc, who, order_id)
     return JSONResponse(
         {
             "orderId": str(order.id),
@@ -154,10 +171,8 @@ async def status_of(order_id: str, svc: ServicesDep) -> Response:
 
 
 @router.get("/{order_id}", summary="An order's full record", responses=ex.ok(ex.ORDER))
-async def get_order(order_id: str, svc: ServicesDep) -> Response:
-    order = await svc.repo.get(parse_order_id(order_id))
-    if order is None:
-        raise ApiError(404, "not_found", f"order {order_id} does not exist")
+async def get_order(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Response:
+    order = await _visible_order(svc, who, order_id)
     return JSONResponse(order_view(order))
 
 
@@ -166,11 +181,9 @@ async def get_order(order_id: str, svc: ServicesDep) -> Response:
     summary="An order's whole event history, in order",
     responses=ex.ok(ex.EVENTS),
 )
-async def events(order_id: str, svc: ServicesDep) -> Response:
-    oid = parse_order_id(order_id)
-    order = await svc.repo.get(oid)
-    if order is None:
-        raise ApiError(404, "not_found", f"order {order_id} does not exist")
+async def events(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Response:
+    order = await _visible_order(svc, who, order_id)
+    oid = order.id
     stored = await svc.repo.events(oid)
     return JSONResponse(
         {"orderId": str(oid), "events": [event_message(e, order.user_id) for e in stored]}
@@ -182,9 +195,10 @@ async def events(order_id: str, svc: ServicesDep) -> Response:
     summary="Cancel an order that has not started routing",
     responses=ex.ok(ex.CANCELLED),
 )
-async def cancel(order_id: str, intake: IntakeDep) -> Response:
+async def cancel(order_id: str, svc: ServicesDep, intake: IntakeDep, who: PrincipalDep) -> Response:
+    visible = await _visible_order(svc, who, order_id)
     try:
-        order = await intake.cancel(parse_order_id(order_id))
+        order = await intake.cancel(visible.id)
     except Refused as err:
         raise ApiError(err.status, err.code, err.message) from None
     return JSONResponse(order_view(order))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+import re
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 from uuid import UUID
 
@@ -20,8 +21,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from dexecutor import jsoncodec
 from dexecutor.api.errors import ApiError
-from dexecutor.api.orders import MAX_BODY_BYTES, new_order
-from dexecutor.api.schemas import USER_ID_PATTERN, validate_order
+from dexecutor.api.guard import Principal
+from dexecutor.api.orders import new_order
+from dexecutor.api.schemas import USER_ID_PATTERN, OrderRequest, validate_order
 from dexecutor.bus.events import RESYNC, event_message
 from dexecutor.domain.order import TERMINAL, OrderStatus
 from dexecutor.engine.intake import Intake, Refused
@@ -33,13 +35,59 @@ router = APIRouter()
 
 CLOSE_NORMAL = 1000
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013  # this process holds its maximum of WebSocket connections
 CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_SLOW = 4408  # the client did not read (or, on the submission socket, write) in time
+CLOSE_RATE_LIMITED = 4429
 _TERMINAL = {s.value for s in TERMINAL}
 
 
+class TooSlow(Exception):
+    """The client stopped reading: it is dropped so it holds nothing up."""
+
+
 async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
-    await ws.send_text(jsoncodec.dumps(message).decode())
+    timeout = ws.app.state.services.settings.ws_send_timeout_s
+    try:
+        await asyncio.wait_for(ws.send_text(jsoncodec.dumps(message).decode()), timeout)
+    except TimeoutError:
+        raise TooSlow() from None
+
+
+@contextlib.asynccontextmanager
+async def admitted(ws: WebSocket, kind: str) -> AsyncIterator[Principal | None]:
+    """Accept the connection, then apply the process cap, rate limit and authentication.
+
+    Yields the caller, or None when the connection was refused and closed.
+    """
+    state = ws.app.state
+    if state.ws_open >= state.services.settings.ws_max_connections:
+        await ws.accept()
+        await _close(ws, CLOSE_TRY_LATER, "too many connections on this process")
+        yield None
+        return
+    # Counted before the handshake completes, so a burst of clients cannot slip past.
+    state.ws_open += 1
+    WEBSOCKETS.labels(kind).inc()
+    try:
+        await ws.accept()
+        try:
+            await state.limiter.check(ws.client.host if ws.client else None, None)
+            who = state.auth.principal(ws)
+        except ApiError as err:
+            code = CLOSE_UNAUTHORIZED if err.status == 401 else CLOSE_RATE_LIMITED
+            await _close(ws, code, err.code)
+            yield None
+            return
+        yield who
+    except TooSlow:
+        await _close(ws, CLOSE_TOO_SLOW, "client too slow to read")
+    finally:
+        state.ws_open -= 1
+        WEBSOCKETS.labels(kind).dec()
 
 
 async def _close(ws: WebSocket, code: int, reason: str = "") -> None:
@@ -72,11 +120,13 @@ async def _race(ws: WebSocket, work: Awaitable[None]) -> None:
         raise worker.exception()  # type: ignore[misc]
 
 
-async def stream_order(ws: WebSocket, svc: Services, order_id: UUID, after: int) -> None:
+async def stream_order(
+    ws: WebSocket, svc: Services, order_id: UUID, after: int, who: Principal
+) -> None:
     """Send the order's events after `after`, live, and close 1000 after a terminal one."""
     with svc.hub.watch_order(str(order_id)) as sub:
         order = await svc.repo.get(order_id)
-        if order is None:
+        if order is None or not who.may_see(order.user_id):
             await _close(ws, CLOSE_NOT_FOUND, "unknown order")
             return
         user_id = order.user_id
@@ -114,31 +164,30 @@ async def stream_order(ws: WebSocket, svc: Services, order_id: UUID, after: int)
 
 @router.websocket("/ws/orders/{order_id}")
 async def watch_order(ws: WebSocket, order_id: str, after: int = 0) -> None:
-    await ws.accept()
-    WEBSOCKETS.labels("order").inc()
-    try:
+    async with admitted(ws, "order") as who:
+        if who is None:
+            return
         try:
             oid = UUID(order_id)
         except ValueError:
             await _close(ws, CLOSE_NOT_FOUND, "unknown order")
             return
-        await stream_order(ws, ws.app.state.services, oid, max(0, after))
-    finally:
-        WEBSOCKETS.labels("order").dec()
+        await stream_order(ws, ws.app.state.services, oid, max(0, after), who)
 
 
 @router.websocket("/ws/orders")
 async def watch_user(ws: WebSocket, userId: str | None = None) -> None:
     """Every event of one user's orders, live, for a blotter. Never closed by the server."""
-    await ws.accept()
-    import re
-
-    if not userId or not re.fullmatch(USER_ID_PATTERN, userId):
-        await _close(ws, CLOSE_BAD_REQUEST, "userId query parameter required")
-        return
-    svc: Services = ws.app.state.services
-    WEBSOCKETS.labels("user").inc()
-    try:
+    async with admitted(ws, "user") as who:
+        if who is None:
+            return
+        if not userId or not re.fullmatch(USER_ID_PATTERN, userId):
+            await _close(ws, CLOSE_BAD_REQUEST, "userId query parameter required")
+            return
+        if not who.may_see(userId):
+            await _close(ws, CLOSE_FORBIDDEN, "you can watch only your own orders")
+            return
+        svc: Services = ws.app.state.services
         with svc.hub.watch_user(userId) as sub:
 
             async def forward() -> None:
@@ -150,20 +199,21 @@ async def watch_user(ws: WebSocket, userId: str | None = None) -> None:
                     await _send(ws, message)
 
             await _race(ws, forward())
-    finally:
-        WEBSOCKETS.labels("user").dec()
 
 
 @router.websocket("/api/orders/execute")
 async def execute_ws(ws: WebSocket) -> None:
     """Submit an order as the first message, then watch it on the same socket."""
-    await ws.accept()
-    svc: Services = ws.app.state.services
-    intake: Intake = ws.app.state.intake
-    WEBSOCKETS.labels("execute").inc()
-    try:
+    async with admitted(ws, "execute") as who:
+        if who is None:
+            return
+        svc: Services = ws.app.state.services
+        intake: Intake = ws.app.state.intake
         try:
-            first = await ws.receive()
+            first = await asyncio.wait_for(ws.receive(), svc.settings.ws_first_message_timeout_s)
+        except TimeoutError:
+            await _close(ws, CLOSE_TOO_SLOW, "no order received")
+            return
         except WebSocketDisconnect:
             return
         if first["type"] == "websocket.disconnect":
@@ -171,18 +221,15 @@ async def execute_ws(ws: WebSocket) -> None:
         raw = first.get("text")
         if raw is None and first.get("bytes") is not None:
             raw = first["bytes"].decode("utf-8", errors="replace")
-        if raw is not None and len(raw.encode()) > MAX_BODY_BYTES:
+        if raw is not None and len(raw.encode()) > svc.settings.max_body_bytes:
             await _send(ws, {"error": "payload_too_large", "message": "order message too large"})
             await _close(ws, CLOSE_TOO_BIG, "message too big")
             return
         try:
-            if not raw or not raw.strip():
-                raise ApiError(400, "invalid_json", "send the order as a JSON object")
-            try:
-                data = jsoncodec.loads(raw)
-            except (msgspec.DecodeError, RecursionError) as err:
-                raise ApiError(400, "invalid_json", f"not valid JSON: {err}") from None
-            req = validate_order(data, svc.settings.max_amount_in)
+            req = _order_from_message(raw, svc)
+            if who.user_id is not None and req.userId != who.user_id:
+                raise ApiError(403, "forbidden", "userId does not match the user of the API key")
+            await ws.app.state.limiter.check(None, req.userId)
             try:
                 order, _ = await intake.accept(new_order(req), None, req.fingerprint())
             except (Refused, IdempotencyConflict) as err:
@@ -192,9 +239,20 @@ async def execute_ws(ws: WebSocket) -> None:
             if err.details is not None:
                 body["details"] = err.details
             await _send(ws, body)
-            await _close(ws, CLOSE_BAD_REQUEST, err.code)
+            code = {403: CLOSE_FORBIDDEN, 429: CLOSE_RATE_LIMITED}.get(
+                err.status, CLOSE_BAD_REQUEST
+            )
+            await _close(ws, code, err.code)
             return
         await _send(ws, {"orderId": str(order.id), "status": OrderStatus.PENDING.value})
-        await stream_order(ws, svc, order.id, 0)
-    finally:
-        WEBSOCKETS.labels("execute").dec()
+        await stream_order(ws, svc, order.id, 0, who)
+
+
+def _order_from_message(raw: str | None, svc: Services) -> OrderRequest:
+    if not raw or not raw.strip():
+        raise ApiError(400, "invalid_json", "send the order as a JSON object")
+    try:
+        data = jsoncodec.loads(raw)
+    except (msgspec.DecodeError, RecursionError) as err:
+        raise ApiError(400, "invalid_json", f"not valid JSON: {err}") from None
+    return validate_order(data, svc.settings.max_amount_in)
