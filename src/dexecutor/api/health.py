@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from dexecutor.api import examples as ex
 from dexecutor.api.deps import ServicesDep
@@ -45,7 +45,12 @@ async def readyz(svc: ServicesDep) -> Response:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics of this process")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this process",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
 async def metrics(svc: ServicesDep) -> Response:
     try:
         for state, count in (await asyncio.wait_for(svc.queue.counts(), 2)).items():
