@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dexecutor.api.views import ErrorView
+
 ORDER_ID = "7c0e4f5a-2b1d-4c3e-9f8a-1b2c3d4e5f60"
 AT = "2026-11-21T10:00:03.100Z"
 
@@ -47,20 +49,19 @@ QUOTE = {
 
 
 def ok(example: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: its success example and the error envelope."""
+    """`responses=` for a route: its success example and the error envelope (4XX, 5XX)."""
+    error: dict[str, Any] = {
+        "model": ErrorView,
+        "content": {
+            "application/json": {
+                "example": {"error": "validation_error", "message": "amountIn: must be a number"}
+            }
+        },
+    }
     return {
         status: {"content": {"application/json": {"example": example}}},
-        "4XX": {
-            "description": "The client's mistake: nothing was stored",
-            "content": {
-                "application/json": {
-                    "example": {
-                        "error": "validation_error",
-                        "message": "amountIn: must be a number",
-                    }
-                }
-            },
-        },
+        "4XX": {"description": "The client's mistake: nothing was stored", **error},
+        "5XX": {"description": "The server's trouble (503: a dependency is down)", **error},
     }
 
 

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import PlainTextResponse, Response
 
 from dexecutor.api import examples as ex
+from dexecutor.api import views
 from dexecutor.api.deps import ServicesDep
 from dexecutor.api.responses import JSONResponse
 from dexecutor.metrics import QUEUE_DEPTH
@@ -16,12 +17,22 @@ from dexecutor.metrics import QUEUE_DEPTH
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up", responses=ex.ok(ex.HEALTH))
+@router.get(
+    "/healthz",
+    summary="The process is up",
+    response_model=views.HealthView,
+    responses=ex.ok(ex.HEALTH),
+)
 async def healthz() -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="PostgreSQL and Redis are reachable", responses=ex.ok(ex.READY))
+@router.get(
+    "/readyz",
+    summary="PostgreSQL and Redis are reachable",
+    response_model=views.ReadyView,
+    responses=ex.ok(ex.READY),
+)
 async def readyz(svc: ServicesDep) -> Response:
     checks: dict[str, str] = {}
     try:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
 from dexecutor.api import examples as ex
+from dexecutor.api import views
 from dexecutor.api.deps import PrincipalDep, ServicesDep, limit_address
 from dexecutor.api.errors import ApiError
 from dexecutor.api.responses import JSONResponse
@@ -29,7 +30,12 @@ from dexecutor.runtime import Services
 router = APIRouter(tags=["market"], dependencies=[Depends(limit_address)])
 
 
-@router.get("/api/tokens", summary="The token registry", responses=ex.ok(ex.TOKENS))
+@router.get(
+    "/api/tokens",
+    summary="The token registry",
+    response_model=list[views.TokenView],
+    responses=ex.ok(ex.TOKENS),
+)
 async def tokens(svc: ServicesDep) -> Response:
     """`launched` is live: a sniper target turns true once its pool opens."""
     return JSONResponse(
@@ -49,6 +55,7 @@ async def tokens(svc: ServicesDep) -> Response:
 @router.get(
     "/api/state-machine",
     summary="Order statuses and their allowed transitions",
+    response_model=views.StateMachineView,
     responses=ex.ok(ex.STATE_MACHINE),
 )
 async def state_machine() -> Response:
@@ -65,6 +72,7 @@ async def state_machine() -> Response:
 @router.get(
     "/api/market/prices",
     summary="Each venue's mid price of a pair now, and the reference",
+    response_model=views.PricesView,
     responses=ex.ok(ex.PRICES),
 )
 async def prices(
@@ -95,6 +103,7 @@ async def prices(
 @router.get(
     "/api/quote",
     summary="Every venue's quote and the route an order would take",
+    response_model=views.QuoteView,
     responses=ex.ok(ex.QUOTE),
 )
 async def quote(
@@ -236,6 +245,7 @@ def _controls(svc: Services) -> None:
     "/api/mock/faults",
     status_code=201,
     summary="Script a venue fault",
+    response_model=views.FaultsView,
     responses=ex.ok(ex.FAULTS, 201),
 )
 async def arm_fault(body: FaultRequest, svc: ServicesDep, _who: PrincipalDep) -> Response:
@@ -247,7 +257,10 @@ async def arm_fault(body: FaultRequest, svc: ServicesDep, _who: PrincipalDep) ->
 
 
 @router.post(
-    "/api/mock/launch", summary="Launch a token's pool on a venue", responses=ex.ok(ex.LAUNCH)
+    "/api/mock/launch",
+    summary="Launch a token's pool on a venue",
+    response_model=views.LaunchView,
+    responses=ex.ok(ex.LAUNCH),
 )
 async def launch(body: LaunchRequest, svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
@@ -262,7 +275,10 @@ async def launch(body: LaunchRequest, svc: ServicesDep, _who: PrincipalDep) -> R
 
 
 @router.post(
-    "/api/mock/price", summary="Move a venue's price of a token now", responses=ex.ok(ex.PRICE_MOVE)
+    "/api/mock/price",
+    summary="Move a venue's price of a token now",
+    response_model=views.PriceMoveView,
+    responses=ex.ok(ex.PRICE_MOVE),
 )
 async def move_price(body: PriceMoveRequest, svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
@@ -273,14 +289,22 @@ async def move_price(body: PriceMoveRequest, svc: ServicesDep, _who: PrincipalDe
     return JSONResponse({"token": symbol, "venues": list(venues), "bps": body.bps})
 
 
-@router.get("/api/mock/faults", summary="Faults armed now", responses=ex.ok(ex.FAULTS))
+@router.get(
+    "/api/mock/faults",
+    summary="Faults armed now",
+    response_model=views.FaultsView,
+    responses=ex.ok(ex.FAULTS),
+)
 async def list_faults(svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
     return JSONResponse({"armed": await svc.faults.armed(VENUES, FAULT_KINDS)})
 
 
 @router.delete(
-    "/api/mock/faults", summary="Clear every scripted fault", responses=ex.ok({"armed": []})
+    "/api/mock/faults",
+    summary="Clear every scripted fault",
+    response_model=views.FaultsView,
+    responses=ex.ok({"armed": []}),
 )
 async def clear_faults(svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)

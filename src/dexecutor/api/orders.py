@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from dexecutor.api import examples as ex
+from dexecutor.api import views
 from dexecutor.api.deps import (
     IntakeDep,
     PrincipalDep,
@@ -58,6 +59,7 @@ def new_order(req: OrderRequest) -> NewOrder:
     status_code=202,
     openapi_extra=_ORDER_BODY,
     summary="Submit an order",
+    response_model=views.AcceptedView,
     responses={
         202: {"content": {"application/json": {"example": _ACCEPTED_EXAMPLE}}},
         409: {"description": "Idempotency-Key reused with a different body"},
@@ -126,7 +128,12 @@ async def _check_backlog(svc: Services) -> None:
         )
 
 
-@router.get("", summary="A user's order history, newest first", responses=ex.ok(ex.HISTORY))
+@router.get(
+    "",
+    summary="A user's order history, newest first",
+    response_model=views.HistoryView,
+    responses=ex.ok(ex.HISTORY),
+)
 async def history(
     svc: ServicesDep,
     who: PrincipalDep,
@@ -157,7 +164,12 @@ async def history(
     return JSONResponse({"orders": [order_view(o) for o in orders], "nextBefore": next_before})
 
 
-@router.get("/status/{order_id}", summary="An order's current status", responses=ex.ok(ex.STATUS))
+@router.get(
+    "/status/{order_id}",
+    summary="An order's current status",
+    response_model=views.StatusView,
+    responses=ex.ok(ex.STATUS),
+)
 async def status_of(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Response:
     order = await _visible_order(svc, who, order_id)
     return JSONResponse(
@@ -170,7 +182,12 @@ async def status_of(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Respo
     )
 
 
-@router.get("/{order_id}", summary="An order's full record", responses=ex.ok(ex.ORDER))
+@router.get(
+    "/{order_id}",
+    summary="An order's full record",
+    response_model=views.OrderView,
+    responses=ex.ok(ex.ORDER),
+)
 async def get_order(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Response:
     order = await _visible_order(svc, who, order_id)
     return JSONResponse(order_view(order))
@@ -179,6 +196,7 @@ async def get_order(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Respo
 @router.get(
     "/{order_id}/events",
     summary="An order's whole event history, in order",
+    response_model=views.EventsView,
     responses=ex.ok(ex.EVENTS),
 )
 async def events(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Response:
@@ -193,6 +211,7 @@ async def events(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Response
 @router.delete(
     "/{order_id}",
     summary="Cancel an order that has not started routing",
+    response_model=views.OrderView,
     responses=ex.ok(ex.CANCELLED),
 )
 async def cancel(order_id: str, svc: ServicesDep, intake: IntakeDep, who: PrincipalDep) -> Response:

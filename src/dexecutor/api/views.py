@@ -1,0 +1,174 @@
+"""Response shapes, for the OpenAPI document and for checking answers against it.
+
+Documentation models: routes build their JSON directly (with exact decimals), and
+these describe it, so `/docs` shows real schemas and the fuzz test can verify that
+every answer matches. Amounts are JSON numbers carrying exact decimals.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
+
+Num = Annotated[Decimal, WithJsonSchema({"type": "number"})]
+
+
+class View(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorView(View):
+    error: str
+    message: str
+    details: Any = None
+
+
+class AcceptedView(View):
+    orderId: str
+    status: str
+    websocketUrl: str | None = None
+
+
+class VenueQuoteView(View):
+    price: Num | None = None
+    amountOut: Num | None = None
+    fee: Num | None = None
+    priceImpact: Num | None = None
+    route: list[str] | None = None
+    error: str | None = None
+    message: str | None = None
+
+
+class OrderView(View):
+    orderId: str
+    userId: str
+    type: str
+    tokenIn: str
+    tokenOut: str
+    amountIn: Num
+    slippageBps: int
+    status: str
+    dexUsed: str | None
+    route: list[str] | None
+    executedPrice: Num | None
+    amountOut: Num | None
+    expectedAmountOut: Num | None
+    minAmountOut: Num | None
+    txHash: str | None
+    failReason: str | None
+    attempts: int
+    quotes: dict[str, VenueQuoteView] | None
+    quoteId: str | None
+    limitPrice: Num | None
+    expiresAt: str | None
+    createdAt: str
+    updatedAt: str
+
+
+class StatusView(View):
+    orderId: str
+    status: str
+    attempt: int
+    updatedAt: str
+
+
+class EventView(BaseModel):
+    """The envelope; each status adds its own fields (docs/websocket.md)."""
+
+    model_config = ConfigDict(extra="allow")
+    orderId: str
+    seq: int
+    status: str
+    attempt: int
+    at: str
+
+
+class EventsView(View):
+    orderId: str
+    events: list[EventView]
+
+
+class HistoryView(View):
+    orders: list[OrderView]
+    nextBefore: str | None
+
+
+class TokenView(View):
+    symbol: str
+    mint: str
+    decimals: int
+    launched: bool
+    name: str
+
+
+class StateMachineView(View):
+    initial: str
+    terminal: list[str]
+    transitions: dict[str, list[str]]
+
+
+class PricesView(View):
+    tokenIn: str
+    tokenOut: str
+    at: str
+    venues: dict[str, Num | None]
+    reference: Num
+
+
+class RouteView(View):
+    dex: str
+    path: list[str]
+    amountOut: Num
+    price: Num
+    fee: Num
+    priceImpact: Num
+
+
+class QuoteView(View):
+    quoteId: str
+    tokenIn: str
+    tokenOut: str
+    amountIn: Num
+    slippageBps: int
+    quotes: dict[str, VenueQuoteView]
+    route: RouteView
+    expectedAmountOut: Num
+    minAmountOut: Num
+    expiresAt: str
+
+
+class ArmedFaultView(View):
+    venue: str
+    kind: str
+    remaining: int | None
+    expiresInMs: int | None
+    bps: int
+
+
+class FaultsView(View):
+    armed: list[ArmedFaultView]
+
+
+class LaunchView(View):
+    token: str
+    venue: str
+    launched: bool
+    alreadyOpen: bool
+
+
+class PriceMoveView(View):
+    token: str
+    venues: list[str]
+    bps: int
+
+
+class HealthView(View):
+    status: str
+
+
+class ReadyView(View):
+    status: str
+    checks: dict[str, str]
+    mode: dict[str, str]
