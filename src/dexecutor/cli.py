@@ -246,10 +246,15 @@ def submit(
     async def run() -> str:
         async with DexecutorClient(_base_url(url)) as client:
             accepted = await client.submit(
-                user_id=user, token_in=token_in, token_out=token_out, amount_in=amount,
-                type=order_type, limit_price=limit_price, ttl_seconds=ttl,
+                user_id=user,
+                token_in=token_in,
+                token_out=token_out,
+                amount_in=amount,
+                type=order_type,
+                limit_price=limit_price,
+                ttl_seconds=ttl,
                 slippage_bps=slippage_bps,
-            )  # fmt: skip
+            )
             if not watch:
                 console.print(f"order [bold]{accepted.order_id}[/] accepted ({accepted.status})")
                 return accepted.status
@@ -307,6 +312,55 @@ def quote(
         asyncio.run(run())
     except (ApiError, OSError) as err:
         raise _fail(err) from None
+
+
+ONLY_OPTION = typer.Option([], "--only", help="scenario(s) to run; default all")
+
+
+@app.command()
+def bench(
+    runs: int = typer.Option(3, "--runs", min=1, help="repetitions per scenario (medians)"),
+    quick: bool = typer.Option(False, "--quick", help="smaller loads, for a smoke run"),
+    only: list[str] = ONLY_OPTION,
+    out: str | None = typer.Option(None, "--out", help="results folder"),
+) -> None:
+    """Run the load benchmark against the whole stack on this machine."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from dexecutor.bench import run_all, write_results
+
+    console = Console()
+    settings, backends = _with_backends(_settings())
+    try:
+        results = asyncio.run(
+            run_all(
+                settings.dsn(),
+                settings.redis,
+                runs,
+                quick,
+                only,
+                lambda text: console.print(f"[dim]{text}[/]"),
+            )
+        )
+    finally:
+        backends.stop()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = write_results(results, Path(out) if out else Path("bench/results") / stamp)
+    table = Table(title=f"dexecutor bench (medians of {runs} run(s); {folder})")
+    table.add_column("scenario")
+    table.add_column("figures")
+    for name, figures in results.items():
+        shown = {
+            k: (round(v, 2) if isinstance(v, float) else v)
+            for k, v in figures.items()
+            if k != "timeline"
+        }
+        table.add_row(name, ", ".join(f"{k}={v}" for k, v in shown.items()))
+    console.print(table)
 
 
 def main() -> None:  # pragma: no cover

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
 from uuid import uuid4
 
 import asyncpg
 import httpx
 import pytest
 
+from dexecutor.bench import peak_executing
 from tests.support import (
     Isolated,
     Process,
@@ -28,27 +28,7 @@ from tests.support import (
     watch,
 )
 
-EXECUTING = {"routing", "building", "submitted"}
 METRICS_PORTS = (free_port(), free_port())
-
-
-def peak_executing(events: list[asyncpg.Record]) -> int:
-    """Most orders in routing/building/submitted at once, from the stored timestamps."""
-    marks: list[tuple[datetime, int]] = []
-    state: dict[object, str] = {}
-    for e in sorted(events, key=lambda r: (r["order_id"], r["seq"])):
-        was = state.get(e["order_id"]) in EXECUTING
-        now = e["status"] in EXECUTING
-        if now and not was:
-            marks.append((e["at"], 1))
-        elif was and not now:
-            marks.append((e["at"], -1))
-        state[e["order_id"]] = e["status"]
-    level = peak = 0
-    for _, delta in sorted(marks, key=lambda m: (m[0], m[1])):  # leaving before entering
-        level += delta
-        peak = max(peak, level)
-    return peak
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,483 @@
+"""`dexecutor bench`: the load benchmark, run against the whole stack on this machine.
+
+Each scenario starts real `dexecutor api` / `dexecutor worker` processes on a fresh
+database and Redis namespace, drives them, and reads what happened from the stored
+events (PostgreSQL is the truth; timestamps are taken by the engine). Scenarios:
+
+1. submission   POST throughput and latency (wrk, 64 connections), worker running
+2. end-to-end   default latencies and cap: orders/minute against 10 / mean swap, peak
+3. overhead     venue latencies 0, cap 100: orders/s through the whole lifecycle
+4. scale        cap 1,000, default latencies, one API and one worker: orders/minute
+5. fan-out      N WebSocket watchers on one API process: delivery delay, memory
+
+Figures are medians over `--runs` repetitions. Results go to JSON and a PNG chart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+import httpx
+from redis.asyncio import Redis
+
+from dexecutor import jsoncodec
+from dexecutor.store.db import with_database
+from dexecutor.store.migrate import migrate
+
+EXECUTING = {"routing", "building", "submitted"}
+TERMINAL = ("confirmed", "failed", "cancelled", "expired")
+
+
+def peak_executing(events: Sequence[Any]) -> int:
+    """Most orders in routing/building/submitted at once, from stored event timestamps.
+
+    `events` are rows with order_id, seq, status, at. Leaving is counted before
+    entering at equal times, so back-to-back slots do not count twice.
+    """
+    marks: list[tuple[datetime, int]] = []
+    state: dict[Any, str] = {}
+    for e in sorted(events, key=lambda r: (r["order_id"], r["seq"])):
+        was = state.get(e["order_id"]) in EXECUTING
+        now = e["status"] in EXECUTING
+        if now and not was:
+            marks.append((e["at"], 1))
+        elif was and not now:
+            marks.append((e["at"], -1))
+        state[e["order_id"]] = e["status"]
+    level = peak = 0
+    for _, delta in sorted(marks, key=lambda m: (m[0], m[1])):
+        level += delta
+        peak = max(peak, level)
+    return peak
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """A database, a namespace and the processes of one scenario run."""
+
+    server_dsn: str
+    redis_url: str
+    env: dict[str, str]
+    dsn: str = ""
+    namespace: str = ""
+    port: int = 0
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    api_pid: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def spawn(self, command: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            **self.env,
+            "DATABASE_URL": self.dsn,
+            "REDIS_URL": self.redis_url,
+            "NAMESPACE": self.namespace,
+            "PORT": str(self.port),
+            "LOG_LEVEL": "warning",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dexecutor.cli", command],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.procs.append(proc)
+        if command == "api":
+            self.api_pid = proc.pid
+        return proc
+
+    async def ready(self) -> None:
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                try:
+                    if (await client.get(self.url + "/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError("the API did not become ready")
+
+    async def events(self, user_prefix: str = "") -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return await conn.fetch(
+                "SELECT e.order_id, e.seq, e.status, e.at FROM order_events e"
+                " JOIN orders o ON o.id = e.order_id WHERE o.user_id LIKE $1",
+                user_prefix + "%",
+            )
+        finally:
+            await conn.close()
+
+    async def finished(self) -> tuple[int, int]:
+        """(terminal orders, all orders)."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            row = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE status = ANY($1::text[])) AS done, count(*) AS all"
+                " FROM orders",
+                list(TERMINAL),
+            )
+            assert row is not None
+            return int(row["done"]), int(row["all"])
+        finally:
+            await conn.close()
+
+    async def wait_all_terminal(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done, total = await self.finished()
+            if total and done == total:
+                return
+            await asyncio.sleep(0.25)  # a benchmark polls the store; it does not assert
+        raise TimeoutError("orders did not all finish in time")
+
+
+@asynccontextmanager
+async def stack(server_dsn: str, redis_url: str, **env: str) -> AsyncIterator[Stack]:
+    s = Stack(
+        server_dsn,
+        redis_url,
+        {
+            "RATE_LIMIT_PER_USER": "0",
+            "RATE_LIMIT_PER_ADDRESS": "0",
+            "MAX_QUEUE_DEPTH": "100000000",
+            **env,
+        },
+    )
+    name = f"dexecutor_bench_{uuid4().hex[:10]}"
+    admin = await asyncpg.connect(with_database(server_dsn, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    s.dsn = with_database(server_dsn, name)
+    conn = await asyncpg.connect(s.dsn)
+    await migrate(conn)
+    await conn.close()
+    s.namespace = f"bench{uuid4().hex[:8]}"
+    s.port = _free_port()
+    try:
+        yield s
+    finally:
+        for proc in s.procs:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+        redis = Redis.from_url(redis_url)
+        keys = [k async for k in redis.scan_iter(match=f"{s.namespace}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await redis.delete(*keys[i : i + 500])
+        await redis.aclose()
+
+
+async def submit_many(url: str, n: int, user: str, concurrency: int = 64) -> None:
+    body = {"userId": user, "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": 1, "slippageBps": 300}
+    payload = jsoncodec.dumps(body)
+    sem = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def one() -> None:
+            async with sem:
+                r = await client.post(
+                    "/api/orders/execute",
+                    content=payload,
+                    headers={"content-type": "application/json"},
+                )
+                if r.status_code != 202:
+                    raise RuntimeError(f"submission refused: {r.status_code} {r.text[:200]}")
+
+        await asyncio.gather(*(one() for _ in range(n)))
+
+
+def _span(events: Sequence[asyncpg.Record]) -> float:
+    starts = [e["at"] for e in events if e["status"] == "routing"]
+    ends = [e["at"] for e in events if e["status"] in TERMINAL]
+    return float((max(ends) - min(starts)).total_seconds())
+
+
+def _timeline(events: Sequence[asyncpg.Record], bucket_s: float = 1.0) -> list[int]:
+    """Orders finished per bucket since the first routing event (for the chart)."""
+    starts = [e["at"] for e in events if e["status"] == "routing"]
+    if not starts:
+        return []
+    t0 = min(starts)
+    ends = sorted((e["at"] - t0).total_seconds() for e in events if e["status"] in TERMINAL)
+    counts = [0] * (int(ends[-1] // bucket_s) + 1 if ends else 0)
+    for t in ends:
+        counts[int(t // bucket_s)] += 1
+    return counts
+
+
+# --- scenarios -----------------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil,
+    '{"userId":"wrk' .. (n % 500) .. '","tokenIn":"SOL","tokenOut":"USDC","amountIn":1}')
+end
+"""
+
+
+def _parse_wrk(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    for line in text.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            out["rps"] = float(parts[1])
+        elif len(parts) == 2 and parts[0] in ("50%", "99%"):
+            value = parts[1]
+            unit = next(u for u in ("us", "ms", "s") if value.endswith(u))
+            out[f"p{parts[0][:-1]}_ms"] = float(value[: -len(unit)]) * units[unit]
+        elif line.strip().startswith("Non-2xx or 3xx responses:"):
+            out["non_2xx"] = float(parts[-1])
+    return out
+
+
+async def submission(server_dsn: str, redis_url: str, seconds: int) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    async with stack(server_dsn, redis_url) as s:
+        s.spawn("api")
+        s.spawn("worker")
+        await s.ready()
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            script.write(WRK_SCRIPT)
+        cmd = [
+            "wrk",
+            "-t2",
+            "-c64",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            script.name,
+            f"{s.url}/api/orders/execute",
+        ]
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        os.unlink(script.name)
+        figures = _parse_wrk(out.decode())
+        figures["stored_orders"] = (await s.finished())[1]
+        return figures
+
+
+async def end_to_end(server_dsn: str, redis_url: str, orders: int) -> dict[str, Any]:
+    async with stack(server_dsn, redis_url) as s:
+        s.spawn("api")
+        await s.ready()
+        await submit_many(s.url, orders, "e2e")  # queued before the worker starts
+        s.spawn("worker")
+        await s.wait_all_terminal(orders * 3 + 60)
+        events = await s.events("e2e")
+        span = _span(events)
+        per_minute = orders / span * 60
+        bound = 10 / 2.5 * 60  # cap / mean swap latency (2-3 s)
+        return {
+            "orders": orders,
+            "orders_per_minute": per_minute,
+            "bound_per_minute": bound,
+            "of_bound": per_minute / bound,
+            "peak_executing": peak_executing(events),
+            "timeline": _timeline(events),
+        }
+
+
+async def overhead(server_dsn: str, redis_url: str, orders: int) -> dict[str, Any]:
+    env = {
+        "MAX_CONCURRENT_ORDERS": "100",
+        "MOCK_QUOTE_LATENCY_MS": "0",
+        "MOCK_SWAP_LATENCY_MS": "0",
+    }
+    async with stack(server_dsn, redis_url, **env) as s:
+        s.spawn("api")
+        await s.ready()
+        await submit_many(s.url, orders, "ovh")
+        s.spawn("worker")
+        await s.wait_all_terminal(orders / 20 + 60)
+        events = await s.events("ovh")
+        return {
+            "orders": orders,
+            "orders_per_second": orders / _span(events),
+            "peak_executing": peak_executing(events),
+            "timeline": _timeline(events),
+        }
+
+
+async def scale(server_dsn: str, redis_url: str, orders: int) -> dict[str, Any]:
+    env = {"MAX_CONCURRENT_ORDERS": "1000", "PG_POOL_SIZE": "40"}
+    async with stack(server_dsn, redis_url, **env) as s:
+        s.spawn("api")
+        await s.ready()
+        await submit_many(s.url, orders, "scl")
+        s.spawn("worker")
+        await s.wait_all_terminal(orders / 10 + 120)
+        events = await s.events("scl")
+        return {
+            "orders": orders,
+            "orders_per_minute": orders / _span(events) * 60,
+            "peak_executing": peak_executing(events),
+            "timeline": _timeline(events),
+        }
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def fan_out(server_dsn: str, redis_url: str, watchers: int, orders: int) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    env = {"MOCK_SWAP_LATENCY_MS": "200-300", "MOCK_QUOTE_LATENCY_MS": "0"}
+    async with stack(server_dsn, redis_url, **env) as s:
+        s.spawn("api")
+        s.spawn("worker")
+        await s.ready()
+        delays: list[float] = []
+        expected = orders * 5
+        url = s.url.replace("http://", "ws://") + "/ws/orders?userId=fan"
+        opened: list[Any] = []
+        for i in range(0, watchers, 200):  # open in batches so the handshakes do not time out
+            batch = await asyncio.gather(
+                *(connect(url, max_queue=None) for _ in range(min(200, watchers - i)))
+            )
+            opened.extend(batch)
+        rss_before = _rss_mib(s.api_pid)
+
+        async def drain(ws: Any) -> None:
+            for _ in range(expected):
+                raw = await ws.recv()
+                at = datetime.fromisoformat(jsoncodec.loads(raw)["at"].replace("Z", "+00:00"))
+                delays.append((datetime.now(UTC) - at).total_seconds() * 1000)
+
+        readers = [asyncio.create_task(drain(ws)) for ws in opened]
+        async with httpx.AsyncClient(base_url=s.url) as client:
+            for _ in range(orders):
+                await client.post(
+                    "/api/orders/execute",
+                    json={"userId": "fan", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": 1},
+                )
+        await asyncio.wait_for(asyncio.gather(*readers), 300)
+        rss = _rss_mib(s.api_pid)
+        for ws in opened:
+            await ws.close()
+        delays.sort()
+        return {
+            "watchers": watchers,
+            "messages": len(delays),
+            "delay_p50_ms": delays[len(delays) // 2],
+            "delay_p99_ms": delays[int(len(delays) * 0.99) - 1],
+            "api_rss_mib": rss,
+            "api_rss_idle_mib": rss_before,
+        }
+
+
+# --- driver ---------------------------------------------------------------------------
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = statistics.median(r[key] for r in runs)
+        else:
+            out[key] = value
+    out["runs"] = len(runs)
+    return out
+
+
+async def run_all(
+    server_dsn: str,
+    redis_url: str,
+    runs: int,
+    quick: bool,
+    only: Sequence[str],
+    progress: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
+    plans: dict[str, Callable[[], Any]] = {
+        "submission": lambda: submission(server_dsn, redis_url, 5 if quick else 10),
+        "end-to-end": lambda: end_to_end(server_dsn, redis_url, 40 if quick else 100),
+        "overhead": lambda: overhead(server_dsn, redis_url, 500 if quick else 3000),
+        "scale": lambda: scale(server_dsn, redis_url, 1000 if quick else 5000),
+        "fan-out": lambda: fan_out(server_dsn, redis_url, 500 if quick else 10_000, 4),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    for name, plan in plans.items():
+        if only and name not in only:
+            continue
+        collected = []
+        for i in range(runs):
+            progress(f"{name}: run {i + 1}/{runs}")
+            collected.append(await plan())
+        results[name] = _median(collected)
+    return results
+
+
+def write_results(results: dict[str, dict[str, Any]], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return folder
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name in ("end-to-end", "overhead", "scale"):
+        line = results.get(name, {}).get("timeline")
+        if line:
+            axes[0].plot(range(len(line)), line, label=name)
+    axes[0].set_title("orders finished per second")
+    axes[0].set_xlabel("seconds since the first routing event")
+    axes[0].legend()
+    sub = results.get("submission", {})
+    fan = results.get("fan-out", {})
+    labels, values = [], []
+    for label, value in (
+        ("POST p50", sub.get("p50_ms")),
+        ("POST p99", sub.get("p99_ms")),
+        ("WS p50", fan.get("delay_p50_ms")),
+        ("WS p99", fan.get("delay_p99_ms")),
+    ):
+        if isinstance(value, int | float):
+            labels.append(label)
+            values.append(value)
+    axes[1].bar(labels, values, color=["#4c72b0", "#4c72b0", "#dd8452", "#dd8452"][: len(values)])
+    axes[1].set_title("latency (ms)")
+    fig.tight_layout()
+    fig.savefig(folder / "chart.png", dpi=110)
+    plt.close(fig)
+    return folder
