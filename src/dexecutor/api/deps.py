@@ -14,17 +14,19 @@ from dexecutor.engine.intake import Intake
 from dexecutor.runtime import Services
 
 
-def services(conn: HTTPConnection) -> Services:
+# Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a
+# thread pool, and that hand-off cost more than the rest of a submission put together.
+async def services(conn: HTTPConnection) -> Services:
     svc: Services = conn.app.state.services
     return svc
 
 
-def intake(request: Request) -> Intake:
+async def intake(request: Request) -> Intake:
     svc: Intake = request.app.state.intake
     return svc
 
 
-def principal(conn: HTTPConnection) -> Principal:
+async def principal(conn: HTTPConnection) -> Principal:
     """The caller (raises 401 when authentication is on and no valid key was sent)."""
     auth: Authenticator = conn.app.state.auth
     return auth.principal(conn)
