@@ -383,7 +383,7 @@ async def fan_out(server_dsn: str, redis_url: str, watchers: int, orders: int) -
                 delays.append((datetime.now(UTC) - at).total_seconds() * 1000)
 
         readers = [asyncio.create_task(drain(ws)) for ws in opened]
-        async with httpx.AsyncClient(base_url=s.url) as client:
+        async with httpx.AsyncClient(base_url=s.url, timeout=120) as client:
             for _ in range(orders):
                 await client.post(
                     "/api/orders/execute",
@@ -425,13 +425,16 @@ async def run_all(
     quick: bool,
     only: Sequence[str],
     progress: Callable[[str], None],
+    watchers: int = 0,
 ) -> dict[str, dict[str, Any]]:
     plans: dict[str, Callable[[], Any]] = {
         "submission": lambda: submission(server_dsn, redis_url, 5 if quick else 10),
         "end-to-end": lambda: end_to_end(server_dsn, redis_url, 40 if quick else 100),
         "overhead": lambda: overhead(server_dsn, redis_url, 500 if quick else 3000),
         "scale": lambda: scale(server_dsn, redis_url, 1000 if quick else 5000),
-        "fan-out": lambda: fan_out(server_dsn, redis_url, 500 if quick else 10_000, 4),
+        "fan-out": lambda: fan_out(
+            server_dsn, redis_url, watchers or (500 if quick else 10_000), 4
+        ),
     }
     results: dict[str, dict[str, Any]] = {}
     for name, plan in plans.items():

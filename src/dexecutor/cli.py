@@ -146,7 +146,7 @@ def _serve(settings: Settings, run_worker: bool) -> None:
             log_level=settings.log_level,
             loop="uvloop",
             http="httptools",
-            ws="websockets",
+            ws="websockets-sansio",
             ws_max_size=settings.max_body_bytes,  # a bigger message closes with 1009
             access_log=False,
             timeout_graceful_shutdown=30,
@@ -323,6 +323,7 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="smaller loads, for a smoke run"),
     only: list[str] = ONLY_OPTION,
     out: str | None = typer.Option(None, "--out", help="results folder"),
+    watchers: int = typer.Option(0, "--watchers", min=0, help="fan-out watchers (0: default)"),
 ) -> None:
     """Run the load benchmark against the whole stack on this machine."""
     from datetime import UTC, datetime
@@ -344,6 +345,7 @@ def bench(
                 quick,
                 only,
                 lambda text: console.print(f"[dim]{text}[/]"),
+                watchers,
             )
         )
     finally:

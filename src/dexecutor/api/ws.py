@@ -24,7 +24,7 @@ from dexecutor.api.errors import ApiError
 from dexecutor.api.guard import Principal
 from dexecutor.api.orders import new_order
 from dexecutor.api.schemas import USER_ID_PATTERN, OrderRequest, validate_order
-from dexecutor.bus.events import RESYNC, event_message
+from dexecutor.bus.events import RAW, RESYNC, event_message
 from dexecutor.domain.order import TERMINAL, OrderStatus
 from dexecutor.engine.intake import Intake, Refused
 from dexecutor.metrics import WEBSOCKETS
@@ -51,8 +51,9 @@ class TooSlow(Exception):
 
 async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
     timeout = ws.app.state.services.settings.ws_send_timeout_s
+    text = message.get(RAW) or jsoncodec.dumps(message).decode()
     try:
-        await asyncio.wait_for(ws.send_text(jsoncodec.dumps(message).decode()), timeout)
+        await asyncio.wait_for(ws.send_text(text), timeout)
     except TimeoutError:
         raise TooSlow() from None
 

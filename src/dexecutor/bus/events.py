@@ -23,6 +23,9 @@ from dexecutor.domain.order import OrderEvent
 
 log = structlog.get_logger(__name__)
 
+RAW = "_raw"
+"""Key of a live message's original JSON text, which watchers send unchanged."""
+
 RESYNC: dict[str, Any] = {"resync": True}
 """Put on a watcher's queue when events may have been missed: re-read from the store."""
 
@@ -151,6 +154,9 @@ class EventHub:
 
     def _dispatch(self, data: bytes) -> None:
         message = jsoncodec.loads(data)
+        # Watchers forward the published text as it is: encoding once per event, not
+        # once per watcher, is what lets one process feed thousands of them.
+        message[RAW] = data.decode()
         for listener in self._listeners:
             listener(message)
         for sub in self._by_order.get(message["orderId"], ()):
