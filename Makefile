@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-faults test-unit lint fmt bench clean
+.PHONY: run test test-faults test-unit lint fmt bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/dexecutor up
 
-test: $(STAMP)
+# The blotter's browser test drives Debian's chromium (never a downloaded browser).
+# Installed when missing and we are root; otherwise that one test skips with a reason.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: the browser test will skip"
+
+test: $(STAMP) chromium
 	$(BIN)/pytest -q -m "not faults"
 
 test-faults: $(STAMP)

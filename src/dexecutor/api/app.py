@@ -8,6 +8,7 @@ from importlib import resources
 
 from fastapi import FastAPI
 from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 
 from dexecutor import __version__
 from dexecutor.api import errors, health, market, orders, ws
@@ -65,6 +66,8 @@ def create_app(
     app.include_router(market.router)
     app.include_router(ws.router)
     app.include_router(health.router)
+    # The blotter's scripts and styles; mounts stay out of the OpenAPI schema.
+    app.mount("/static", StaticFiles(packages=[("dexecutor.api", "static")]), name="static")
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -1,0 +1,169 @@
+"""The live blotter at `GET /`, driven end to end in headless Chromium.
+
+Debian's `chromium` (installed by `make test` when missing and run as root) is driven
+by Playwright through `executable_path`: no browser is downloaded. The page talks to a
+real `dexecutor up`; the test waits on the page's own state (`expect` auto-waiting on
+`data-status` and friends), never on sleeps, and saves `test-output/blotter.png`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import OUTPUT, Process
+
+pw = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LIVE = 15_000  # ms: an order's whole life at the test latencies is well under a second
+BASE58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,100}$")
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian's chromium is not installed at /usr/bin/chromium "
+    "(`make test` installs it when run as root: apt-get install chromium)",
+)
+
+# Records every status each order row shows, so the test can see rows move live.
+ROW_RECORDER = """
+window.__rowStatuses = {};
+new MutationObserver((records) => {
+  const note = (el) => {
+    if (!(el instanceof HTMLElement) || el.dataset.testid !== "order-row") return;
+    const seen = (window.__rowStatuses[el.dataset.orderId] ||= []);
+    if (seen[seen.length - 1] !== el.dataset.status) seen.push(el.dataset.status);
+  };
+  for (const r of records) {
+    if (r.type === "attributes") note(r.target);
+    else r.addedNodes.forEach(note);
+  }
+}).observe(document, {subtree: true, childList: true, attributes: true,
+                      attributeFilter: ["data-status"]});
+"""
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Any]:
+    async with pw.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1440, "height": 1000})
+            await context.add_init_script(ROW_RECORDER)
+            yield await context.new_page()
+        finally:
+            await browser.close()
+
+
+async def place(page: Any, **fields: str) -> str:
+    """Fill the order form, submit it, and return the new order's id."""
+    form = page.get_by_test_id("order-form")
+    previous = await form.get_attribute("data-last-order-id")
+    assert previous is not None  # "" until the first order is placed
+    for testid, value in fields.items():
+        await page.get_by_test_id(testid).fill(value)
+    await page.get_by_test_id("submit-order").click()
+    # On a refusal the message shows the API's error, and this expectation prints it.
+    await pw.expect(page.get_by_test_id("form-message")).to_have_text(re.compile("^Placed"))
+    await pw.expect(form).not_to_have_attribute("data-last-order-id", previous)
+    order_id = await form.get_attribute("data-last-order-id")
+    assert order_id
+    return order_id
+
+
+async def test_blotter_places_orders_and_follows_them_live(
+    server: Process, page: Any, client: httpx.AsyncClient
+) -> None:
+    expect = pw.expect
+    started = time.monotonic()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+    await page.goto(server.url + "/")
+    user = f"blotter-{time.time_ns() % 10**12}"
+    await page.get_by_test_id("user-id").fill(user)
+    await page.get_by_test_id("user-id").press("Enter")
+    # The per-user WebSocket is subscribed before the order exists: every event is live.
+    await expect(page.get_by_test_id("ws-status")).to_have_attribute("data-state", "open")
+    await expect(page.get_by_test_id("order-row")).to_have_count(0)
+
+    # A market order SOL -> USDC through the form, followed until it is confirmed.
+    await expect(page.get_by_test_id("token-in")).to_have_value("SOL")
+    await page.get_by_test_id("token-out").select_option("USDC")
+    market_id = await place(page, **{"amount-in": "1.5", "slippage": "300"})
+    market_row = page.locator(f'[data-testid="order-row"][data-order-id="{market_id}"]')
+    await expect(market_row).to_have_attribute("data-status", "confirmed", timeout=LIVE)
+    record = (await client.get(f"/api/orders/{market_id}")).json()
+    assert record["userId"] == user and record["status"] == "confirmed"
+    assert record["type"] == "market" and record["amountIn"] == 1.5
+    assert record["slippageBps"] == 300
+
+    seen = (await page.evaluate("window.__rowStatuses"))[market_id]
+    assert seen[0] == "pending" and seen[-1] == "confirmed", seen
+    assert {"routing", "building", "submitted"} <= set(seen), seen
+
+    # A limit order far above the market waits.
+    await page.get_by_test_id("type-limit").check()
+    await expect(page.get_by_test_id("limit-price")).to_be_visible()
+    limit_id = await place(page, **{"amount-in": "1", "limit-price": "100000", "ttl": "300"})
+    limit_row = page.locator(f'[data-testid="order-row"][data-order-id="{limit_id}"]')
+    await expect(limit_row).to_have_attribute("data-status", "waiting", timeout=LIVE)
+    await expect(page.get_by_test_id("order-row")).to_have_count(2)
+
+    # The market order's detail: both venues' quotes, the winner, route, fill, tx, timeline.
+    await market_row.click()
+    detail = page.get_by_test_id("order-detail")
+    await expect(detail).to_have_attribute("data-order-id", market_id)
+    await expect(detail).to_have_attribute("data-status", "confirmed")
+    for venue in ("raydium", "meteora"):
+        quote = page.get_by_test_id(f"quote-{venue}")
+        await expect(quote).to_be_visible()
+        await expect(quote).to_contain_text(re.compile(r"\d+\.\d+\s*USDC"))
+        shown_out = float(await quote.get_attribute("data-amount-out") or "nan")
+        assert shown_out == record["quotes"][venue]["amountOut"]
+    winner = detail.locator('[data-winner="true"]')
+    await expect(winner).to_have_count(1)
+    await expect(winner).to_have_attribute("data-testid", f"quote-{record['dexUsed']}")
+    await expect(page.get_by_test_id("detail-txhash")).to_have_text(BASE58)
+    await expect(page.get_by_test_id("detail-txhash")).to_have_text(record["txHash"])
+    await expect(page.get_by_test_id("detail-route")).to_contain_text("wSOL → USDC")
+    events = (await client.get(f"/api/orders/{market_id}/events")).json()["events"]
+    timeline = page.get_by_test_id("timeline-event")
+    await expect(timeline).to_have_count(len(events))
+    shown = await timeline.evaluate_all("els => els.map(e => e.dataset.status)")
+    assert shown == [e["status"] for e in events]
+
+    # The price chart has drawn both venues and the reference over several polls.
+    chart = page.get_by_test_id("price-chart")
+    await expect(chart).to_have_attribute("data-points", re.compile(r"^([2-9]|\d{2,})$"))
+    for line in ("raydium", "meteora", "reference"):
+        path = chart.locator(f'path[data-venue="{line}"]')
+        await expect(path).to_have_attribute("d", re.compile(r"^M[\d.]+,[\d.]+L"))
+
+    OUTPUT.mkdir(exist_ok=True)
+    await page.screenshot(path=str(OUTPUT / "blotter.png"), full_page=True)
+
+    # Cancel the waiting order from its row; the row follows live.
+    await limit_row.get_by_test_id("cancel-order").click()
+    await expect(limit_row).to_have_attribute("data-status", "cancelled", timeout=LIVE)
+    assert (await client.get(f"/api/orders/{limit_id}")).json()["status"] == "cancelled"
+
+    assert errors == [], errors
+    assert time.monotonic() - started < 20
