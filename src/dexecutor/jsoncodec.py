@@ -17,7 +17,11 @@ import msgspec
 
 
 def plain(value: Decimal) -> Decimal:
-    """The same value without an exponent or trailing zeros (`1E+2` → `100`)."""
+    """The same value without trailing zeros or a positive exponent (`1E+2` → `100`).
+
+    Very small values keep their negative exponent (`1E-8`): a valid JSON number that
+    every JSON parser reads exactly as written.
+    """
     normal = value.normalize()
     exponent = normal.as_tuple().exponent
     if isinstance(exponent, int) and exponent > 0:

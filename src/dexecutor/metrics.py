@@ -25,6 +25,12 @@ WEBSOCKETS = Gauge("dexecutor_websocket_connections", "Open WebSocket connection
 VENUE_ERRORS = Counter("dexecutor_venue_errors", "Failed attempts by venue-side reason", ["reason"])
 
 
+def count_events(*statuses: str) -> None:
+    """Count events made outside the engine (intake, cancel, expiry) by status."""
+    for status in statuses:
+        ORDER_EVENTS.labels(status).inc()
+
+
 class EngineMetrics:
     """The engine's observer: turns each committed event into metric updates."""
 

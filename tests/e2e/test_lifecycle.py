@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from decimal import Decimal
 
 import httpx
@@ -200,3 +201,24 @@ async def test_cancel_after_routing_began_is_409(client: httpx.AsyncClient) -> N
     response = await client.delete(f"/api/orders/{order_id}")
     assert response.status_code == 409
     assert response.json()["error"] == "not_cancellable"
+
+
+async def test_an_order_after_an_idle_spell_is_picked_up_at_once(client: httpx.AsyncClient) -> None:
+    """BullMQ for Python missed new jobs after its long idle wait (see queue/worker.py)."""
+    await wait_terminal(client, await submit(client))
+    await asyncio.sleep(7)  # the idle spell is the condition under test
+    order_id = await submit(client)
+    await wait_terminal(client, order_id)
+    events = (await client.get(f"/api/orders/{order_id}/events")).json()["events"]
+    pending, routing = (datetime.fromisoformat(e["at"].replace("Z", "+00:00")) for e in events[:2])
+    assert (routing - pending).total_seconds() < 1.0
+
+
+async def test_resuming_at_or_past_the_end_of_a_finished_order_closes_at_once(
+    client: httpx.AsyncClient, server: Process
+) -> None:
+    order_id = await submit(client)
+    await wait_terminal(client, order_id)
+    for after in (5, 9):
+        resumed = await watch(f"{server.ws_url}/ws/orders/{order_id}?after={after}", timeout=10)
+        assert (resumed.messages, resumed.close_code) == ([], 1000)

@@ -102,6 +102,8 @@ async def test_health_readiness_metrics_docs(client: httpx.AsyncClient) -> None:
     assert ready["checks"] == {"postgres": "ok", "redis": "ok"}
     metrics = (await client.get("/metrics")).text
     assert "dexecutor_order_events_total" in metrics and "dexecutor_queue_depth" in metrics
+    for status in ("pending", "routing", "confirmed"):  # intake's events count too
+        assert f'dexecutor_order_events_total{{status="{status}"}}' in metrics
     assert (await client.get("/docs")).status_code == 200
     schema = (await client.get("/openapi.json")).json()
     assert "/api/orders/execute" in schema["paths"]

@@ -77,13 +77,16 @@ DATABASE_DOWN: tuple[type[Exception], ...] = (
 )
 
 
+DATABASE_DOWN_MESSAGE = "PostgreSQL is unreachable; nothing was stored. Retry shortly."
+
+
 def install(app: FastAPI) -> None:
     async def _database_down(_: Request, exc: Exception) -> Response:
         log.warning("database unavailable", error=repr(exc))
         return error_response(
             503,
             "database_unavailable",
-            "PostgreSQL is unreachable; nothing was stored. Retry shortly.",
+            DATABASE_DOWN_MESSAGE,
             headers={"Retry-After": "1"},
         )
 

@@ -83,7 +83,7 @@ async def execute(
     if who.user_id is not None and req.userId != who.user_id:
         raise ApiError(403, "forbidden", "userId does not match the user of the API key")
     await request.app.state.limiter.check(None, req.userId)
-    await _check_backlog(svc)
+    await check_backlog(svc)
     try:
         order, created = await intake.accept(new_order(req), idempotency_key, req.fingerprint())
     except IdempotencyConflict as err:
@@ -112,7 +112,7 @@ async def _visible_order(svc: Services, who: Principal, order_id: str) -> Order:
     return order
 
 
-async def _check_backlog(svc: Services) -> None:
+async def check_backlog(svc: Services) -> None:
     """429 instead of accepting hours of work: the queue's backlog has a ceiling."""
     limit = svc.settings.max_queue_depth
     try:

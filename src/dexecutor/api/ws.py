@@ -20,14 +20,14 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from dexecutor import jsoncodec
-from dexecutor.api.errors import ApiError
+from dexecutor.api.errors import DATABASE_DOWN, DATABASE_DOWN_MESSAGE, ApiError
 from dexecutor.api.guard import Principal
-from dexecutor.api.orders import new_order
+from dexecutor.api.orders import check_backlog, new_order
 from dexecutor.api.schemas import USER_ID_PATTERN, OrderRequest, validate_order
 from dexecutor.bus.events import RAW, RESYNC, event_message
 from dexecutor.domain.order import TERMINAL, OrderStatus
 from dexecutor.engine.intake import Intake, Refused
-from dexecutor.metrics import WEBSOCKETS
+from dexecutor.metrics import ORDERS_ACCEPTED, WEBSOCKETS
 from dexecutor.runtime import Services
 from dexecutor.store.orders import IdempotencyConflict
 
@@ -144,8 +144,8 @@ async def stream_order(
 
         async def follow() -> None:
             nonlocal last
-            if await replay():
-                return
+            if await replay() or (order.is_terminal and last >= order.seq):
+                return  # finished, and the client has everything (`after` at or past the end)
             while True:
                 message = await sub.get()
                 if message is RESYNC or message["seq"] > last + 1:
@@ -231,18 +231,24 @@ async def execute_ws(ws: WebSocket) -> None:
             if who.user_id is not None and req.userId != who.user_id:
                 raise ApiError(403, "forbidden", "userId does not match the user of the API key")
             await ws.app.state.limiter.check(None, req.userId)
+            await check_backlog(svc)
             try:
                 order, _ = await intake.accept(new_order(req), None, req.fingerprint())
             except (Refused, IdempotencyConflict) as err:
                 raise ApiError(422, getattr(err, "code", "conflict"), str(err)) from None
+            except DATABASE_DOWN:
+                raise ApiError(503, "database_unavailable", DATABASE_DOWN_MESSAGE) from None
+            ORDERS_ACCEPTED.inc()
         except ApiError as err:
             body: dict[str, Any] = {"error": err.code, "message": err.message}
             if err.details is not None:
                 body["details"] = err.details
             await _send(ws, body)
-            code = {403: CLOSE_FORBIDDEN, 429: CLOSE_RATE_LIMITED}.get(
-                err.status, CLOSE_BAD_REQUEST
-            )
+            code = {
+                403: CLOSE_FORBIDDEN,
+                429: CLOSE_RATE_LIMITED,
+                503: CLOSE_TRY_LATER,
+            }.get(err.status, CLOSE_BAD_REQUEST)
             await _close(ws, code, err.code)
             return
         await _send(ws, {"orderId": str(order.id), "status": OrderStatus.PENDING.value})

@@ -25,9 +25,11 @@ from uuid import UUID
 
 import structlog
 
+from dexecutor import jsoncodec
 from dexecutor.domain.order import Order, OrderStatus, OrderType
 from dexecutor.market.simulation import Market
 from dexecutor.market.types import VENUES, MarketError
+from dexecutor.metrics import count_events
 from dexecutor.store.orders import StaleOrder
 
 log = structlog.get_logger(__name__)
@@ -243,12 +245,13 @@ class TriggerRunner:
             OrderStatus.EXPIRED,
             datetime.now(UTC),
             reason="expired",
-            message=f"the order expired at {order.expires_at} before its trigger was met",
+            message=f"the order expired at {_iso(order.expires_at)} before its trigger was met",
         )
         try:
             await self._repo.append(current, event)
         except StaleOrder:
             return  # fired or cancelled meanwhile
+        count_events("expired")
         await self._publisher.publish(event, current.user_id)
 
     def _best_mid(self, token_in: str, token_out: str) -> Decimal | None:
@@ -275,6 +278,10 @@ class TriggerRunner:
 
     def _tradable(self, token: str) -> bool:
         return self._market.is_tradable(token)
+
+
+def _iso(at: datetime | None) -> str:
+    return jsoncodec.iso(at) if at is not None else "-"
 
 
 def trigger_of(order: Order) -> dict[str, Any]:

@@ -29,6 +29,12 @@ STALLED_INTERVAL_MS = 2_000
 # The engine resumes an order safely however often it is picked up again, so a job is
 # never failed merely for having stalled.
 MAX_STALLED_COUNT = 1_000
+# How long an idle worker blocks waiting for BullMQ's marker, in seconds. With the
+# default 5 s, BullMQ for Python (3.4) missed the marker of a job added after the
+# first wait timed out: the first order after 6 s idle waited 1 s, after 12 s idle
+# more than 20 s. Short waits pick every job up at once; an idle worker polls twice
+# a second.
+DRAIN_DELAY_S = 0.5
 
 
 class OrderWorker:
@@ -52,6 +58,7 @@ class OrderWorker:
             "lockDuration": LOCK_DURATION_MS,
             "stalledInterval": STALLED_INTERVAL_MS,
             "maxStalledCount": MAX_STALLED_COUNT,
+            "drainDelay": DRAIN_DELAY_S,
             "autorun": False,
         }
         self._worker: Worker | None = None
