@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-faults test-unit lint fmt bench clean chromium
+.PHONY: run test test-faults test-unit lint fmt bench clean chromium wrk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,14 @@ fmt: $(STAMP)
 	$(BIN)/ruff format src tests scripts
 	$(BIN)/ruff check --fix src tests scripts
 
-bench: $(STAMP)
+# The submission scenario drives wrk (Debian's package), installed like chromium.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) \
+		|| echo "wrk could not be installed: the submission scenario will be skipped"
+
+bench: $(STAMP) wrk
+	$(BIN)/dexecutor bench
 	$(BIN)/python bench/waiting_orders.py
 
 clean:
