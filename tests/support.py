@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from dexecutor import jsoncodec
+from dexecutor.bench import free_port
 from dexecutor.config import Settings
 from dexecutor.store.db import database_name, with_database
 from dexecutor.store.migrate import migrate
@@ -88,12 +88,6 @@ async def drop_namespace(namespace: str) -> None:
             await redis.delete(*keys[i : i + 500])
     finally:
         await redis.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

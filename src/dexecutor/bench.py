@@ -69,7 +69,7 @@ def peak_executing(events: Sequence[Any]) -> int:
     return peak
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -179,7 +179,7 @@ async def stack(server_dsn: str, redis_url: str, **env: str) -> AsyncIterator[St
     await migrate(conn)
     await conn.close()
     s.namespace = f"bench{uuid4().hex[:8]}"
-    s.port = _free_port()
+    s.port = free_port()
     try:
         yield s
     finally:
@@ -291,63 +291,61 @@ async def submission(server_dsn: str, redis_url: str, seconds: int) -> dict[str,
         return figures
 
 
-async def end_to_end(server_dsn: str, redis_url: str, orders: int) -> dict[str, Any]:
-    async with stack(server_dsn, redis_url) as s:
+async def _queued_then_executed(
+    server_dsn: str, redis_url: str, orders: int, user: str, timeout_s: float, **env: str
+) -> list[asyncpg.Record]:
+    """Queue `orders` with no worker running, then start one and let it drain the queue.
+
+    Queueing first keeps the worker saturated from its first moment, so the span from
+    the first routing event to the last terminal one measures execution alone.
+    """
+    async with stack(server_dsn, redis_url, **env) as s:
         s.spawn("api")
         await s.ready()
-        await submit_many(s.url, orders, "e2e")  # queued before the worker starts
+        await submit_many(s.url, orders, user)
         s.spawn("worker")
-        await s.wait_all_terminal(orders * 3 + 60)
-        events = await s.events("e2e")
-        span = _span(events)
-        per_minute = orders / span * 60
-        bound = 10 / 2.5 * 60  # cap / mean swap latency (2-3 s)
-        return {
-            "orders": orders,
-            "orders_per_minute": per_minute,
-            "bound_per_minute": bound,
-            "of_bound": per_minute / bound,
-            "peak_executing": peak_executing(events),
-            "timeline": _timeline(events),
-        }
+        await s.wait_all_terminal(timeout_s)
+        return await s.events(user)
+
+
+async def end_to_end(server_dsn: str, redis_url: str, orders: int) -> dict[str, Any]:
+    events = await _queued_then_executed(server_dsn, redis_url, orders, "e2e", orders * 3 + 60)
+    per_minute = orders / _span(events) * 60
+    bound = 10 / 2.5 * 60  # cap / mean swap latency (2-3 s)
+    return {
+        "orders": orders,
+        "orders_per_minute": per_minute,
+        "bound_per_minute": bound,
+        "of_bound": per_minute / bound,
+        "peak_executing": peak_executing(events),
+        "timeline": _timeline(events),
+    }
 
 
 async def overhead(server_dsn: str, redis_url: str, orders: int) -> dict[str, Any]:
-    env = {
-        "MAX_CONCURRENT_ORDERS": "100",
-        "MOCK_QUOTE_LATENCY_MS": "0",
-        "MOCK_SWAP_LATENCY_MS": "0",
+    events = await _queued_then_executed(
+        server_dsn, redis_url, orders, "ovh", orders / 20 + 60,
+        MAX_CONCURRENT_ORDERS="100", MOCK_QUOTE_LATENCY_MS="0", MOCK_SWAP_LATENCY_MS="0",
+    )  # fmt: skip
+    return {
+        "orders": orders,
+        "orders_per_second": orders / _span(events),
+        "peak_executing": peak_executing(events),
+        "timeline": _timeline(events),
     }
-    async with stack(server_dsn, redis_url, **env) as s:
-        s.spawn("api")
-        await s.ready()
-        await submit_many(s.url, orders, "ovh")
-        s.spawn("worker")
-        await s.wait_all_terminal(orders / 20 + 60)
-        events = await s.events("ovh")
-        return {
-            "orders": orders,
-            "orders_per_second": orders / _span(events),
-            "peak_executing": peak_executing(events),
-            "timeline": _timeline(events),
-        }
 
 
 async def scale(server_dsn: str, redis_url: str, orders: int) -> dict[str, Any]:
-    env = {"MAX_CONCURRENT_ORDERS": "1000", "PG_POOL_SIZE": "40"}
-    async with stack(server_dsn, redis_url, **env) as s:
-        s.spawn("api")
-        await s.ready()
-        await submit_many(s.url, orders, "scl")
-        s.spawn("worker")
-        await s.wait_all_terminal(orders / 10 + 120)
-        events = await s.events("scl")
-        return {
-            "orders": orders,
-            "orders_per_minute": orders / _span(events) * 60,
-            "peak_executing": peak_executing(events),
-            "timeline": _timeline(events),
-        }
+    events = await _queued_then_executed(
+        server_dsn, redis_url, orders, "scl", orders / 10 + 120,
+        MAX_CONCURRENT_ORDERS="1000", PG_POOL_SIZE="40",
+    )  # fmt: skip
+    return {
+        "orders": orders,
+        "orders_per_minute": orders / _span(events) * 60,
+        "peak_executing": peak_executing(events),
+        "timeline": _timeline(events),
+    }
 
 
 def _rss_mib(pid: int) -> float:
