@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -137,20 +137,36 @@ def _serve(settings: Settings, run_worker: bool) -> None:
 
     _setup(settings)
     settings, backends = _with_backends(settings)
+    server_options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "loop": "uvloop",
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.max_body_bytes,  # a bigger message closes with 1009
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+    }
     try:
         asyncio.run(_migrate(settings))
-        uvicorn.run(
-            create_app(settings, run_worker=run_worker, on_shutdown=backends.stop),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            loop="uvloop",
-            http="httptools",
-            ws="websockets-sansio",
-            ws_max_size=settings.max_body_bytes,  # a bigger message closes with 1009
-            access_log=False,
-            timeout_graceful_shutdown=30,
-        )
+        if settings.api_processes == 1:
+            app_ = create_app(settings, run_worker=run_worker, on_shutdown=backends.stop)
+            uvicorn.run(app_, **server_options)
+        else:
+            # Several processes share the port; each builds its app from the environment,
+            # where the resolved backends are written for them.
+            os.environ.update(
+                DATABASE_URL=settings.dsn(),
+                REDIS_URL=settings.redis,
+                DEXECUTOR_RUN_WORKER="1" if run_worker else "0",
+            )
+            uvicorn.run(
+                "dexecutor.api.app:app_from_environment",
+                factory=True,
+                workers=settings.api_processes,
+                **server_options,
+            )
     finally:
         backends.stop()
 

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     max_queue_depth: Annotated[int, Field(ge=1)] = 10_000
     pg_pool_size: Annotated[int, Field(ge=2, le=500)] = 20
     metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    api_processes: Annotated[int, Field(ge=1, le=64)] = 1
 
     # Hostile input: limits and authentication (off unless API_KEYS is set).
     max_body_bytes: Annotated[int, Field(ge=1024, le=10_485_760)] = 16_384

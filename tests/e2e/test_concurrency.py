@@ -87,3 +87,20 @@ async def test_forty_orders_two_workers_peak_exactly_ten(
             )  # fmt: skip
     assert confirmed == 40
     print(f"\n40 orders, 2 workers, cap 10: {per_minute:.0f} orders/minute")
+
+
+async def test_several_api_processes_share_one_port() -> None:
+    """API_PROCESSES=2: uvicorn runs two processes on the port; orders placed and watched
+    through either of them execute and stream (events reach both through Redis)."""
+    async with isolated("dxp") as iso:
+        up = Process("up", iso.env(API_PROCESSES="2"), port=free_port())
+        async with serving(up), httpx.AsyncClient(base_url=up.url, timeout=30) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post("/api/orders/execute", json=order_body(userId="multi"))
+                    for _ in range(6)
+                )
+            )
+            ids = [r.json()["orderId"] for r in responses]
+            streams = await asyncio.gather(*(watch(f"{up.ws_url}/ws/orders/{i}") for i in ids))
+    assert all(s.statuses[-1] == "confirmed" and s.close_code == 1000 for s in streams)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -15,7 +16,7 @@ from dexecutor.api import errors, health, market, orders, ws
 from dexecutor.api.guard import Authenticator, BodySizeLimit, RateLimiter
 from dexecutor.api.responses import JSONResponse
 from dexecutor.bus.events import EventPublisher
-from dexecutor.config import Settings, parse_api_keys
+from dexecutor.config import Settings, load_settings, parse_api_keys
 from dexecutor.engine.intake import Intake
 from dexecutor.runtime import Services
 
@@ -75,3 +76,13 @@ def create_app(
         return HTMLResponse(page.read_text(encoding="utf-8"))
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of several API processes (API_PROCESSES > 1), built from the
+    environment the parent process resolved."""
+    from dexecutor.logs import configure
+
+    settings = load_settings()
+    configure(settings.log_level, settings.log_json)
+    return create_app(settings, run_worker=os.environ.get("DEXECUTOR_RUN_WORKER") == "1")
