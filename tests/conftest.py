@@ -9,6 +9,7 @@ from uuid import uuid4
 import asyncpg
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from dexecutor.config import Settings
 from dexecutor.embedded import Backends, resolve
@@ -22,6 +23,11 @@ from tests.support import (
     service_env,
     serving,
 )
+
+# Property tests explore the same examples on every run: a failure found once is found
+# again, and CI never fails on a draw a developer never saw.
+hypothesis_settings.register_profile("dexecutor", derandomize=True, deadline=None, database=None)
+hypothesis_settings.load_profile("dexecutor")
 
 _backends: Backends | None = None
 

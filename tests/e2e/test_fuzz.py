@@ -39,7 +39,7 @@ def test_no_server_errors_and_responses_match_the_schema(fuzz_server: Process) -
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, database=None,
+        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))  # fmt: skip
         def fuzz(case: schemathesis.Case) -> None:
             case.call_and_validate(checks=CHECKS, timeout=15)
