@@ -156,17 +156,16 @@ class Engine:
 
     async def _submit(self, order: Order) -> Order:
         assert order.dex_used is not None and order.min_amount_out is not None
-        venue = self._venues[order.dex_used]
-        tx = await venue.find(order.id)
-        if tx is None:
-            tx = await venue.submit(
-                order.id,
-                order.attempts,
-                order.token_in,
-                order.token_out,
-                order.amount_in,
-                order.min_amount_out,
-            )
+        # Idempotent: if this order already has a pending or landed transaction (a
+        # worker died after sending it), the ledger hands that one back instead.
+        tx = await self._venues[order.dex_used].submit(
+            order.id,
+            order.attempts,
+            order.token_in,
+            order.token_out,
+            order.amount_in,
+            order.min_amount_out,
+        )
         return await self._step(order, S.SUBMITTED, dex=tx.venue, txHash=tx.tx_hash)
 
     async def _confirm(self, order: Order) -> Order:

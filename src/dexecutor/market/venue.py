@@ -177,10 +177,6 @@ class MockVenue:
         )
         return await self._ledger.submit(tx)
 
-    async def find(self, order_id: UUID) -> TxRecord | None:
-        """Did this order already send a transaction that is pending or landed?"""
-        return await self._ledger.live(order_id)
-
     async def confirm(self, tx_hash: str) -> TxRecord:
         """Wait for the transaction's outcome; the landed record, or VenueError/MarketError."""
         tx = await self._ledger.get(tx_hash)
