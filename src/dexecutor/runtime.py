@@ -99,6 +99,7 @@ class Services:
         hub = EventHub(redis, keys.events)
         control = MarketControl(redis, keys, market, clock)
         hub.on_channel(keys.market, control.receive)
+        hub.on_channel(keys.faults_changed, faults.forget)
         await control.restore()
         services = cls(
             settings, pool, redis, keys, repo, ledger, faults, QuoteBook(redis, keys), queue,

@@ -166,3 +166,36 @@ async def test_a_full_inbox_turns_into_a_resync() -> None:
         sub.offer({"seq": seq})
     assert [await sub.get(), await sub.get()] == [{"seq": 0}, {"seq": 1}]
     assert await sub.get() is RESYNC
+
+
+async def test_fault_board_skips_redis_while_quiet_until_told(redis: Redis) -> None:
+    keys = Keys(f"dxi{uuid4().hex[:8]}")
+    here, elsewhere = RedisFaultBoard(redis, keys), RedisFaultBoard(redis, keys)
+    assert await here.take("raydium", ("drop",)) is None  # nothing armed: remembered
+    await elsewhere.arm("raydium", "drop", count=1, duration_ms=None, bps=0)
+    assert await here.take("raydium", ("drop",)) is None  # trusts its memory, no round trip
+    here.forget()  # what the faults-changed broadcast does
+    taken = await here.take("raydium", ("drop",))
+    assert taken is not None and taken.kind == "drop"
+
+
+async def test_arming_elsewhere_reaches_a_quiet_board_through_the_broadcast(redis: Redis) -> None:
+    keys = Keys(f"dxi{uuid4().hex[:8]}")
+    here, elsewhere = RedisFaultBoard(redis, keys), RedisFaultBoard(redis, keys)
+    hub = EventHub(redis, keys.events)
+    told = asyncio.Event()
+
+    def on_change(message: object) -> None:  # as runtime wires it, plus a signal for the test
+        here.forget(message)
+        told.set()
+
+    hub.on_channel(keys.faults_changed, on_change)
+    await hub.start()
+    try:
+        assert await here.take("meteora", ("error",)) is None
+        await elsewhere.arm("meteora", "error", count=1, duration_ms=None, bps=0)
+        await asyncio.wait_for(told.wait(), 0.5)  # well inside QUIET_FOR_S
+        taken = await here.take("meteora", ("error",))
+        assert taken is not None and taken.kind == "error"
+    finally:
+        await hub.stop()

@@ -3,6 +3,7 @@ worker that next calls that venue, and "the next N calls" counts across all of t
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -30,11 +31,28 @@ return nil
 """
 
 
+# How long "nothing armed here" is trusted without asking Redis again. Arming or
+# clearing anywhere is broadcast and forgets it at once; this bounds the case where a
+# broadcast was missed.
+QUIET_FOR_S = 1.0
+
+
 class RedisFaultBoard:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
         self._take = redis.register_script(_TAKE)
+        # (venue, kinds) -> when Redis last said none of them is armed. Faults are rare;
+        # without this every quote and swap would cost a script call.
+        self._quiet: dict[tuple[str, tuple[str, ...]], float] = {}
+
+    def forget(self, _message: object = None) -> None:
+        """Something was armed or cleared (here or in another process): ask Redis again."""
+        self._quiet.clear()
+
+    async def _changed(self) -> None:
+        self.forget()
+        await self._redis.publish(self._keys.faults_changed, b"{}")
 
     async def arm(
         self, venue: str, kind: str, count: int | None, duration_ms: int | None, bps: int
@@ -47,9 +65,11 @@ class RedisFaultBoard:
         if duration_ms is not None:
             pipe.pexpire(key, duration_ms)
         await pipe.execute()
+        await self._changed()
 
     async def clear(self, venue: str, kinds: tuple[str, ...]) -> None:
         await self._redis.delete(*(self._keys.fault(venue, k) for k in kinds))
+        await self._changed()
 
     async def armed(self, venues: tuple[str, ...], kinds: tuple[str, ...]) -> list[dict[str, Any]]:
         """What is armed now, for `GET /api/mock/faults`."""
@@ -74,8 +94,12 @@ class RedisFaultBoard:
         return out
 
     async def take(self, venue: str, kinds: tuple[str, ...]) -> Fault | None:
+        quiet_since = self._quiet.get((venue, kinds))
+        if quiet_since is not None and time.monotonic() - quiet_since < QUIET_FOR_S:
+            return None
         found = await self._take(keys=[self._keys.fault(venue, k) for k in kinds])
         if not found:
+            self._quiet[(venue, kinds)] = time.monotonic()
             return None
         index, bps = found
         return Fault(kinds[int(index) - 1], int(bps))

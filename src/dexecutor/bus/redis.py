@@ -20,6 +20,11 @@ class Keys:
     def events(self) -> str:
         return f"{self.ns}:events"
 
+    @property
+    def faults_changed(self) -> str:
+        """Channel announcing that a fault was armed or cleared somewhere."""
+        return f"{self.ns}:faults-changed"
+
     def fault(self, venue: str, kind: str) -> str:
         return f"{self.ns}:fault:{venue}:{kind}"
 
