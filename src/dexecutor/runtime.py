@@ -1,8 +1,9 @@
 """Wiring: turn Settings into live connections and the objects that use them.
 
 Built in the app's lifespan or the worker's start-up, never at import time, and
-closed in reverse order. Roles decide what is built: an API process needs the event
-hub; a worker process needs the queue worker; `up` needs both.
+closed in reverse order. Every process holds the event hub (WebSocket fan-out, market
+broadcasts, fault changes); a worker process also runs the queue worker, the trigger
+book and the reconciler.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Services:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     @classmethod
-    async def open(cls, settings: Settings, *, api: bool, worker: bool) -> Services:
+    async def open(cls, settings: Settings, *, worker: bool) -> Services:
         pool = await create_pool(settings.dsn(), max_size=settings.pg_pool_size)
         redis = connect(settings.redis)
         keys = Keys(settings.namespace)

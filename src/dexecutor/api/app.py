@@ -31,7 +31,7 @@ def create_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.open(settings, api=True, worker=run_worker)
+        services = await Services.open(settings, worker=run_worker)
         app.state.services = services
         app.state.intake = Intake(
             services.repo,

@@ -28,13 +28,12 @@ class MarketControl:
         keys: Keys,
         market: Market,
         clock: Callable[[], float],
-        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._market = market
         self._clock = clock
-        self._on_change = on_change
+        self._on_change: Callable[[], None] | None = None
         self._origin = uuid4().hex  # our own broadcasts come back to us: skip them
 
     def on_change(self, hook: Callable[[], None]) -> None:

@@ -78,10 +78,6 @@ class Ledger(Protocol):
 
     async def get(self, tx_hash: str) -> TxRecord | None: ...
 
-    async def live(self, order_id: UUID) -> TxRecord | None:
-        """The order's pending or landed transaction, on any venue."""
-        ...
-
     async def finalize(self, tx: TxRecord) -> TxRecord:
         """Store the outcome if still pending; return whatever outcome won."""
         ...

@@ -7,7 +7,7 @@ no-op. The job carries only the id: PostgreSQL holds the truth about the order.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -42,18 +42,6 @@ class OrderQueue:
         await self._queue.add("execute", {"orderId": key}, {**JOB_OPTIONS, "jobId": key})
         measured_at, jobs = self._backlog
         self._backlog = (measured_at, jobs + 1)  # our own additions count at once
-
-    async def enqueue_many(self, order_ids: Iterable[UUID]) -> None:
-        jobs = [
-            {
-                "name": "execute",
-                "data": {"orderId": str(i)},
-                "opts": {**JOB_OPTIONS, "jobId": str(i)},
-            }
-            for i in order_ids
-        ]
-        if jobs:
-            await self._queue.addBulk(jobs)
 
     async def requeue(self, order_id: UUID) -> bool:
         """Make sure a job exists for an unfinished order (the reconciler's tool).

@@ -229,11 +229,3 @@ class OrderRepository:
             f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = 'waiting'"
         )
         return [order_from_row(r) for r in rows]
-
-    async def unfinished(self) -> list[UUID]:
-        """Orders not in a terminal status: the reconciler re-queues these."""
-        rows = await self._pool.fetch(
-            "SELECT id FROM orders WHERE status <> ALL($1::text[]) ORDER BY created_at",
-            [s.value for s in TERMINAL],
-        )
-        return [r["id"] for r in rows]
