@@ -10,7 +10,9 @@ from dexecutor.domain.order import EXECUTING, Order, OrderEvent
 ORDER_EVENTS = Counter(
     "dexecutor_order_events", "Order status changes committed, by status", ["status"]
 )
-ORDERS_ACCEPTED = Counter("dexecutor_orders_accepted", "Orders accepted by POST")
+ORDERS_ACCEPTED = Counter(
+    "dexecutor_orders_accepted", "Orders accepted (stored) over HTTP or WebSocket"
+)
 STAGE_SECONDS = Histogram(
     "dexecutor_stage_seconds",
     "Time an order spent in a status before leaving it",
@@ -25,17 +27,10 @@ WEBSOCKETS = Gauge("dexecutor_websocket_connections", "Open WebSocket connection
 VENUE_ERRORS = Counter("dexecutor_venue_errors", "Failed attempts by venue-side reason", ["reason"])
 
 
-def count_events(*statuses: str) -> None:
-    """Count events made outside the engine (intake, cancel, expiry) by status."""
-    for status in statuses:
-        ORDER_EVENTS.labels(status).inc()
-
-
 class EngineMetrics:
     """The engine's observer: turns each committed event into metric updates."""
 
     def event(self, before: Order, event: OrderEvent) -> None:
-        ORDER_EVENTS.labels(event.status.value).inc()
         STAGE_SECONDS.labels(before.status.value).observe(
             max(0.0, (event.at - before.updated_at).total_seconds())
         )

@@ -56,6 +56,7 @@ class Services:
     hub: EventHub
     control: MarketControl
     clock: MarketClock
+    publisher: EventPublisher
     worker: OrderWorker | None = None
     triggers: TriggerRunner | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -85,9 +86,10 @@ class Services:
             )
             for name in VENUES
         }
+        publisher = EventPublisher(redis, keys.events)
         engine = Engine(
             repo,
-            EventPublisher(redis, keys.events),
+            publisher,
             venues,
             Policy(
                 max_attempts=settings.max_attempts,
@@ -104,11 +106,11 @@ class Services:
         await control.restore()
         services = cls(
             settings, pool, redis, keys, repo, ledger, faults, QuoteBook(redis, keys), queue,
-            market, venues, engine, hub, control, clock,
+            market, venues, engine, hub, control, clock, publisher,
         )  # fmt: skip
         if worker:
             triggers = TriggerRunner(
-                repo, queue, EventPublisher(redis, keys.events), market, clock,
+                repo, queue, publisher, market, clock,
                 settings.trigger_interval_ms / 1000,
             )  # fmt: skip
             hub.listen(triggers.on_event)

@@ -15,7 +15,6 @@ from dexecutor import __version__
 from dexecutor.api import errors, health, market, orders, ws
 from dexecutor.api.guard import Authenticator, BodySizeLimit, RateLimiter
 from dexecutor.api.responses import JSONResponse
-from dexecutor.bus.events import EventPublisher
 from dexecutor.config import Settings, load_settings, parse_api_keys
 from dexecutor.engine.intake import Intake
 from dexecutor.runtime import Services
@@ -36,7 +35,7 @@ def create_app(
         app.state.intake = Intake(
             services.repo,
             services.queue,
-            EventPublisher(services.redis, services.keys.events),
+            services.publisher,
             services.quotes,
         )
         app.state.limiter = RateLimiter(

@@ -24,7 +24,6 @@ from dexecutor.api.schemas import USER_ID_PATTERN, OrderRequest, order_view, par
 from dexecutor.bus.events import event_message
 from dexecutor.domain.order import Order, OrderStatus, OrderType
 from dexecutor.engine.intake import NewOrder, Refused, expiry
-from dexecutor.metrics import ORDERS_ACCEPTED
 from dexecutor.runtime import Services
 from dexecutor.store.orders import IdempotencyConflict
 
@@ -95,8 +94,6 @@ async def execute(
         ) from None
     except Refused as err:
         raise ApiError(err.status, err.code, err.message) from None
-    if created:
-        ORDERS_ACCEPTED.inc()
     body_out: dict[str, Any] = {"orderId": str(order.id), "status": order.status.value}
     if upgrade == "ws":
         body_out["websocketUrl"] = f"/ws/orders/{order.id}"

@@ -27,7 +27,7 @@ from dexecutor.api.schemas import USER_ID_PATTERN, OrderRequest, validate_order
 from dexecutor.bus.events import RAW, RESYNC, event_message
 from dexecutor.domain.order import TERMINAL, OrderStatus
 from dexecutor.engine.intake import Intake, Refused
-from dexecutor.metrics import ORDERS_ACCEPTED, WEBSOCKETS
+from dexecutor.metrics import WEBSOCKETS
 from dexecutor.runtime import Services
 from dexecutor.store.orders import IdempotencyConflict
 
@@ -238,7 +238,6 @@ async def execute_ws(ws: WebSocket) -> None:
                 raise ApiError(422, getattr(err, "code", "conflict"), str(err)) from None
             except DATABASE_DOWN:
                 raise ApiError(503, "database_unavailable", DATABASE_DOWN_MESSAGE) from None
-            ORDERS_ACCEPTED.inc()
         except ApiError as err:
             body: dict[str, Any] = {"error": err.code, "message": err.message}
             if err.details is not None:

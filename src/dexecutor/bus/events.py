@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from dexecutor import jsoncodec
 from dexecutor.domain.order import OrderEvent
+from dexecutor.metrics import ORDER_EVENTS
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,9 @@ class EventPublisher:
         self._channel = channel
 
     async def publish(self, event: OrderEvent, user_id: str) -> None:
+        # Every committed event passes here once, whoever made it (intake, engine,
+        # cancel, expiry): the one place to count them.
+        ORDER_EVENTS.labels(event.status.value).inc()
         await self._redis.publish(self._channel, jsoncodec.dumps(event_message(event, user_id)))
 
 

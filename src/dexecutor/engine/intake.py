@@ -26,7 +26,7 @@ from dexecutor.domain.order import (
 )
 from dexecutor.engine.execute import Publisher
 from dexecutor.engine.triggers import trigger_of
-from dexecutor.metrics import count_events
+from dexecutor.metrics import ORDERS_ACCEPTED
 from dexecutor.store.orders import OrderRepository, StaleOrder
 
 log = structlog.get_logger(__name__)
@@ -107,10 +107,10 @@ class Intake:
             # Limit and sniper orders wait without a job: the trigger book fires them.
             waiting = order.event(OrderStatus.WAITING, datetime.now(UTC), trigger=trigger_of(order))
             stored = await self._repo.append(order, waiting)
-            count_events("pending", "waiting")
+            ORDERS_ACCEPTED.inc()
             await self._publish_all([event, waiting], order.user_id)
         elif created:
-            count_events("pending")
+            ORDERS_ACCEPTED.inc()
             try:
                 await self._queue.enqueue(order.id)
                 await self._publisher.publish(event, order.user_id)
@@ -167,7 +167,6 @@ class Intake:
                 after = await self._repo.append(order, event)
             except StaleOrder:
                 continue  # a worker moved it meanwhile: look again
-            count_events("cancelled")
             await self._publisher.publish(event, order.user_id)
             return after
         raise Refused(409, "not_cancellable", f"order {order_id} is changing; try again")

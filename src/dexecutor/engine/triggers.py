@@ -29,7 +29,6 @@ from dexecutor import jsoncodec
 from dexecutor.domain.order import Order, OrderStatus, OrderType
 from dexecutor.market.simulation import Market
 from dexecutor.market.types import VENUES, MarketError
-from dexecutor.metrics import count_events
 from dexecutor.store.orders import StaleOrder
 
 log = structlog.get_logger(__name__)
@@ -251,7 +250,6 @@ class TriggerRunner:
             await self._repo.append(current, event)
         except StaleOrder:
             return  # fired or cancelled meanwhile
-        count_events("expired")
         await self._publisher.publish(event, current.user_id)
 
     def _best_mid(self, token_in: str, token_out: str) -> Decimal | None:
