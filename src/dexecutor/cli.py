@@ -104,12 +104,11 @@ def _redacted(url: str) -> str:
 
 
 async def _migrate(settings: Settings) -> list[str]:
+    """Apply migrations; the database exists already (`_with_backends` made sure of it)."""
     import asyncpg
 
-    from dexecutor.store.db import ensure_database
     from dexecutor.store.migrate import migrate
 
-    await ensure_database(settings.dsn())
     conn = await asyncpg.connect(settings.dsn())
     try:
         return await migrate(conn)

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 from uuid import UUID
 
-import msgspec
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -23,7 +22,7 @@ from dexecutor import jsoncodec
 from dexecutor.api.errors import DATABASE_DOWN, DATABASE_DOWN_MESSAGE, ApiError
 from dexecutor.api.guard import Principal
 from dexecutor.api.orders import check_backlog, new_order
-from dexecutor.api.schemas import USER_ID_PATTERN, OrderRequest, validate_order
+from dexecutor.api.schemas import USER_ID_PATTERN, parse_order_request
 from dexecutor.bus.events import RAW, RESYNC, event_message
 from dexecutor.domain.order import TERMINAL, OrderStatus
 from dexecutor.engine.intake import Intake, Refused
@@ -227,7 +226,7 @@ async def execute_ws(ws: WebSocket) -> None:
             await _close(ws, CLOSE_TOO_BIG, "message too big")
             return
         try:
-            req = _order_from_message(raw, svc)
+            req = parse_order_request((raw or "").encode(), svc.settings.max_amount_in)
             if who.user_id is not None and req.userId != who.user_id:
                 raise ApiError(403, "forbidden", "userId does not match the user of the API key")
             await ws.app.state.limiter.check(None, req.userId)
@@ -252,13 +251,3 @@ async def execute_ws(ws: WebSocket) -> None:
             return
         await _send(ws, {"orderId": str(order.id), "status": OrderStatus.PENDING.value})
         await stream_order(ws, svc, order.id, 0, who)
-
-
-def _order_from_message(raw: str | None, svc: Services) -> OrderRequest:
-    if not raw or not raw.strip():
-        raise ApiError(400, "invalid_json", "send the order as a JSON object")
-    try:
-        data = jsoncodec.loads(raw)
-    except (msgspec.DecodeError, RecursionError) as err:
-        raise ApiError(400, "invalid_json", f"not valid JSON: {err}") from None
-    return validate_order(data, svc.settings.max_amount_in)
