@@ -22,15 +22,13 @@ from uuid import uuid4
 
 import asyncpg
 import httpx
-from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from dexecutor import jsoncodec
-from dexecutor.bench import free_port
+from dexecutor.bench import create_scratch_database, drop_scratch_database, free_port
+from dexecutor.bench import drop_namespace as drop_namespace_of
 from dexecutor.config import Settings
-from dexecutor.store.db import database_name, with_database
-from dexecutor.store.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
@@ -56,38 +54,15 @@ FAST = {
 
 
 async def create_database() -> str:
-    name = f"dexecutor_test_{uuid4().hex[:12]}"
-    admin = await asyncpg.connect(with_database(server_dsn(), "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = with_database(server_dsn(), name)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return dsn
+    return await create_scratch_database(server_dsn(), "dexecutor_test")
 
 
 async def drop_database(dsn: str) -> None:
-    name = database_name(dsn)
-    admin = await asyncpg.connect(with_database(server_dsn(), "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_scratch_database(server_dsn(), dsn)
 
 
 async def drop_namespace(namespace: str) -> None:
-    redis = Redis.from_url(redis_url())
-    try:
-        keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await redis.delete(*keys[i : i + 500])
-    finally:
-        await redis.aclose()
+    await drop_namespace_of(redis_url(), namespace)
 
 
 @dataclass

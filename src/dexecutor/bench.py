@@ -39,7 +39,7 @@ import httpx
 from redis.asyncio import Redis
 
 from dexecutor import jsoncodec
-from dexecutor.store.db import with_database
+from dexecutor.store.db import database_name, with_database
 from dexecutor.store.migrate import migrate
 
 EXECUTING = {"routing", "building", "submitted"}
@@ -73,6 +73,42 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def create_scratch_database(server_dsn: str, prefix: str) -> str:
+    """A fresh, migrated database on the server; returns its DSN (benchmarks and tests)."""
+    name = f"{prefix}_{uuid4().hex[:12]}"
+    admin = await asyncpg.connect(with_database(server_dsn, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = with_database(server_dsn, name)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return dsn
+
+
+async def drop_scratch_database(server_dsn: str, dsn: str) -> None:
+    admin = await asyncpg.connect(with_database(server_dsn, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database_name(dsn)}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def drop_namespace(redis_url: str, namespace: str) -> None:
+    """Delete every Redis key of a namespace (its queue, caches, counters)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await redis.delete(*keys[i : i + 500])
+    finally:
+        await redis.aclose()
 
 
 @dataclass
@@ -171,13 +207,7 @@ async def stack(server_dsn: str, redis_url: str, **env: str) -> AsyncIterator[St
             **env,
         },
     )
-    name = f"dexecutor_bench_{uuid4().hex[:10]}"
-    admin = await asyncpg.connect(with_database(server_dsn, "postgres"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    s.dsn = with_database(server_dsn, name)
-    conn = await asyncpg.connect(s.dsn)
-    await migrate(conn)
-    await conn.close()
+    s.dsn = await create_scratch_database(server_dsn, "dexecutor_bench")
     s.namespace = f"bench{uuid4().hex[:8]}"
     s.port = free_port()
     try:
@@ -186,13 +216,8 @@ async def stack(server_dsn: str, redis_url: str, **env: str) -> AsyncIterator[St
         for proc in s.procs:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-        redis = Redis.from_url(redis_url)
-        keys = [k async for k in redis.scan_iter(match=f"{s.namespace}:*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await redis.delete(*keys[i : i + 500])
-        await redis.aclose()
+        await drop_scratch_database(server_dsn, s.dsn)
+        await drop_namespace(redis_url, s.namespace)
 
 
 async def submit_many(url: str, n: int, user: str, concurrency: int = 64) -> None:
