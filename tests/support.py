@@ -85,13 +85,13 @@ class Process:
 
     def start(self) -> Process:
         OUTPUT.mkdir(exist_ok=True)
-        log = self.log_path.open("wb")
         env = dict(self.env)
         if self.port is not None:
             env["PORT"] = str(self.port)
-        self.proc = subprocess.Popen(
-            [DEXECUTOR, self.command], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with self.log_path.open("wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [DEXECUTOR, self.command], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         return self
 
     async def wait_ready(self, timeout: float = 30) -> None:

@@ -289,10 +289,12 @@ def _parse_wrk(text: str) -> dict[str, float]:
     return out
 
 
-async def submission(server_dsn: str, redis_url: str, seconds: int) -> dict[str, Any]:
+async def submission(
+    server_dsn: str, redis_url: str, seconds: int, api_processes: int
+) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
-    async with stack(server_dsn, redis_url) as s:
+    async with stack(server_dsn, redis_url, API_PROCESSES=str(api_processes)) as s:
         s.spawn("api")
         s.spawn("worker")
         await s.ready()
@@ -451,7 +453,9 @@ async def run_all(
     watchers: int = 0,
 ) -> dict[str, dict[str, Any]]:
     plans: dict[str, Callable[[], Any]] = {
-        "submission": lambda: submission(server_dsn, redis_url, 5 if quick else 10),
+        "submission": lambda: submission(
+            server_dsn, redis_url, 5 if quick else 10, int(os.environ.get("BENCH_API", "1"))
+        ),
         "end-to-end": lambda: end_to_end(server_dsn, redis_url, 40 if quick else 100),
         "overhead": lambda: overhead(server_dsn, redis_url, 500 if quick else 3000),
         "scale": lambda: scale(server_dsn, redis_url, 1000 if quick else 5000),

@@ -171,3 +171,24 @@ async def test_logs_hold_no_keys_or_bodies(guarded: Process) -> None:
     log = guarded.log_path.read_text()
     assert ALICE not in log and BOB not in log
     assert "1.23456789" not in log
+
+
+async def test_per_address_rate_limit_counts_every_request_even_refused_ones() -> None:
+    async with isolated("dxa") as iso:
+        env = iso.env(RATE_LIMIT_PER_ADDRESS="4", RATE_LIMIT_PER_USER="0")
+        proc = Process("api", env, port=free_port())
+        async with serving(proc), httpx.AsyncClient(base_url=proc.url, timeout=30) as c:
+            requests = [
+                *(c.post("/api/orders/execute", content=b"{", headers=_JSON) for _ in range(10)),
+                *(c.get("/api/orders", params={"userId": "nobody"}) for _ in range(10)),
+            ]
+            responses = await asyncio.gather(*requests)
+    limited = [r for r in responses if r.status_code == 429]
+    assert limited, [r.status_code for r in responses]
+    assert all("address" in r.json()["message"] for r in limited)
+    # At most 4 per one-second window, and 20 requests span at most three windows.
+    assert sum(r.status_code != 429 for r in responses) <= 12
+    assert {r.status_code for r in responses} <= {400, 200, 429}
+
+
+_JSON = {"content-type": "application/json"}

@@ -188,6 +188,38 @@ async def test_idempotency_key_returns_the_first_order(client: httpx.AsyncClient
     await wait_terminal(client, first.json()["orderId"])
 
 
+async def test_a_burst_with_one_idempotency_key_makes_one_order(
+    client: httpx.AsyncClient,
+) -> None:
+    """Concurrent retries share group commits; every answer names the one order."""
+    headers = {"Idempotency-Key": "burst-key"}
+    body = order_body(userId="burst-user")
+    answers = await asyncio.gather(
+        *(client.post("/api/orders/execute", json=body, headers=headers) for _ in range(20))
+    )
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["orderId"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 19
+    listed = (await client.get("/api/orders", params={"userId": "burst-user"})).json()["orders"]
+    assert len(listed) == 1
+    await wait_terminal(client, listed[0]["orderId"])
+
+
+async def test_concurrent_submissions_each_get_their_own_stored_order(
+    client: httpx.AsyncClient,
+) -> None:
+    answers = await asyncio.gather(
+        *(
+            client.post("/api/orders/execute", json=order_body(userId="many-user", amountIn=i))
+            for i in range(1, 31)
+        )
+    )
+    assert {a.status_code for a in answers} == {202}
+    for i, answer in enumerate(answers, start=1):  # committed before the 202: readable now
+        stored = (await client.get(f"/api/orders/{answer.json()['orderId']}")).json()
+        assert stored["amountIn"] == i and stored["userId"] == "many-user"
+
+
 async def test_same_key_from_another_user_is_another_order(client: httpx.AsyncClient) -> None:
     headers = {"Idempotency-Key": "shared-key"}
     a = await client.post("/api/orders/execute", json=order_body(userId="ua"), headers=headers)

@@ -19,7 +19,7 @@ from dexecutor.bus.redis import Keys
 from dexecutor.domain.order import IllegalTransition, Order, OrderStatus, OrderType, first_event
 from dexecutor.market.venue import TxRecord
 from dexecutor.store.ledger import PgLedger
-from dexecutor.store.orders import IdempotencyConflict, OrderRepository, StaleOrder
+from dexecutor.store.orders import IdempotencyConflict, NewRecord, OrderRepository, StaleOrder
 from tests.support import redis_url
 
 
@@ -100,6 +100,26 @@ async def test_idempotency_key_is_per_user_and_checks_the_body(pool: asyncpg.Poo
     with pytest.raises(IdempotencyConflict):
         await repo.create(other, first_event(other), "k1", "hash-b")
     assert await repo.get(again.id) is None
+
+
+async def test_many_orders_are_stored_in_one_statement_with_their_first_events(
+    pool: asyncpg.Pool,
+) -> None:
+    repo = OrderRepository(pool)
+    orders = [make_order("batch-store") for _ in range(3)]
+    keyed = make_order("batch-store")
+    same_key = make_order("batch-store")  # the same key twice in one batch: one order
+    records = [NewRecord(o, first_event(o)) for o in orders] + [
+        NewRecord(keyed, first_event(keyed), "batch-key", "hash"),
+        NewRecord(same_key, first_event(same_key), "batch-key", "hash"),
+    ]
+    created = await repo.create_many(records)
+    assert created == {o.id for o in orders} | {keyed.id}
+    for order in [*orders, keyed]:
+        assert await repo.get(order.id) == order
+        assert [e.status for e in await repo.events(order.id)] == [OrderStatus.PENDING]
+    assert await repo.get(same_key.id) is None
+    assert (await repo.replayed(same_key, "batch-key", "hash")).id == keyed.id
 
 
 async def test_ledger_keeps_one_live_transaction_per_order(pool: asyncpg.Pool) -> None:

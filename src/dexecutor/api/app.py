@@ -47,6 +47,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.intake.close()
             await services.close()
             if on_shutdown is not None:
                 on_shutdown()
@@ -62,6 +63,7 @@ def create_app(
     app.state.ws_open = 0
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
+    app.include_router(orders.submission)
     app.include_router(orders.router)
     app.include_router(market.router)
     app.include_router(ws.router)

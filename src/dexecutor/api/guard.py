@@ -72,11 +72,14 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-# One window per second per key: INCR, set the expiry on the first hit.
+# One window per second per key: INCR each key, set its expiry on the first hit.
 _HIT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('INCR', key)
+  if counts[i] == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
+end
+return counts
 """
 
 
@@ -91,19 +94,24 @@ class RateLimiter:
         self._hit = redis.register_script(_HIT)
 
     async def check(self, address: str | None, user_id: str | None) -> None:
-        """Raise ApiError(429) when this client or user is over its limit this second."""
+        """Raise ApiError(429) when this client or user is over its limit this second.
+
+        Both windows are counted in one round trip.
+        """
         window = int(time.time())
         checks = []
         if self.per_address > 0 and address:
             checks.append((f"{self._ns}:rl:ip:{address}:{window}", self.per_address, "address"))
         if self.per_user > 0 and user_id:
             checks.append((f"{self._ns}:rl:user:{user_id}:{window}", self.per_user, "user"))
-        for key, limit, who in checks:
-            try:
-                count = int(await self._hit(keys=[key], args=[1500]))
-            except RedisError:
-                return  # the limiter must not turn a Redis hiccup into refused orders
-            if count > limit:
+        if not checks:
+            return
+        try:
+            counts = await self._hit(keys=[key for key, _, _ in checks], args=[1500])
+        except RedisError:
+            return  # the limiter must not turn a Redis hiccup into refused orders
+        for (_, limit, who), count in zip(checks, counts, strict=True):
+            if int(count) > limit:
                 raise ApiError(
                     429,
                     "rate_limited",

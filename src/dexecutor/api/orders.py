@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
@@ -53,10 +54,34 @@ def new_order(req: OrderRequest) -> NewOrder:
     )
 
 
-@router.post(
+# Submission is the hot path: its handler takes the bare request and reads the one
+# header and query parameter itself, because FastAPI's dependency solving cost a fifth
+# of the API process's time under load. The parameters are declared for the docs here.
+_SUBMIT_PARAMETERS = [
+    {
+        "name": "upgrade",
+        "in": "query",
+        "required": False,
+        "description": "ws: also return a websocketUrl",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "idempotency-key",
+        "in": "header",
+        "required": False,
+        "description": "a retry with the same key and body returns the first order",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+]
+IDEMPOTENCY_KEY_MAX = 200
+
+submission = APIRouter(prefix="/api/orders", tags=["orders"])
+
+
+@submission.post(
     "/execute",
     status_code=202,
-    openapi_extra=_ORDER_BODY,
+    openapi_extra={**_ORDER_BODY, "parameters": _SUBMIT_PARAMETERS},
     summary="Submit an order",
     response_model=views.AcceptedView,
     responses={
@@ -65,26 +90,26 @@ def new_order(req: OrderRequest) -> NewOrder:
         422: {"description": "Invalid order"},
     },
 )
-async def execute(
-    request: Request,
-    svc: ServicesDep,
-    intake: IntakeDep,
-    who: PrincipalDep,
-    upgrade: Annotated[str | None, Query(description="ws: also return a websocketUrl")] = None,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> Response:
+async def execute(request: Request) -> Response:
     """Validate, store (committed before the answer) and queue an order."""
-    content_type = request.headers.get("content-type", "")
-    if "json" not in content_type.split(";")[0].lower():
-        raise ApiError(415, "unsupported_media_type", "send the order as application/json")
-    body = await request.body()  # the BodySizeLimit middleware bounds it (413)
-    req = parse_order_request(body, svc.settings.max_amount_in)
+    state = request.app.state
+    svc: Services = state.services
+    who: Principal = state.auth.principal(request)
+    address = request.client.host if request.client else None
+    try:
+        req = _submitted_order(request, await request.body(), svc.settings.max_amount_in)
+    except ApiError:
+        await state.limiter.check(address, None)  # refused requests count too
+        raise
     if who.user_id is not None and req.userId != who.user_id:
         raise ApiError(403, "forbidden", "userId does not match the user of the API key")
-    await request.app.state.limiter.check(None, req.userId)
+    await state.limiter.check(address, req.userId)
     await check_backlog(svc)
+    idempotency_key = request.headers.get("idempotency-key")
     try:
-        order, created = await intake.accept(new_order(req), idempotency_key, req.fingerprint())
+        order, created = await state.intake.accept(
+            new_order(req), idempotency_key, req.fingerprint()
+        )
     except IdempotencyConflict as err:
         raise ApiError(
             409,
@@ -95,10 +120,25 @@ async def execute(
     except Refused as err:
         raise ApiError(err.status, err.code, err.message) from None
     body_out: dict[str, Any] = {"orderId": str(order.id), "status": order.status.value}
-    if upgrade == "ws":
+    if request.query_params.get("upgrade") == "ws":
         body_out["websocketUrl"] = f"/ws/orders/{order.id}"
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return JSONResponse(body_out, status_code=202, headers=headers)
+
+
+def _submitted_order(request: Request, body: bytes, max_amount_in: Decimal) -> OrderRequest:
+    """The order in the request, or ApiError (415, 422) saying what is wrong with it."""
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type.split(";")[0].lower():
+        raise ApiError(415, "unsupported_media_type", "send the order as application/json")
+    key = request.headers.get("idempotency-key")
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"idempotency-key: at most {IDEMPOTENCY_KEY_MAX} characters",
+        )
+    return parse_order_request(body, max_amount_in)  # BodySizeLimit bounded the body (413)
 
 
 async def _visible_order(svc: Services, who: Principal, order_id: str) -> Order:

@@ -3,10 +3,13 @@
 Order of operations is the guarantee: the order and its `pending` event are committed
 to PostgreSQL first, then the job is queued, then the event is published. A crash
 between commit and enqueue leaves an unfinished order that the reconciler queues.
+Submissions that arrive together share these steps (group commit): one multi-row
+insert, one pipelined queue add and one pipelined publish per batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,15 +28,20 @@ from dexecutor.domain.order import (
     first_event,
 )
 from dexecutor.engine.execute import Publisher
+from dexecutor.engine.group_commit import GroupCommit
 from dexecutor.engine.triggers import trigger_of
 from dexecutor.metrics import ORDERS_ACCEPTED
-from dexecutor.store.orders import OrderRepository, StaleOrder
+from dexecutor.store.orders import NewRecord, OrderRepository, StaleOrder
 
 log = structlog.get_logger(__name__)
 
 
 class Enqueuer(Protocol):
-    async def enqueue(self, order_id: UUID) -> None: ...
+    async def enqueue_many(self, order_ids: Sequence[UUID]) -> None: ...
+
+
+class BatchPublisher(Publisher, Protocol):
+    async def publish_many(self, events: Sequence[tuple[OrderEvent, str]]) -> None: ...
 
 
 class QuoteLookup(Protocol):
@@ -68,13 +76,18 @@ class Intake:
         self,
         repo: OrderRepository,
         queue: Enqueuer,
-        publisher: Publisher,
+        publisher: BatchPublisher,
         quotes: QuoteLookup,
     ) -> None:
         self._repo = repo
         self._queue = queue
         self._publisher = publisher
         self._quotes = quotes
+        self._commits: GroupCommit[NewRecord, bool] = GroupCommit(self._store_batch)
+
+    async def close(self) -> None:
+        """Finish the batches under way: their callers were promised an answer."""
+        await self._commits.drain()
 
     async def accept(
         self, new: NewOrder, idempotency_key: str | None, fingerprint: str
@@ -102,25 +115,32 @@ class Intake:
             quote_expires_at=quote_expiry,
         )
         event = first_event(order)
-        stored, created = await self._repo.create(order, event, idempotency_key, fingerprint)
-        if created and order.type is not OrderType.MARKET:
-            # Limit and sniper orders wait without a job: the trigger book fires them.
-            waiting = order.event(OrderStatus.WAITING, datetime.now(UTC), trigger=trigger_of(order))
-            stored = await self._repo.append(order, waiting)
-            ORDERS_ACCEPTED.inc()
-            await self._publish_all([event, waiting], order.user_id)
-        elif created:
-            ORDERS_ACCEPTED.inc()
+        record = NewRecord(order, event, idempotency_key, fingerprint)
+        if not await self._commits.submit(record):
+            return await self._repo.replayed(order, idempotency_key, fingerprint), False
+        if order.type is OrderType.MARKET:
+            return order, True
+        # Limit and sniper orders wait without a job: the trigger book fires them.
+        waiting = order.event(OrderStatus.WAITING, datetime.now(UTC), trigger=trigger_of(order))
+        stored = await self._repo.append(order, waiting)
+        await self._publish_all([event, waiting], order.user_id)
+        return stored, True
+
+    async def _store_batch(self, records: list[NewRecord]) -> list[bool]:
+        """Commit a batch of new orders, then queue and announce its market orders."""
+        created = await self._repo.create_many(records)
+        ORDERS_ACCEPTED.inc(len(created))
+        market = [r for r in records if r.order.id in created and r.order.type is OrderType.MARKET]
+        if market:
             try:
-                await self._queue.enqueue(order.id)
-                await self._publisher.publish(event, order.user_id)
+                await self._queue.enqueue_many([r.order.id for r in market])
+                await self._publisher.publish_many([(r.event, r.order.user_id) for r in market])
             except (RedisError, OSError) as err:
-                # Committed is accepted: the reconciler queues it once Redis is back.
-                log.warning(
-                    "order stored but not yet queued", order_id=str(order.id), error=str(err)
-                )
-            log.info("order accepted", order_id=str(order.id), user_id=order.user_id)
-        return stored, created
+                # Committed is accepted: the reconciler queues them once Redis is back.
+                log.warning("orders stored but not yet queued", orders=len(market), error=str(err))
+            for r in market:
+                log.info("order accepted", order_id=str(r.order.id), user_id=r.order.user_id)
+        return [r.order.id in created for r in records]
 
     async def _publish_all(self, events: list[OrderEvent], user_id: str) -> None:
         try:

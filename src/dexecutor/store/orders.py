@@ -8,6 +8,7 @@ copy (say, a worker that lost its job lock) changes nothing and is told so.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -38,18 +39,52 @@ _ORDER_COLUMNS = (
     "created_at, updated_at"
 )
 
-_CREATE = f"""
+# Columns a new order sets; the outcome columns start NULL. One statement stores any
+# number of orders with their first events (group commit: one round trip and one WAL
+# flush for every submission that arrived together).
+_NEW_COLUMNS = (
+    ("id", "uuid"), ("user_id", "text"), ("type", "text"), ("token_in", "text"),
+    ("token_out", "text"), ("amount_in", "numeric"), ("slippage_bps", "int"),
+    ("limit_price", "numeric"), ("expires_at", "timestamptz"), ("quote_id", "text"),
+    ("quote_min_amount_out", "numeric"), ("quote_expires_at", "timestamptz"),
+    ("status", "text"), ("seq", "int"), ("attempts", "int"), ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"), ("idempotency_key", "text"), ("request_hash", "text"),
+)  # fmt: skip
+_EVENT_COLUMNS = (
+    ("order_id", "uuid"), ("seq", "int"), ("status", "text"), ("attempt", "int"),
+    ("at", "timestamptz"), ("data", "text"),
+)  # fmt: skip
+
+
+def _unnest(columns: Sequence[tuple[str, str]], first: int) -> str:
+    return ", ".join(f"${first + i}::{kind}[]" for i, (_, kind) in enumerate(columns))
+
+
+_CREATE_MANY = f"""
 WITH o AS (
-    INSERT INTO orders ({_ORDER_COLUMNS}, idempotency_key, request_hash)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17::jsonb, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
+    INSERT INTO orders ({", ".join(name for name, _ in _NEW_COLUMNS)})
+    SELECT * FROM unnest({_unnest(_NEW_COLUMNS, 1)})
     ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 )
 INSERT INTO order_events (order_id, seq, status, attempt, at, data)
-SELECT id, $28, $29, $30, $31, $32::jsonb FROM o
+SELECT e.order_id, e.seq, e.status, e.attempt, e.at, e.data::jsonb
+FROM unnest({_unnest(_EVENT_COLUMNS, len(_NEW_COLUMNS) + 1)})
+    AS e({", ".join(name for name, _ in _EVENT_COLUMNS)})
+JOIN o ON o.id = e.order_id
 RETURNING order_id
 """
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """An order to store with its first event, and the idempotency facts of its request."""
+
+    order: Order
+    event: OrderEvent
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
 
 _APPEND = """
 WITH u AS (
@@ -129,20 +164,38 @@ class OrderRepository:
         Returns (order, True) when created; (the earlier order, False) when the user
         already used this idempotency key for the same request.
         """
-        o = order
-        created = await self._pool.fetchval(
-            _CREATE,
-            o.id, o.user_id, o.type.value, o.token_in, o.token_out, o.amount_in,
-            o.slippage_bps, o.limit_price, o.expires_at, o.quote_id, o.quote_min_amount_out,
-            o.quote_expires_at,
-            o.status.value, o.seq, o.attempts, o.dex_used, _json(o.quotes),
-            o.expected_amount_out, o.min_amount_out, o.tx_hash, o.executed_price,
-            o.amount_out, o.fail_reason, o.created_at, o.updated_at,
-            idempotency_key, request_hash,
-            event.seq, event.status.value, event.attempt, event.at, _json(dict(event.data)),
-        )  # fmt: skip
-        if created is not None:
+        created = await self.create_many([NewRecord(order, event, idempotency_key, request_hash)])
+        if created:
             return order, True
+        return await self.replayed(order, idempotency_key, request_hash), False
+
+    async def create_many(self, records: Sequence[NewRecord]) -> set[UUID]:
+        """Store new orders and their first events in one statement; return those created.
+
+        An order missing from the answer reused an idempotency key (see `replayed`).
+        """
+        columns: list[list[Any]] = [[] for _ in range(len(_NEW_COLUMNS) + len(_EVENT_COLUMNS))]
+        for r in records:
+            o, e = r.order, r.event
+            row = (
+                o.id, o.user_id, o.type.value, o.token_in, o.token_out, o.amount_in,
+                o.slippage_bps, o.limit_price, o.expires_at, o.quote_id,
+                o.quote_min_amount_out, o.quote_expires_at, o.status.value, o.seq, o.attempts,
+                o.created_at, o.updated_at, r.idempotency_key, r.request_hash,
+                o.id, e.seq, e.status.value, e.attempt, e.at, _json(dict(e.data)),
+            )  # fmt: skip
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        rows = await self._pool.fetch(_CREATE_MANY, *columns)
+        return {row["order_id"] for row in rows}
+
+    async def replayed(
+        self, order: Order, idempotency_key: str | None, request_hash: str | None
+    ) -> Order:
+        """The order an earlier request with this idempotency key created.
+
+        Raises IdempotencyConflict when that request had a different body.
+        """
         row = await self._pool.fetchrow(
             f"SELECT {_ORDER_COLUMNS}, request_hash FROM orders"
             " WHERE user_id = $1 AND idempotency_key = $2",
@@ -154,7 +207,7 @@ class OrderRepository:
         existing = order_from_row(row)
         if row["request_hash"] != request_hash:
             raise IdempotencyConflict(existing.id)
-        return existing, False
+        return existing
 
     async def get(self, order_id: UUID) -> Order | None:
         row = await self._pool.fetchrow(
