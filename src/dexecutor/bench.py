@@ -330,7 +330,8 @@ async def _queued_then_executed(
         s.spawn("api")
         await s.ready()
         await submit_many(s.url, orders, user)
-        s.spawn("worker")
+        for _ in range(int(os.environ.get("BENCH_WORKERS", "1"))):
+            s.spawn("worker")
         await s.wait_all_terminal(timeout_s)
         return await s.events(user)
 

@@ -202,7 +202,7 @@ def worker() -> None:
             from prometheus_client import start_http_server
 
             start_http_server(settings.metrics_port, addr=settings.host)
-        services = await Services.open(settings, worker=True)
+        services = await Services.open(settings, worker=True, watchers=False)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -31,11 +31,26 @@ def plain(value: Decimal) -> Decimal:
 
 def iso(at: datetime) -> str:
     """UTC timestamp with milliseconds and a `Z`, as clients expect."""
-    u = at.astimezone(UTC)
-    return u.strftime("%Y-%m-%dT%H:%M:%S.") + f"{u.microsecond // 1000:03d}Z"
+    return at.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+# Every event and response passes through `_normalise`, so it dispatches on the exact
+# type first (a dict lookup) and falls back to isinstance only for subclasses.
+_AS_IS = frozenset({str, int, bool, float, type(None), UUID})
 
 
 def _normalise(value: Any) -> Any:
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if kind is dict:
+        return {k: v if type(v) in _AS_IS else _normalise(v) for k, v in value.items()}
+    if kind is Decimal:
+        return plain(value)
+    if kind is datetime:
+        return iso(value)
+    if kind is list or kind is tuple:
+        return [_normalise(v) for v in value]
     if isinstance(value, Decimal):
         return plain(value)
     if isinstance(value, datetime):

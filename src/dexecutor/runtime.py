@@ -62,7 +62,7 @@ class Services:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     @classmethod
-    async def open(cls, settings: Settings, *, worker: bool) -> Services:
+    async def open(cls, settings: Settings, *, worker: bool, watchers: bool = True) -> Services:
         pool = await create_pool(settings.dsn(), max_size=settings.pg_pool_size)
         redis = connect(settings.redis)
         keys = Keys(settings.namespace)
@@ -86,7 +86,7 @@ class Services:
             )
             for name in VENUES
         }
-        publisher = EventPublisher(redis, keys.events)
+        publisher = EventPublisher(redis, keys.events, keys.wait_events)
         engine = Engine(
             repo,
             publisher,
@@ -99,7 +99,9 @@ class Services:
             observer=EngineMetrics(),
         )
         queue = OrderQueue(settings.redis, settings.namespace, redis)
-        hub = EventHub(redis, keys.events)
+        # A process that serves watchers hears every event; a worker alone only what
+        # its trigger book needs.
+        hub = EventHub(redis, keys.events if watchers else keys.wait_events)
         control = MarketControl(redis, keys, market, clock)
         hub.on_channel(keys.market, control.receive)
         hub.on_channel(keys.faults_changed, faults.forget)

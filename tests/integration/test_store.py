@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
@@ -122,6 +123,36 @@ async def test_many_orders_are_stored_in_one_statement_with_their_first_events(
     assert (await repo.replayed(same_key, "batch-key", "hash")).id == keyed.id
 
 
+async def test_concurrent_status_changes_share_statements_but_stay_guarded(
+    pool: asyncpg.Pool,
+) -> None:
+    repo = OrderRepository(pool)
+    orders = [make_order("batch-append") for _ in range(5)]
+    await repo.create_many([NewRecord(o, first_event(o)) for o in orders])
+    at = datetime.now(UTC)
+    moved = await asyncio.gather(
+        *(repo.append(o, o.event(OrderStatus.ROUTING, at)) for o in orders)
+    )
+    assert [m.status for m in moved] == [OrderStatus.ROUTING] * 5
+    # Two writers with the same copy of one order, at the same moment: one wins. The
+    # first two changes keep both flushes busy, so the contested pair share a batch.
+    contested = moved[0]
+    *others, first, second = await asyncio.gather(
+        *(repo.append(o, o.event(OrderStatus.FAILED, at, reason="no_route")) for o in moved[1:3]),
+        repo.append(contested, contested.event(OrderStatus.FAILED, at, reason="no_route")),
+        repo.append(contested, contested.event(OrderStatus.FAILED, at, reason="tx_expired")),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, Order) for o in others)
+    outcomes = [first, second]
+    assert sum(isinstance(o, StaleOrder) for o in outcomes) == 1, outcomes
+    winner = next(o for o in outcomes if isinstance(o, Order))
+    assert await repo.get(contested.id) == winner
+    events = await repo.events(contested.id)
+    assert [e.status for e in events] == [OrderStatus.PENDING, OrderStatus.ROUTING, winner.status]
+    assert events[-1].data["reason"] == winner.fail_reason
+
+
 async def test_ledger_keeps_one_live_transaction_per_order(pool: asyncpg.Pool) -> None:
     ledger = PgLedger(pool)
     repo = OrderRepository(pool)
@@ -176,6 +207,43 @@ async def test_hub_fans_out_by_order_and_user(redis: Redis) -> None:
         assert hub.watchers == 0
     finally:
         await hub.stop()
+
+
+async def test_the_wait_channel_carries_only_what_a_trigger_book_needs(redis: Redis) -> None:
+    keys = Keys(f"dxi{uuid4().hex[:8]}")
+    everything, waits = EventHub(redis, keys.events), EventHub(redis, keys.wait_events)
+    heard: dict[str, list[str]] = {"all": [], "wait": []}
+    done = asyncio.Event()
+
+    def hear(into: str) -> Callable[[dict[str, Any]], None]:
+        def listener(message: dict[str, Any]) -> None:
+            heard[into].append(message["status"])
+            if len(heard["all"]) == 4 and len(heard["wait"]) == 2:
+                done.set()
+
+        return listener
+
+    everything.listen(hear("all"))
+    waits.listen(hear("wait"))
+    await everything.start()
+    await waits.start()
+    try:
+        order = make_order("wait-user")
+        at = datetime.now(UTC)
+        events = [first_event(order)]
+        for status in (OrderStatus.WAITING, OrderStatus.ROUTING, OrderStatus.FAILED):
+            events.append(replace(events[-1], seq=events[-1].seq + 1, status=status, at=at))
+        publisher = EventPublisher(redis, keys.events, keys.wait_events)
+        for event in events:
+            await publisher.publish(event, "wait-user")
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        await everything.stop()
+        await waits.stop()
+    assert heard == {
+        "all": ["pending", "waiting", "routing", "failed"],
+        "wait": ["waiting", "routing"],
+    }
 
 
 async def test_a_full_inbox_turns_into_a_resync() -> None:

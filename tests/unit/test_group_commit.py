@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from dexecutor.engine.group_commit import GroupCommit
+from dexecutor.group_commit import GroupCommit
 
 
 class Recorder:

@@ -19,7 +19,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dexecutor import jsoncodec
-from dexecutor.domain.order import OrderEvent
+from dexecutor.domain.order import WAIT_BOUNDARY, OrderEvent
+from dexecutor.group_commit import GroupCommit
 from dexecutor.metrics import ORDER_EVENTS
 
 log = structlog.get_logger(__name__)
@@ -47,20 +48,36 @@ def event_message(event: OrderEvent, user_id: str | None = None) -> dict[str, An
 
 
 class EventPublisher:
-    """Publishes committed events; one PUBLISH per event, pipelined for a batch."""
+    """Publishes committed events, one PUBLISH each, pipelined with the others of the moment.
 
-    def __init__(self, redis: Redis, channel: str) -> None:
+    A worker carrying a hundred orders publishes from a hundred tasks; their events
+    share one pipeline (group commit) instead of a round trip each. A caller still
+    returns only once its event was handed to Redis.
+    """
+
+    def __init__(self, redis: Redis, channel: str, wait_channel: str | None = None) -> None:
         self._redis = redis
         self._channel = channel
+        self._wait_channel = wait_channel
+        self._batches: GroupCommit[tuple[OrderEvent, str], None] = GroupCommit(
+            self._send, max_flushes=1
+        )
 
     async def publish(self, event: OrderEvent, user_id: str) -> None:
-        await self._redis.publish(self._channel, self._encode(event, user_id))
+        await self._batches.submit((event, user_id))
 
     async def publish_many(self, events: Sequence[tuple[OrderEvent, str]]) -> None:
+        await self._send(events)
+
+    async def _send(self, events: Sequence[tuple[OrderEvent, str]]) -> list[None]:
         pipe = self._redis.pipeline(transaction=False)
         for event, user_id in events:
-            pipe.publish(self._channel, self._encode(event, user_id))
+            data = self._encode(event, user_id)
+            pipe.publish(self._channel, data)
+            if self._wait_channel is not None and event.status in WAIT_BOUNDARY:
+                pipe.publish(self._wait_channel, data)
         await pipe.execute()
+        return [None] * len(events)
 
     @staticmethod
     def _encode(event: OrderEvent, user_id: str) -> bytes:

@@ -49,6 +49,8 @@ TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     S.EXPIRED: frozenset(),
 }
 TERMINAL: frozenset[OrderStatus] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+# The statuses that start or end a wait: all a trigger book needs to hear about.
+WAIT_BOUNDARY: frozenset[OrderStatus] = TRANSITIONS[OrderStatus.WAITING] | {OrderStatus.WAITING}
 # Statuses in which an order holds an execution slot (the global concurrency cap).
 EXECUTING: frozenset[OrderStatus] = frozenset({S.ROUTING, S.BUILDING, S.SUBMITTED})
 CANCELLABLE: frozenset[OrderStatus] = frozenset({S.PENDING, S.WAITING})

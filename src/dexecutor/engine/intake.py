@@ -28,8 +28,8 @@ from dexecutor.domain.order import (
     first_event,
 )
 from dexecutor.engine.execute import Publisher
-from dexecutor.engine.group_commit import GroupCommit
 from dexecutor.engine.triggers import trigger_of
+from dexecutor.group_commit import GroupCommit
 from dexecutor.metrics import ORDERS_ACCEPTED
 from dexecutor.store.orders import NewRecord, OrderRepository, StaleOrder
 

@@ -98,6 +98,9 @@ def tx_signature(rng: random.Random) -> str:
     return "".join(rng.choice(_B58) for _ in range(88))
 
 
+_MAX_SENT = 100_000
+
+
 class MockVenue:
     """One simulated venue (Raydium or Meteora) over the shared market of this process."""
 
@@ -125,6 +128,9 @@ class MockVenue:
         self._quote_latency = quote_latency_ms
         self._swap_latency = swap_latency_ms
         self._failure_rate = failure_rate
+        # Transactions this process sent and has not confirmed yet: confirming them
+        # needs no ledger read. A stale copy is harmless, finalizing is guarded.
+        self._sent: dict[str, TxRecord] = {}
 
     def _latency(self, bounds: tuple[int, int]) -> float:
         low, high = bounds
@@ -171,11 +177,15 @@ class MockVenue:
             submitted_at=now,
             lands_at=now + timedelta(seconds=self._latency(self._swap_latency)),
         )
-        return await self._ledger.submit(tx)
+        sent = await self._ledger.submit(tx)
+        if len(self._sent) >= _MAX_SENT:  # orders that never came back to confirm
+            self._sent.clear()
+        self._sent[sent.tx_hash] = sent
+        return sent
 
     async def confirm(self, tx_hash: str) -> TxRecord:
         """Wait for the transaction's outcome; the landed record, or VenueError/MarketError."""
-        tx = await self._ledger.get(tx_hash)
+        tx = self._sent.pop(tx_hash, None) or await self._ledger.get(tx_hash)
         if tx is None:
             raise VenueError(FailureReason.FAILED_TO_LAND, f"transaction {tx_hash} is unknown")
         if tx.status == "pending":

@@ -63,7 +63,9 @@ class OrderWorker:
         }
         self._worker: Worker | None = None
         self._run_task: asyncio.Future[None] | None = None
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._waking: asyncio.Future[Any] | None = None
+        self._wake_again = False
 
     async def start(self) -> None:
         # Every worker writes the same cap; it bounds active jobs across all of them.
@@ -93,9 +95,21 @@ class OrderWorker:
         for BullMQ's marker, which finishing a job does not set; without this nudge other
         workers would sit out their whole drain delay while the slot stays empty.
         """
+        if self._waking is not None:
+            # A nudge is on its way: send one more after it, not one per finished job.
+            self._wake_again = True
+            return
         task = asyncio.ensure_future(self._redis.zadd(self._marker, {"0": 0}))
+        self._waking = task
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        task.add_done_callback(self._woken)
+
+    def _woken(self, task: asyncio.Future[Any]) -> None:
+        self._pending.discard(task)
+        self._waking = None
+        if self._wake_again:
+            self._wake_again = False
+            self._wake()
 
     async def _process(self, job: Any, token: str) -> None:
         delay = await self._engine.process(UUID(job.data["orderId"]))

@@ -17,6 +17,7 @@ import asyncpg
 
 from dexecutor import jsoncodec
 from dexecutor.domain.order import TERMINAL, Order, OrderEvent, OrderStatus, OrderType
+from dexecutor.group_commit import GroupCommit
 
 
 class StaleOrder(Exception):
@@ -86,18 +87,41 @@ class NewRecord:
     request_hash: str | None = None
 
 
-_APPEND = """
-WITH u AS (
-    UPDATE orders SET status = $3, seq = $4, attempts = $5, dex_used = $6, quotes = $7::jsonb,
-        expected_amount_out = $8, min_amount_out = $9, tx_hash = $10, executed_price = $11,
-        amount_out = $12, fail_reason = $13, updated_at = $14
-    WHERE id = $1 AND seq = $2
-    RETURNING id
+# Status changes of many orders in one statement: each row applies only if the order
+# is still at the sequence number its writer read, and only applied rows get their
+# event. The engine's steps from a hundred concurrent orders share one round trip.
+_CHANGE_COLUMNS = (
+    ("id", "uuid"), ("prev_seq", "int"), ("status", "text"), ("seq", "int"),
+    ("attempts", "int"), ("dex_used", "text"), ("quotes", "text"),
+    ("expected_amount_out", "numeric"), ("min_amount_out", "numeric"), ("tx_hash", "text"),
+    ("executed_price", "numeric"), ("amount_out", "numeric"), ("fail_reason", "text"),
+    ("at", "timestamptz"), ("data", "text"),
+)  # fmt: skip
+
+_APPEND_MANY = f"""
+WITH c AS (
+    SELECT * FROM unnest({_unnest(_CHANGE_COLUMNS, 1)})
+        AS c({", ".join(name for name, _ in _CHANGE_COLUMNS)})
+), u AS (
+    UPDATE orders o SET status = c.status, seq = c.seq, attempts = c.attempts,
+        dex_used = c.dex_used, quotes = c.quotes::jsonb,
+        expected_amount_out = c.expected_amount_out, min_amount_out = c.min_amount_out,
+        tx_hash = c.tx_hash, executed_price = c.executed_price, amount_out = c.amount_out,
+        fail_reason = c.fail_reason, updated_at = c.at
+    FROM c WHERE o.id = c.id AND o.seq = c.prev_seq
+    RETURNING o.id
 )
 INSERT INTO order_events (order_id, seq, status, attempt, at, data)
-SELECT id, $4, $3, $5, $14, $15::jsonb FROM u
+SELECT c.id, c.seq, c.status, c.attempts, c.at, c.data::jsonb FROM c JOIN u ON u.id = c.id
 RETURNING order_id
 """
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    before: Order
+    after: Order
+    event: OrderEvent
 
 
 def _json(value: Any) -> str | None:
@@ -151,6 +175,8 @@ class OrderRepository:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._changes: GroupCommit[_Change, bool] = GroupCommit(self._append_batch)
+        self._reads: GroupCommit[UUID, Order | None] = GroupCommit(self._get_batch)
 
     async def create(
         self,
@@ -210,24 +236,61 @@ class OrderRepository:
         return existing
 
     async def get(self, order_id: UUID) -> Order | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1", order_id
+        """The order as stored now; concurrent reads share one statement."""
+        return await self._reads.submit(order_id)
+
+    async def _get_batch(self, order_ids: list[UUID]) -> list[Order | None]:
+        rows = await self._pool.fetch(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ANY($1::uuid[])", order_ids
         )
-        return order_from_row(row) if row else None
+        found = {row["id"]: order_from_row(row) for row in rows}
+        return [found.get(order_id) for order_id in order_ids]
 
     async def append(self, order: Order, event: OrderEvent) -> Order:
         """Apply `event` to `order` and store both, or raise StaleOrder / IllegalTransition."""
         after = order.apply(event)
-        a = after
-        stored = await self._pool.fetchval(
-            _APPEND,
-            order.id, order.seq, a.status.value, a.seq, a.attempts, a.dex_used, _json(a.quotes),
-            a.expected_amount_out, a.min_amount_out, a.tx_hash, a.executed_price, a.amount_out,
-            a.fail_reason, event.at, _json(dict(event.data)),
-        )  # fmt: skip
-        if stored is None:
+        if not await self._changes.submit(_Change(order, after, event)):
             raise StaleOrder(f"order {order.id} is no longer at seq {order.seq}")
         return after
+
+    async def _append_batch(self, changes: list[_Change]) -> list[bool]:
+        """Store a batch of status changes; which of them applied (the rest were stale).
+
+        Two changes of one order never share a statement (one UPDATE applies only one of
+        them), and a batch that deadlocks with another writer's is retried one by one.
+        """
+        together: dict[UUID, int] = {}
+        alone: list[int] = []
+        for i, change in enumerate(changes):
+            if change.before.id in together:
+                alone.append(i)
+            else:
+                together[change.before.id] = i
+        applied = [False] * len(changes)
+        try:
+            stored = await self._apply([changes[i] for i in together.values()])
+            for order_id, i in together.items():
+                applied[i] = order_id in stored
+        except asyncpg.DeadlockDetectedError:
+            alone.extend(together.values())
+        for i in sorted(alone):
+            applied[i] = bool(await self._apply([changes[i]]))
+        return applied
+
+    async def _apply(self, changes: Sequence[_Change]) -> set[UUID]:
+        columns: list[list[Any]] = [[] for _ in _CHANGE_COLUMNS]
+        for c in changes:
+            a = c.after
+            row = (
+                a.id, c.before.seq, a.status.value, a.seq, a.attempts, a.dex_used,
+                _json(a.quotes), a.expected_amount_out, a.min_amount_out, a.tx_hash,
+                a.executed_price, a.amount_out, a.fail_reason, c.event.at,
+                _json(dict(c.event.data)),
+            )  # fmt: skip
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        rows = await self._pool.fetch(_APPEND_MANY, *columns)
+        return {row["order_id"] for row in rows}
 
     async def events(self, order_id: UUID, after_seq: int = 0) -> list[OrderEvent]:
         rows = await self._pool.fetch(
