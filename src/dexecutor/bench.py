@@ -5,17 +5,21 @@ database and Redis namespace, drives them, and reads what happened from the stor
 events (PostgreSQL is the truth; timestamps are taken by the engine). Scenarios:
 
 1. submission   POST throughput and latency (wrk, 64 connections), worker running
-2. end-to-end   default latencies and cap: orders/minute against 10 / mean swap, peak
+2. end-to-end   default latencies and cap: orders/minute against 10 / mean venue
+                latency (quote round + swap), and the peak executing count
 3. overhead     venue latencies 0, cap 100: orders/s through the whole lifecycle
 4. scale        cap 1,000, default latencies, one API and one worker: orders/minute
 5. fan-out      N WebSocket watchers on one API process: delivery delay, memory
 
-Figures are medians over `--runs` repetitions. Results go to JSON and a PNG chart.
+Rates are steady-state rates (`steady_rate`): the run's tail, when slots empty because
+the queue has, is reported beside them as the whole-run rate. Figures are medians over
+`--runs` repetitions. Results go to JSON and a PNG chart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -29,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -143,6 +147,7 @@ class Stack:
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: API_PROCESSES children die with it
         )
         self.procs.append(proc)
         if command == "api":
@@ -214,7 +219,8 @@ async def stack(server_dsn: str, redis_url: str, **env: str) -> AsyncIterator[St
         yield s
     finally:
         for proc in s.procs:
-            proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         await drop_scratch_database(server_dsn, s.dsn)
         await drop_namespace(redis_url, s.namespace)
@@ -315,6 +321,7 @@ async def submission(
         os.unlink(script.name)
         figures = _parse_wrk(out.decode())
         figures["stored_orders"] = (await s.finished())[1]
+        figures["api_processes"] = api_processes
         return figures
 
 
@@ -330,21 +337,66 @@ async def _queued_then_executed(
         s.spawn("api")
         await s.ready()
         await submit_many(s.url, orders, user)
-        for _ in range(int(os.environ.get("BENCH_WORKERS", "1"))):
-            s.spawn("worker")
+        s.spawn("worker")
         await s.wait_all_terminal(timeout_s)
         return await s.events(user)
 
 
+# Defaults of the mock venues: quotes 150-250 ms, swaps 2-3 s. A slot holds an order
+# for its quote round and its swap (executing = routing, building, submitted).
+DEFAULT_QUOTE_S = 0.2
+DEFAULT_SWAP_S = 2.5
+
+
+def steady_rate(events: Sequence[asyncpg.Record]) -> float:
+    """Orders executed per second while the queue still held work for every slot.
+
+    The window runs from the first routing event to the last order's: until then
+    every slot that fell free found an order waiting. Each order counts for the part
+    of its execution (routing to terminal) that falls inside the window, so the orders
+    still running when it closes count for what they did. Counting only finished ones
+    would charge the engine for the run's tail, when slots empty because the queue
+    has, and for work half done at the window's end.
+    """
+    spans = _executions(events)
+    start = min(b for b, _ in spans)
+    end = max(b for b, _ in spans)
+    done = sum(
+        (min(e, end) - b).total_seconds() / (e - b).total_seconds()
+        for b, e in spans
+        if b < end and e > b
+    )
+    return float(done) / (end - start).total_seconds()
+
+
+def _executions(events: Sequence[asyncpg.Record]) -> list[tuple[datetime, datetime]]:
+    """(first routing, terminal) of every order that finished."""
+    began: dict[Any, datetime] = {}
+    spans: list[tuple[datetime, datetime]] = []
+    for e in sorted(events, key=lambda r: (r["order_id"], r["seq"])):
+        if e["status"] == "routing" and e["order_id"] not in began:
+            began[e["order_id"]] = e["at"]
+        elif e["status"] in TERMINAL and e["order_id"] in began:
+            spans.append((began[e["order_id"]], e["at"]))
+    return spans
+
+
+def mean_slot_s(events: Sequence[asyncpg.Record]) -> float:
+    """Mean time an order held its slot: first routing event to its terminal event."""
+    return statistics.fmean((e - b).total_seconds() for b, e in _executions(events))
+
+
 async def end_to_end(server_dsn: str, redis_url: str, orders: int) -> dict[str, Any]:
     events = await _queued_then_executed(server_dsn, redis_url, orders, "e2e", orders * 3 + 60)
-    per_minute = orders / _span(events) * 60
-    bound = 10 / 2.5 * 60  # cap / mean swap latency (2-3 s)
+    per_minute = steady_rate(events) * 60
+    bound = 10 / (DEFAULT_QUOTE_S + DEFAULT_SWAP_S) * 60  # cap / mean venue latency
     return {
         "orders": orders,
         "orders_per_minute": per_minute,
         "bound_per_minute": bound,
         "of_bound": per_minute / bound,
+        "whole_run_per_minute": orders / _span(events) * 60,
+        "mean_slot_s": mean_slot_s(events),
         "peak_executing": peak_executing(events),
         "timeline": _timeline(events),
     }
@@ -357,7 +409,8 @@ async def overhead(server_dsn: str, redis_url: str, orders: int) -> dict[str, An
     )  # fmt: skip
     return {
         "orders": orders,
-        "orders_per_second": orders / _span(events),
+        "orders_per_second": steady_rate(events),
+        "whole_run_per_second": orders / _span(events),
         "peak_executing": peak_executing(events),
         "timeline": _timeline(events),
     }
@@ -370,7 +423,8 @@ async def scale(server_dsn: str, redis_url: str, orders: int) -> dict[str, Any]:
     )  # fmt: skip
     return {
         "orders": orders,
-        "orders_per_minute": orders / _span(events) * 60,
+        "orders_per_minute": steady_rate(events) * 60,
+        "whole_run_per_minute": orders / _span(events) * 60,
         "peak_executing": peak_executing(events),
         "timeline": _timeline(events),
     }
@@ -383,48 +437,39 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def fan_out(server_dsn: str, redis_url: str, watchers: int, orders: int) -> dict[str, Any]:
-    from websockets.asyncio.client import connect
+async def fan_out(
+    server_dsn: str, redis_url: str, watchers: int, orders: int, processes: int = 2
+) -> dict[str, Any]:
+    from dexecutor.bench_fanout import Watchers
 
     env = {"MOCK_SWAP_LATENCY_MS": "200-300", "MOCK_QUOTE_LATENCY_MS": "0"}
     async with stack(server_dsn, redis_url, **env) as s:
         s.spawn("api")
         s.spawn("worker")
         await s.ready()
-        delays: list[float] = []
-        expected = orders * 5
-        url = s.url.replace("http://", "ws://") + "/ws/orders?userId=fan"
-        opened: list[Any] = []
-        for i in range(0, watchers, 200):  # open in batches so the handshakes do not time out
-            batch = await asyncio.gather(
-                *(connect(url, max_queue=None) for _ in range(min(200, watchers - i)))
-            )
-            opened.extend(batch)
-        rss_before = _rss_mib(s.api_pid)
-
-        async def drain(ws: Any) -> None:
-            for _ in range(expected):
-                raw = await ws.recv()
-                at = datetime.fromisoformat(jsoncodec.loads(raw)["at"].replace("Z", "+00:00"))
-                delays.append((datetime.now(UTC) - at).total_seconds() * 1000)
-
-        readers = [asyncio.create_task(drain(ws)) for ws in opened]
-        async with httpx.AsyncClient(base_url=s.url, timeout=120) as client:
-            for _ in range(orders):
-                await client.post(
-                    "/api/orders/execute",
-                    json={"userId": "fan", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": 1},
-                )
-        await asyncio.wait_for(asyncio.gather(*readers), 300)
-        rss = _rss_mib(s.api_pid)
-        for ws in opened:
-            await ws.close()
+        expected = orders * 5  # pending, routing, building, submitted, confirmed
+        readers = await Watchers.open(
+            "127.0.0.1", s.port, "/ws/orders?userId=fan", watchers, expected, processes
+        )
+        try:
+            rss_before = _rss_mib(s.api_pid)
+            async with httpx.AsyncClient(base_url=s.url, timeout=120) as client:
+                for _ in range(orders):
+                    await client.post(
+                        "/api/orders/execute",
+                        json={"userId": "fan", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": 1},
+                    )
+            delays = await readers.delays()
+            rss = _rss_mib(s.api_pid)
+        finally:
+            readers.stop()
         delays.sort()
         return {
             "watchers": watchers,
             "messages": len(delays),
             "delay_p50_ms": delays[len(delays) // 2],
             "delay_p99_ms": delays[int(len(delays) * 0.99) - 1],
+            "delay_max_ms": delays[-1],
             "api_rss_mib": rss,
             "api_rss_idle_mib": rss_before,
         }
@@ -452,12 +497,11 @@ async def run_all(
     only: Sequence[str],
     progress: Callable[[str], None],
     watchers: int = 0,
+    api_processes: int = 2,
 ) -> dict[str, dict[str, Any]]:
     plans: dict[str, Callable[[], Any]] = {
-        "submission": lambda: submission(
-            server_dsn, redis_url, 5 if quick else 10, int(os.environ.get("BENCH_API", "1"))
-        ),
-        "end-to-end": lambda: end_to_end(server_dsn, redis_url, 40 if quick else 100),
+        "submission": lambda: submission(server_dsn, redis_url, 5 if quick else 10, api_processes),
+        "end-to-end": lambda: end_to_end(server_dsn, redis_url, 40 if quick else 200),
         "overhead": lambda: overhead(server_dsn, redis_url, 500 if quick else 3000),
         "scale": lambda: scale(server_dsn, redis_url, 1000 if quick else 5000),
         "fan-out": lambda: fan_out(

@@ -144,6 +144,9 @@ def _serve(settings: Settings, run_worker: bool) -> None:
         "http": "httptools",
         "ws": "websockets-sansio",
         "ws_max_size": settings.max_body_bytes,  # a bigger message closes with 1009
+        # Events are a few hundred bytes: compressing them per connection would cost a
+        # zlib context per watcher (memory) and a compression per watcher per event.
+        "ws_per_message_deflate": False,
         "access_log": False,
         "timeout_graceful_shutdown": 30,
     }
@@ -339,6 +342,9 @@ def bench(
     only: list[str] = ONLY_OPTION,
     out: str | None = typer.Option(None, "--out", help="results folder"),
     watchers: int = typer.Option(0, "--watchers", min=0, help="fan-out watchers (0: default)"),
+    api_processes: int = typer.Option(
+        2, "--api-processes", min=1, help="API processes in the submission scenario"
+    ),
 ) -> None:
     """Run the load benchmark against the whole stack on this machine."""
     from datetime import UTC, datetime
@@ -361,6 +367,7 @@ def bench(
                 only,
                 lambda text: console.print(f"[dim]{text}[/]"),
                 watchers,
+                api_processes,
             )
         )
     finally:

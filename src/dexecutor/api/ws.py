@@ -48,11 +48,15 @@ class TooSlow(Exception):
     """The client stopped reading: it is dropped so it holds nothing up."""
 
 
-async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
+async def _send(ws: WebSocket, *messages: dict[str, Any]) -> None:
+    """Send messages in order; TooSlow if the client does not take them in time."""
     timeout = ws.app.state.services.settings.ws_send_timeout_s
-    text = message.get(RAW) or jsoncodec.dumps(message).decode()
     try:
-        await asyncio.wait_for(ws.send_text(text), timeout)
+        # A timeout scope, not wait_for: wait_for wraps every send in a task of its
+        # own, and a process feeding thousands of watchers sends a lot.
+        async with asyncio.timeout(timeout):
+            for message in messages:
+                await ws.send_text(message.get(RAW) or jsoncodec.dumps(message).decode())
     except TimeoutError:
         raise TooSlow() from None
 
@@ -192,11 +196,10 @@ async def watch_user(ws: WebSocket, userId: str | None = None) -> None:
 
             async def forward() -> None:
                 while True:
-                    message = await sub.get()
-                    if message is RESYNC:
-                        await _send(ws, {"resync": True})
-                        continue
-                    await _send(ws, message)
+                    # Everything queued since the last wake-up, sent in one go: a burst
+                    # of events costs this task one wake-up, not one per event.
+                    queued = await sub.get_many()
+                    await _send(ws, *[{"resync": True} if m is RESYNC else m for m in queued])
 
             await _race(ws, forward())
 

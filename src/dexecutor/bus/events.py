@@ -116,6 +116,16 @@ class Subscription:
             self.resync_pending = False
         return message
 
+    async def get_many(self) -> list[dict[str, Any]]:
+        """The next message and all that queued up behind it, up to a resync."""
+        out = [await self.get()]
+        while out[-1] is not RESYNC and not self.queue.empty():
+            message = self.queue.get_nowait()
+            if message is RESYNC:
+                self.resync_pending = False
+            out.append(message)
+        return out
+
 
 class EventHub:
     """This process's single Redis subscription and its local watchers."""

@@ -1,0 +1,207 @@
+"""The fan-out scenario's measuring client: thousands of light WebSocket readers.
+
+A full WebSocket client per watcher costs the measuring side more CPU than the server
+spends sending, on the same two cores, and the figure would measure the client. These
+readers do only what a watcher must: the opening handshake, reading unmasked text
+frames, answering pings, and noting when each event arrived. They run in several
+processes (`spawn`), each with its own share of the connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import multiprocessing
+import os
+import resource
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+
+
+class _Event(msgspec.Struct):
+    at: str
+
+
+_decode_event = msgspec.json.Decoder(_Event).decode
+
+
+class Reader(asyncio.Protocol):
+    """One watcher: counts the events it receives and how late each one was."""
+
+    def __init__(self, request: bytes, expected: int, delays: list[float]) -> None:
+        self._request = request
+        self._expected = expected
+        self._delays = delays
+        self._buffer = bytearray()
+        self._upgraded = False
+        self._transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.received = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        tcp: asyncio.Transport = transport  # type: ignore[assignment]  # a TCP transport
+        self._transport = tcp
+        tcp.write(self._request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in (self.opened, self.done):
+            if not future.done():
+                future.set_exception(ConnectionError(f"closed after {self.received} events"))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        self._buffer += data
+        if not self._upgraded:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self._buffer.startswith(b"HTTP/1.1 101"):
+                self.opened.set_exception(ConnectionError(bytes(self._buffer[:200]).decode()))
+                return
+            del self._buffer[: end + 4]
+            self._upgraded = True
+            self.opened.set_result(None)
+        self._frames(now)
+
+    def _frames(self, now: float) -> None:
+        buf = self._buffer
+        while len(buf) >= 2:
+            opcode, length, start = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if length == 126:
+                if len(buf) < 4:
+                    return
+                length, start = struct.unpack_from("!H", buf, 2)[0], 4
+            elif length == 127:
+                if len(buf) < 10:
+                    return
+                length, start = struct.unpack_from("!Q", buf, 2)[0], 10
+            if len(buf) < start + length:
+                return
+            payload = bytes(buf[start : start + length])
+            del buf[: start + length]
+            if opcode == 0x1:
+                at = datetime.fromisoformat(_decode_event(payload).at).timestamp()
+                self._delays.append((now - at) * 1000)
+                self.received += 1
+                if self.received == self._expected and not self.done.done():
+                    self.done.set_result(None)
+            elif opcode == 0x9 and self._transport is not None:  # ping: a masked pong
+                self._transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + payload)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _factory(reader: Reader) -> Callable[[], Reader]:
+    return lambda: reader
+
+
+def _request(host: str, port: int, path: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+async def _watch(
+    host: str, port: int, path: str, count: int, expected: int, pipe: Connection
+) -> None:
+    loop = asyncio.get_running_loop()
+    delays: list[float] = []
+    readers: list[Reader] = []
+    for i in range(0, count, 250):  # in batches, so the listen backlog never overflows
+        batch = [
+            Reader(_request(host, port, path), expected, delays) for _ in range(min(250, count - i))
+        ]
+        await asyncio.gather(*(loop.create_connection(_factory(r), host, port) for r in batch))
+        await asyncio.gather(*(r.opened for r in batch))
+        readers.extend(batch)
+    pipe.send("open")
+    try:
+        await asyncio.wait_for(asyncio.gather(*(r.done for r in readers)), 300)
+    finally:
+        for r in readers:
+            r.close()
+    pipe.send(delays)
+
+
+def _process_main(
+    host: str, port: int, path: str, count: int, expected: int, pipe: Connection
+) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        asyncio.run(_watch(host, port, path, count, expected, pipe))
+    except BaseException as err:  # the parent must hear of it rather than wait
+        pipe.send(f"error: {err!r}")
+
+
+def _receive(pipe: Connection) -> Any:
+    try:
+        return pipe.recv()
+    except EOFError:
+        return "error: the watcher process died"
+
+
+@dataclass
+class Watchers:
+    """Watcher processes: open them, then collect every delay once all events arrived."""
+
+    processes: list[Any]
+    pipes: list[Connection]
+
+    @classmethod
+    async def open(
+        cls, host: str, port: int, path: str, watchers: int, expected: int, processes: int
+    ) -> Watchers:
+        ctx = multiprocessing.get_context("spawn")
+        share = [watchers // processes + (i < watchers % processes) for i in range(processes)]
+        procs, pipes = [], []
+        for count in share:
+            mine, theirs = ctx.Pipe(duplex=False)
+            proc = ctx.Process(
+                target=_process_main, args=(host, port, path, count, expected, theirs)
+            )
+            proc.start()
+            theirs.close()  # so a child that dies is an EOF here, not a wait forever
+            procs.append(proc)
+            pipes.append(mine)
+        self = cls(procs, pipes)
+        for pipe in pipes:
+            answer = await asyncio.to_thread(_receive, pipe)
+            if answer != "open":
+                self.stop()
+                raise RuntimeError(f"a watcher process failed to connect: {answer}")
+        return self
+
+    async def delays(self) -> list[float]:
+        out: list[float] = []
+        for pipe in self.pipes:
+            answer = await asyncio.to_thread(_receive, pipe)
+            if isinstance(answer, str):
+                raise RuntimeError(f"a watcher process failed: {answer}")
+            out.extend(answer)
+        for proc in self.processes:
+            proc.join()
+        return out
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.kill()
+            proc.join()
