@@ -58,10 +58,14 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        # Metrics are Prometheus (`/metrics`); FastAPI's own OpenTelemetry hooks, with
+        # no provider configured, still looked up the environment on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.auth = Authenticator(parse_api_keys(settings.api_keys.get_secret_value()))
     app.state.ws_open = 0
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(orders.SubmissionFastPath)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # the outer one
     errors.install(app)
     app.include_router(orders.submission)
     app.include_router(orders.router)

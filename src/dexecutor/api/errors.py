@@ -80,22 +80,30 @@ DATABASE_DOWN: tuple[type[Exception], ...] = (
 DATABASE_DOWN_MESSAGE = "PostgreSQL is unreachable; nothing was stored. Retry shortly."
 
 
+def database_down_response(exc: Exception) -> Response:
+    log.warning("database unavailable", error=repr(exc))
+    return error_response(
+        503,
+        "database_unavailable",
+        DATABASE_DOWN_MESSAGE,
+        headers={"Retry-After": "1"},
+    )
+
+
+def api_error_response(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
 def install(app: FastAPI) -> None:
     async def _database_down(_: Request, exc: Exception) -> Response:
-        log.warning("database unavailable", error=repr(exc))
-        return error_response(
-            503,
-            "database_unavailable",
-            DATABASE_DOWN_MESSAGE,
-            headers={"Retry-After": "1"},
-        )
+        return database_down_response(exc)
 
     for exc_type in DATABASE_DOWN:
         app.add_exception_handler(exc_type, _database_down)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        return api_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
