@@ -438,27 +438,42 @@ def _rss_mib(pid: int) -> float:
 
 
 async def fan_out(
-    server_dsn: str, redis_url: str, watchers: int, orders: int, processes: int = 2
+    server_dsn: str, redis_url: str, watchers: int, users: int = 1, orders_per_user: int = 4
 ) -> dict[str, Any]:
+    """`watchers` readers of `users` users' streams (round robin); each user places orders.
+
+    One user: every event goes to every watcher (the broadcast worst case). As many
+    users as watchers: each event goes to one watcher, and the process mostly holds
+    connections.
+    """
     from dexecutor.bench_fanout import Watchers
 
-    env = {"MOCK_SWAP_LATENCY_MS": "200-300", "MOCK_QUOTE_LATENCY_MS": "0"}
+    env = {
+        "MOCK_SWAP_LATENCY_MS": "200-300",
+        "MOCK_QUOTE_LATENCY_MS": "0",
+        "MAX_CONCURRENT_ORDERS": "100",
+    }
     async with stack(server_dsn, redis_url, **env) as s:
         s.spawn("api")
         s.spawn("worker")
         await s.ready()
-        expected = orders * 5  # pending, routing, building, submitted, confirmed
-        readers = await Watchers.open(
-            "127.0.0.1", s.port, "/ws/orders?userId=fan", watchers, expected, processes
-        )
+        expected = orders_per_user * 5  # pending, routing, building, submitted, confirmed
+        paths = [f"/ws/orders?userId=fan{i % users}" for i in range(watchers)]
+        readers = await Watchers.open("127.0.0.1", s.port, paths, expected, processes=2)
         try:
             rss_before = _rss_mib(s.api_pid)
             async with httpx.AsyncClient(base_url=s.url, timeout=120) as client:
-                for _ in range(orders):
-                    await client.post(
-                        "/api/orders/execute",
-                        json={"userId": "fan", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": 1},
-                    )
+                for _ in range(orders_per_user):
+                    for u in range(users):
+                        await client.post(
+                            "/api/orders/execute",
+                            json={
+                                "userId": f"fan{u}",
+                                "tokenIn": "SOL",
+                                "tokenOut": "USDC",
+                                "amountIn": 1,
+                            },
+                        )
             delays = await readers.delays()
             rss = _rss_mib(s.api_pid)
         finally:
@@ -466,6 +481,7 @@ async def fan_out(
         delays.sort()
         return {
             "watchers": watchers,
+            "users": users,
             "messages": len(delays),
             "delay_p50_ms": delays[len(delays) // 2],
             "delay_p99_ms": delays[int(len(delays) * 0.99) - 1],
@@ -499,13 +515,15 @@ async def run_all(
     watchers: int = 0,
     api_processes: int = 2,
 ) -> dict[str, dict[str, Any]]:
+    fans = watchers or (500 if quick else 10_000)
     plans: dict[str, Callable[[], Any]] = {
         "submission": lambda: submission(server_dsn, redis_url, 5 if quick else 10, api_processes),
         "end-to-end": lambda: end_to_end(server_dsn, redis_url, 40 if quick else 200),
         "overhead": lambda: overhead(server_dsn, redis_url, 500 if quick else 3000),
         "scale": lambda: scale(server_dsn, redis_url, 1000 if quick else 5000),
-        "fan-out": lambda: fan_out(
-            server_dsn, redis_url, watchers or (500 if quick else 10_000), 4
+        "fan-out": lambda: fan_out(server_dsn, redis_url, fans),
+        "fan-out-spread": lambda: fan_out(
+            server_dsn, redis_url, fans, users=fans // 10, orders_per_user=1
         ),
     }
     results: dict[str, dict[str, Any]] = {}

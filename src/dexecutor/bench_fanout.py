@@ -113,15 +113,13 @@ def _request(host: str, port: int, path: str) -> bytes:
     ).encode()
 
 
-async def _watch(
-    host: str, port: int, path: str, count: int, expected: int, pipe: Connection
-) -> None:
+async def _watch(host: str, port: int, paths: list[str], expected: int, pipe: Connection) -> None:
     loop = asyncio.get_running_loop()
     delays: list[float] = []
     readers: list[Reader] = []
-    for i in range(0, count, 250):  # in batches, so the listen backlog never overflows
+    for i in range(0, len(paths), 250):  # in batches, so the listen backlog never overflows
         batch = [
-            Reader(_request(host, port, path), expected, delays) for _ in range(min(250, count - i))
+            Reader(_request(host, port, path), expected, delays) for path in paths[i : i + 250]
         ]
         await asyncio.gather(*(loop.create_connection(_factory(r), host, port) for r in batch))
         await asyncio.gather(*(r.opened for r in batch))
@@ -135,9 +133,7 @@ async def _watch(
     pipe.send(delays)
 
 
-def _process_main(
-    host: str, port: int, path: str, count: int, expected: int, pipe: Connection
-) -> None:
+def _process_main(host: str, port: int, paths: list[str], expected: int, pipe: Connection) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
@@ -147,7 +143,7 @@ def _process_main(
     except ImportError:
         pass
     try:
-        asyncio.run(_watch(host, port, path, count, expected, pipe))
+        asyncio.run(_watch(host, port, paths, expected, pipe))
     except BaseException as err:  # the parent must hear of it rather than wait
         pipe.send(f"error: {err!r}")
 
@@ -168,16 +164,14 @@ class Watchers:
 
     @classmethod
     async def open(
-        cls, host: str, port: int, path: str, watchers: int, expected: int, processes: int
+        cls, host: str, port: int, paths: list[str], expected: int, processes: int
     ) -> Watchers:
+        """One watcher per path, each expecting `expected` events, over `processes`."""
         ctx = multiprocessing.get_context("spawn")
-        share = [watchers // processes + (i < watchers % processes) for i in range(processes)]
         procs, pipes = [], []
-        for count in share:
+        for share in (paths[i::processes] for i in range(processes)):
             mine, theirs = ctx.Pipe(duplex=False)
-            proc = ctx.Process(
-                target=_process_main, args=(host, port, path, count, expected, theirs)
-            )
+            proc = ctx.Process(target=_process_main, args=(host, port, share, expected, theirs))
             proc.start()
             theirs.close()  # so a child that dies is an EOF here, not a wait forever
             procs.append(proc)

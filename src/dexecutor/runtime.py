@@ -26,6 +26,7 @@ from dexecutor.bus.redis import Keys, connect
 from dexecutor.config import Settings
 from dexecutor.engine.execute import Engine, Policy
 from dexecutor.engine.triggers import TriggerRunner
+from dexecutor.heap import HeapKeeper
 from dexecutor.market.simulation import Market, MarketParams
 from dexecutor.market.types import VENUES
 from dexecutor.market.venue import MarketClock, MockVenue
@@ -60,6 +61,9 @@ class Services:
     worker: OrderWorker | None = None
     triggers: TriggerRunner | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # Thousands of watchers (API) or in-flight orders (worker) are long-lived objects
+    # that full garbage collections would otherwise walk again and again.
+    heap: HeapKeeper = field(default_factory=HeapKeeper)
 
     @classmethod
     async def open(cls, settings: Settings, *, worker: bool, watchers: bool = True) -> Services:
@@ -119,6 +123,7 @@ class Services:
             hub.on_resync(triggers.on_resync)
             control.on_change(triggers.poke)
             services.triggers = triggers
+        services.heap.start()
         await hub.start()
         if services.triggers is not None:
             await services.triggers.start()
@@ -181,6 +186,7 @@ class Services:
         if self.worker is not None:
             await self.worker.stop()
         await self.hub.stop()
+        await self.heap.stop()
         await self.queue.close()
         await self.redis.aclose()
         await self.pool.close()

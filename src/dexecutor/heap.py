@@ -1,0 +1,60 @@
+"""Keeping the cyclic garbage collector from stalling an API process.
+
+An API process holding 10,000 WebSocket watchers holds millions of long-lived objects
+(each connection's protocol, tasks, queue and buffers), and every full collection
+walks them all: measured, the pauses grew with the connection count to 1.2 s, and
+every event in flight waited that long. `gc.freeze()` moves what is alive into a
+generation the collector ignores, so collections only walk what is new. It is cheap
+and done every few seconds. Cycles among frozen objects (a closed connection's, say)
+are reclaimed by one full collection, after unfreezing, every few minutes: one pause
+per period instead of pauses that grow with the heap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+FREEZE_EVERY_S = 2.0
+FULL_COLLECTION_EVERY_S = 600.0
+
+
+class HeapKeeper:
+    def __init__(
+        self, freeze_every_s: float = FREEZE_EVERY_S, full_every_s: float = FULL_COLLECTION_EVERY_S
+    ) -> None:
+        self._freeze_every = freeze_every_s
+        self._full_every = full_every_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="heap-keeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        gc.unfreeze()
+
+    async def _run(self) -> None:
+        last_full = time.monotonic()
+        while True:
+            await asyncio.sleep(self._freeze_every)
+            if time.monotonic() - last_full >= self._full_every:
+                started = time.perf_counter()
+                gc.unfreeze()
+                collected = gc.collect()
+                last_full = time.monotonic()
+                log.info(
+                    "full garbage collection",
+                    collected=collected,
+                    ms=round((time.perf_counter() - started) * 1000),
+                )
+            gc.freeze()
