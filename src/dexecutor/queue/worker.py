@@ -107,6 +107,9 @@ class OrderWorker:
     def _woken(self, task: asyncio.Future[Any]) -> None:
         self._pending.discard(task)
         self._waking = None
+        if not task.cancelled() and task.exception() is not None:
+            # Redis is away: the reconciler and the drain delay cover a lost nudge.
+            log.debug("wake-up marker not set", error=str(task.exception()))
         if self._wake_again:
             self._wake_again = False
             self._wake()
