@@ -13,11 +13,12 @@ per period instead of pauses that grow with the heap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import time
 
 import structlog
+
+from dexecutor.background import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -37,10 +38,7 @@ class HeapKeeper:
         self._task = asyncio.create_task(self._run(), name="heap-keeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         gc.unfreeze()
 
     async def _run(self) -> None:

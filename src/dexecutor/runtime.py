@@ -9,7 +9,6 @@ book and the reconciler.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from dexecutor.background import cancel_and_wait
 from dexecutor.bus.events import EventHub, EventPublisher
 from dexecutor.bus.faults import RedisFaultBoard
 from dexecutor.bus.market_control import MarketControl
@@ -178,9 +178,7 @@ class Services:
 
     async def close(self) -> None:
         for task in self.tasks.values():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self.triggers is not None:
             await self.triggers.stop()
         if self.worker is not None:

@@ -64,6 +64,8 @@ def new_order(req: OrderRequest) -> NewOrder:
 # header and query parameter itself, because FastAPI's dependency solving cost a fifth
 # of the API process's time under load. The parameters are declared for the docs here,
 # and `SubmissionFastPath` calls the handler without the router in between.
+SUBMIT_PATH = "/api/orders/execute"
+IDEMPOTENCY_KEY_MAX = 200
 _SUBMIT_PARAMETERS = [
     {
         "name": "upgrade",
@@ -77,17 +79,15 @@ _SUBMIT_PARAMETERS = [
         "in": "header",
         "required": False,
         "description": "a retry with the same key and body returns the first order",
-        "schema": {"type": "string", "maxLength": 200},
+        "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX},
     },
 ]
-IDEMPOTENCY_KEY_MAX = 200
 
-submission = APIRouter(prefix="/api/orders", tags=["orders"])
-SUBMIT_PATH = "/api/orders/execute"
+submission = APIRouter(tags=["orders"])
 
 
 @submission.post(
-    "/execute",
+    SUBMIT_PATH,
     status_code=202,
     openapi_extra={**_ORDER_BODY, "parameters": _SUBMIT_PARAMETERS},
     summary="Submit an order",
@@ -105,7 +105,9 @@ async def execute(request: Request) -> Response:
     who: Principal = state.auth.principal(request)
     address = request.client.host if request.client else None
     try:
-        req = _submitted_order(request, await request.body(), svc.settings.max_amount_in)
+        req, idempotency_key = _submitted_order(
+            request, await request.body(), svc.settings.max_amount_in
+        )
     except ApiError:
         await state.limiter.check(address, None)  # refused requests count too
         raise
@@ -113,7 +115,6 @@ async def execute(request: Request) -> Response:
         raise ApiError(403, "forbidden", "userId does not match the user of the API key")
     await state.limiter.check(address, req.userId)
     await check_backlog(svc)
-    idempotency_key = request.headers.get("idempotency-key")
     try:
         order, created = await state.intake.accept(
             new_order(req), idempotency_key, req.fingerprint()
@@ -161,8 +162,10 @@ class SubmissionFastPath:
         await response(scope, receive, send)
 
 
-def _submitted_order(request: Request, body: bytes, max_amount_in: Decimal) -> OrderRequest:
-    """The order in the request, or ApiError (415, 422) saying what is wrong with it."""
+def _submitted_order(
+    request: Request, body: bytes, max_amount_in: Decimal
+) -> tuple[OrderRequest, str | None]:
+    """The order in the request and its Idempotency-Key, or ApiError (415, 422)."""
     content_type = request.headers.get("content-type", "")
     if "json" not in content_type.split(";")[0].lower():
         raise ApiError(415, "unsupported_media_type", "send the order as application/json")
@@ -173,7 +176,7 @@ def _submitted_order(request: Request, body: bytes, max_amount_in: Decimal) -> O
             "validation_error",
             f"idempotency-key: at most {IDEMPOTENCY_KEY_MAX} characters",
         )
-    return parse_order_request(body, max_amount_in)  # BodySizeLimit bounded the body (413)
+    return parse_order_request(body, max_amount_in), key  # BodySizeLimit bounded the body (413)
 
 
 async def _visible_order(svc: Services, who: Principal, order_id: str) -> Order:

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dexecutor import jsoncodec
+from dexecutor.background import cancel_and_wait
 from dexecutor.domain.order import WAIT_BOUNDARY, OrderEvent
 from dexecutor.group_commit import GroupCommit
 from dexecutor.metrics import ORDER_EVENTS
@@ -165,10 +166,7 @@ class EventHub:
         await asyncio.wait_for(self._ready.wait(), timeout=10)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     @contextlib.contextmanager
     def watch_order(self, order_id: str) -> Iterator[Subscription]:

@@ -26,6 +26,7 @@ from uuid import UUID
 import structlog
 
 from dexecutor import jsoncodec
+from dexecutor.background import cancel_and_wait
 from dexecutor.domain.order import Order, OrderStatus, OrderType
 from dexecutor.market.simulation import Market
 from dexecutor.market.types import VENUES, MarketError
@@ -191,10 +192,7 @@ class TriggerRunner:
         self._task = asyncio.create_task(self._run(), name="triggers")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

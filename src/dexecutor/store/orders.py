@@ -7,7 +7,7 @@ copy (say, a worker that lost its job lock) changes nothing and is told so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -124,6 +124,37 @@ class _Change:
     event: OrderEvent
 
 
+def _as_columns(rows: Iterable[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows turned into one list per column: the arrays an `unnest` statement takes."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def _new_row(r: NewRecord) -> tuple[Any, ...]:
+    """A new order and its first event, in the order of _NEW_COLUMNS + _EVENT_COLUMNS."""
+    o, e = r.order, r.event
+    return (
+        o.id, o.user_id, o.type.value, o.token_in, o.token_out, o.amount_in, o.slippage_bps,
+        o.limit_price, o.expires_at, o.quote_id, o.quote_min_amount_out, o.quote_expires_at,
+        o.status.value, o.seq, o.attempts, o.created_at, o.updated_at, r.idempotency_key,
+        r.request_hash,
+        o.id, e.seq, e.status.value, e.attempt, e.at, _json(dict(e.data)),
+    )  # fmt: skip
+
+
+def _change_row(c: _Change) -> tuple[Any, ...]:
+    """A status change, in the order of _CHANGE_COLUMNS."""
+    a = c.after
+    return (
+        a.id, c.before.seq, a.status.value, a.seq, a.attempts, a.dex_used, _json(a.quotes),
+        a.expected_amount_out, a.min_amount_out, a.tx_hash, a.executed_price, a.amount_out,
+        a.fail_reason, c.event.at, _json(dict(c.event.data)),
+    )  # fmt: skip
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else jsoncodec.dumps(value).decode()
 
@@ -200,20 +231,9 @@ class OrderRepository:
 
         An order missing from the answer reused an idempotency key (see `replayed`).
         """
-        columns: list[list[Any]] = [[] for _ in range(len(_NEW_COLUMNS) + len(_EVENT_COLUMNS))]
-        for r in records:
-            o, e = r.order, r.event
-            row = (
-                o.id, o.user_id, o.type.value, o.token_in, o.token_out, o.amount_in,
-                o.slippage_bps, o.limit_price, o.expires_at, o.quote_id,
-                o.quote_min_amount_out, o.quote_expires_at, o.status.value, o.seq, o.attempts,
-                o.created_at, o.updated_at, r.idempotency_key, r.request_hash,
-                o.id, e.seq, e.status.value, e.attempt, e.at, _json(dict(e.data)),
-            )  # fmt: skip
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        rows = await self._pool.fetch(_CREATE_MANY, *columns)
-        return {row["order_id"] for row in rows}
+        columns = _as_columns(map(_new_row, records), len(_NEW_COLUMNS) + len(_EVENT_COLUMNS))
+        stored = await self._pool.fetch(_CREATE_MANY, *columns)
+        return {row["order_id"] for row in stored}
 
     async def replayed(
         self, order: Order, idempotency_key: str | None, request_hash: str | None
@@ -278,19 +298,9 @@ class OrderRepository:
         return applied
 
     async def _apply(self, changes: Sequence[_Change]) -> set[UUID]:
-        columns: list[list[Any]] = [[] for _ in _CHANGE_COLUMNS]
-        for c in changes:
-            a = c.after
-            row = (
-                a.id, c.before.seq, a.status.value, a.seq, a.attempts, a.dex_used,
-                _json(a.quotes), a.expected_amount_out, a.min_amount_out, a.tx_hash,
-                a.executed_price, a.amount_out, a.fail_reason, c.event.at,
-                _json(dict(c.event.data)),
-            )  # fmt: skip
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        rows = await self._pool.fetch(_APPEND_MANY, *columns)
-        return {row["order_id"] for row in rows}
+        columns = _as_columns(map(_change_row, changes), len(_CHANGE_COLUMNS))
+        stored = await self._pool.fetch(_APPEND_MANY, *columns)
+        return {row["order_id"] for row in stored}
 
     async def events(self, order_id: UUID, after_seq: int = 0) -> list[OrderEvent]:
         rows = await self._pool.fetch(
