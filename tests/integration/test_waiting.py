@@ -236,6 +236,36 @@ async def test_a_failed_job_does_not_block_a_refire(world: World) -> None:
     await queue.close()
 
 
+async def test_a_refire_of_an_order_already_running_is_a_no_op(world: World) -> None:
+    """The book may hold a stale copy of an order a worker already took: its job stays."""
+    order = await stored_waiting(world.repo, limit_order(MARKETABLE))
+    opts = queue_options(redis_url(), world.namespace)
+    queue = Queue(QUEUE_NAME, opts)
+    taken, release = asyncio.Event(), asyncio.Event()
+
+    async def running(job: Any, token: str) -> None:
+        taken.set()
+        await release.wait()
+
+    worker = Worker(QUEUE_NAME, running, {**opts, "drainDelay": 0.2})
+    try:
+        await world.queue.requeue(order.id)  # the first fire
+        await asyncio.wait_for(taken.wait(), 10)
+        await world.repo.append(order, order.event(OrderStatus.ROUTING, datetime.now(UTC)))
+        runner = world.runner()
+        runner.book.add(order)  # the stale copy: the book has not heard of `routing` yet
+        await runner.tick()
+        assert order.id not in runner.book  # the start-up check found it left waiting
+        runner.book.add(order)
+        await runner.tick()  # fires it: marketable, and no longer marked as fired
+        assert await queue.getJobState(str(order.id)) == "active"
+        assert (await queue.getJobCounts("waiting"))["waiting"] == 0
+    finally:
+        release.set()
+        await worker.close()
+        await queue.close()
+
+
 def engine_of(world: World) -> tuple[Engine, PgLedger]:
     ledger = PgLedger(world.pool)
     faults = RedisFaultBoard(world.redis, Keys(world.namespace))
