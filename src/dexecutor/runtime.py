@@ -115,9 +115,12 @@ class Services:
             market, venues, engine, hub, control, clock, publisher,
         )  # fmt: skip
         if worker:
+            # The trigger book checks itself against PostgreSQL as often as the
+            # reconciler checks the queue: waiting orders are its to recover.
             triggers = TriggerRunner(
                 repo, queue, publisher, market, clock,
                 settings.trigger_interval_ms / 1000,
+                reconcile_s=settings.reconcile_interval_ms / 1000,
             )  # fmt: skip
             hub.listen(triggers.on_event)
             hub.on_resync(triggers.on_resync)

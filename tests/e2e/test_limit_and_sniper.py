@@ -11,14 +11,20 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID, uuid4
 
+import asyncpg
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
 from dexecutor import jsoncodec
+from dexecutor.domain.order import Order, OrderStatus, OrderType, first_event
+from dexecutor.engine.triggers import trigger_of
+from dexecutor.store.orders import OrderRepository
 from tests.support import (
     Process,
+    connected,
     free_port,
     isolated,
     order_body,
@@ -117,6 +123,50 @@ async def test_limit_far_from_the_market_waits_then_fills_when_the_price_gets_th
         milliseconds=5
     )
     assert stream.messages[-1]["executedPrice"] >= limit
+
+
+async def test_a_limit_order_is_born_waiting_in_one_commit(
+    mc: httpx.AsyncClient, market_server: Process
+) -> None:
+    """Never a moment `pending` without a trigger: a worker could run it as a market order."""
+    limit = (await best_price(mc, "SOL", "USDC", "1") * 3).quantize(Decimal("0.01"))
+    order_id = await place(mc, type="limit", amountIn=1, limitPrice=limit)
+    sniper_id = await place(mc, type="sniper", tokenOut="NOVA", amountIn=1, slippageBps=500)
+    async with connected(market_server.env["DATABASE_URL"]) as db:
+        rows = await db.fetch(
+            "SELECT order_id, status, xmin::text AS tx FROM order_events"
+            " WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, seq",
+            [UUID(order_id), UUID(sniper_id)],
+        )
+    for placed in (order_id, sniper_id):
+        mine = [r for r in rows if str(r["order_id"]) == placed]
+        assert [r["status"] for r in mine] == ["pending", "waiting"]
+        assert len({r["tx"] for r in mine}) == 1, "pending and waiting in separate commits"
+    await mc.delete(f"/api/orders/{order_id}")
+    await mc.delete(f"/api/orders/{sniper_id}")
+
+
+async def test_a_waiting_order_whose_event_was_lost_still_fills(
+    mc: httpx.AsyncClient, market_server: Process
+) -> None:
+    """PostgreSQL is the truth: the trigger book finds a waiting order nobody announced."""
+    limit = (await best_price(mc, "SOL", "USDC", "1") * Decimal("0.9")).quantize(Decimal("0.01"))
+    now = datetime.now(UTC)
+    order = Order(
+        id=uuid4(), user_id="tester", type=OrderType.LIMIT, token_in="SOL", token_out="USDC",
+        amount_in=Decimal(1), slippage_bps=100, created_at=now, updated_at=now, seq=1,
+        limit_price=limit,
+    )  # fmt: skip
+    pool = await asyncpg.create_pool(market_server.env["DATABASE_URL"], min_size=1, max_size=2)
+    try:
+        # Committed as intake commits it, but its `waiting` event is never published.
+        repo = OrderRepository(pool)
+        await repo.create(order, first_event(order))
+        await repo.append(order, order.event(OrderStatus.WAITING, now, trigger=trigger_of(order)))
+    finally:
+        await pool.close()
+    stream = await watch(f"{market_server.ws_url}/ws/orders/{order.id}", timeout=30)
+    assert stream.statuses[-1] == "confirmed"
 
 
 async def test_waiting_order_expires(mc: httpx.AsyncClient, market_server: Process) -> None:

@@ -22,6 +22,10 @@ async def test_state_machine_as_data(client: httpx.AsyncClient) -> None:
     body = (await client.get("/api/state-machine")).json()
     assert body["transitions"]["pending"] == ["cancelled", "routing", "waiting"]
     assert set(body["terminal"]) == {"confirmed", "failed", "cancelled", "expired"}
+    assert body["refusedByType"] == {
+        "limit": {"pending": ["routing"]},
+        "sniper": {"pending": ["routing"]},
+    }
 
 
 async def test_quote_shows_both_venues_and_the_route(client: httpx.AsyncClient) -> None:

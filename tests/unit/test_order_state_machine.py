@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
@@ -153,3 +154,17 @@ def test_transition_table_matches_the_spec() -> None:
         "cancelled": [],
         "expired": [],
     }
+
+
+@pytest.mark.parametrize("kind", [OrderType.LIMIT, OrderType.SNIPER])
+def test_a_limit_or_sniper_order_never_routes_straight_from_pending(kind: OrderType) -> None:
+    """Only its trigger may start one: `pending -> routing` would run it as a market order."""
+    o = replace(new_order(), type=kind, limit_price=Decimal(1) if kind is OrderType.LIMIT else None)
+    with pytest.raises(IllegalTransition):
+        advance(o, S.ROUTING)
+    waiting = advance(o, S.WAITING, trigger={})
+    assert advance(waiting, S.ROUTING).status is S.ROUTING
+
+
+def test_a_market_order_routes_straight_from_pending() -> None:
+    assert advance(new_order(), S.ROUTING).status is S.ROUTING

@@ -86,6 +86,7 @@ STATE_MACHINE = {
         "pending": ["cancelled", "routing", "waiting"],
         "routing": ["building", "failed", "retrying"],
     },
+    "refusedByType": {"limit": {"pending": ["routing"]}, "sniper": {"pending": ["routing"]}},
 }
 PRICES = {"tokenIn": "SOL", "tokenOut": "USDC", "at": AT,
           "venues": {"raydium": 98.42, "meteora": 97.95}, "reference": 98.1}  # fmt: skip

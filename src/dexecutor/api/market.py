@@ -20,7 +20,7 @@ from dexecutor.api.responses import JSONResponse
 from dexecutor.api.schemas import validate_order
 from dexecutor.domain.failures import FailureReason
 from dexecutor.domain.money import less_bps, quantize_down
-from dexecutor.domain.order import transition_table
+from dexecutor.domain.order import transition_table, type_refusals
 from dexecutor.engine.routing import decide
 from dexecutor.market.tokens import TOKENS, find_token
 from dexecutor.market.types import VENUES, MarketError
@@ -65,6 +65,7 @@ async def state_machine() -> Response:
             "initial": "pending",
             "terminal": sorted(s for s, nxt in table.items() if not nxt),
             "transitions": table,
+            "refusedByType": type_refusals(),
         }
     )
 

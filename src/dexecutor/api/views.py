@@ -107,6 +107,9 @@ class StateMachineView(View):
     initial: str
     terminal: list[str]
     transitions: dict[str, list[str]]
+    # Edges of `transitions` an order type may not take (limit and sniper orders
+    # never route straight from pending: only their trigger starts them).
+    refusedByType: dict[str, dict[str, list[str]]]
 
 
 class PricesView(View):

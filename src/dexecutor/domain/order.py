@@ -1,8 +1,11 @@
 """Orders, their statuses, the transition table and the events that move them.
 
 This module is the one place that decides whether a status change is allowed:
-`Order.apply` refuses any transition not in `TRANSITIONS`. It is pure: no I/O, the
-clock comes in as an argument, and persistence is someone else's job.
+`Order.apply` refuses any transition not in `TRANSITIONS` (SPEC §2's table), and the
+few that the table allows but an order's type does not (`TYPE_REFUSALS`): a limit or
+sniper order never goes `pending -> routing`, because only its trigger may start it
+(intake stores it already `waiting`). It is pure: no I/O, the clock comes in as an
+argument, and persistence is someone else's job.
 """
 
 from __future__ import annotations
@@ -48,6 +51,21 @@ TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     S.CANCELLED: frozenset(),
     S.EXPIRED: frozenset(),
 }
+# Edges of the table an order type may not take. Routing a limit or sniper order
+# straight from `pending` would run it at once as a market order, whatever its trigger.
+_WAITS_FIRST: Mapping[OrderStatus, frozenset[OrderStatus]] = {S.PENDING: frozenset({S.ROUTING})}
+TYPE_REFUSALS: Mapping[OrderType, Mapping[OrderStatus, frozenset[OrderStatus]]] = {
+    OrderType.MARKET: {},
+    OrderType.LIMIT: _WAITS_FIRST,
+    OrderType.SNIPER: _WAITS_FIRST,
+}
+
+
+def allowed_next(kind: OrderType, status: OrderStatus) -> frozenset[OrderStatus]:
+    """Where an order of this type may go from `status`: the table less its type's refusals."""
+    return TRANSITIONS[status] - TYPE_REFUSALS[kind].get(status, frozenset())
+
+
 TERMINAL: frozenset[OrderStatus] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 # The statuses that start or end a wait: all a trigger book needs to hear about.
 WAIT_BOUNDARY: frozenset[OrderStatus] = TRANSITIONS[OrderStatus.WAITING] | {OrderStatus.WAITING}
@@ -130,7 +148,7 @@ class Order:
             raise ValueError(f"event of order {event.order_id} applied to {self.id}")
         if event.seq != self.seq + 1:
             raise ValueError(f"order {self.id}: event seq {event.seq} after {self.seq}")
-        if event.status not in TRANSITIONS[self.status]:
+        if event.status not in allowed_next(self.type, self.status):
             raise IllegalTransition(self.id, self.status, event.status)
         d = event.data
         changes: dict[str, Any] = {
@@ -178,3 +196,12 @@ def first_event(order: Order) -> OrderEvent:
 def transition_table() -> dict[str, list[str]]:
     """The table as plain data, for clients (`GET /api/state-machine`)."""
     return {s.value: sorted(n.value for n in nxt) for s, nxt in TRANSITIONS.items()}
+
+
+def type_refusals() -> dict[str, dict[str, list[str]]]:
+    """The edges each order type may not take, as plain data (`GET /api/state-machine`)."""
+    return {
+        kind.value: {s.value: sorted(n.value for n in refused) for s, refused in rules.items()}
+        for kind, rules in TYPE_REFUSALS.items()
+        if rules
+    }

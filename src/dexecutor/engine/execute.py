@@ -19,8 +19,9 @@ import structlog
 
 from dexecutor.domain.failures import FailureReason, backoff_ms, is_retryable
 from dexecutor.domain.money import less_bps, limit_floor, quantize_down
-from dexecutor.domain.order import Order, OrderEvent, OrderStatus
+from dexecutor.domain.order import Order, OrderEvent, OrderStatus, OrderType
 from dexecutor.engine.routing import decide
+from dexecutor.engine.triggers import expired_because, trigger_of
 from dexecutor.market.tokens import find_token
 from dexecutor.market.types import MarketError
 from dexecutor.market.venue import MockVenue
@@ -88,6 +89,16 @@ class Engine:
             return None
         if order.is_terminal:
             return None
+        if order.type is not OrderType.MARKET and order.status in (S.PENDING, S.WAITING):
+            # Only a trigger starts a limit or sniper order. One still pending (stored
+            # before such orders were born waiting) waits first; one picked up after
+            # its expiry expires. Once routing, it is too late to expire: it runs on.
+            if order.status is S.PENDING:
+                await self._step(order, S.WAITING, trigger=trigger_of(order))
+                return None
+            if order.expires_at is not None and order.expires_at <= self._clock():
+                await self._step(order, S.EXPIRED, **expired_because(order))
+                return None
         # A waiting order's job exists only once its trigger fired.
         if order.status in (S.PENDING, S.RETRYING, S.WAITING):
             order = await self._step(order, S.ROUTING)

@@ -3,6 +3,10 @@
 Order of operations is the guarantee: the order and its `pending` event are committed
 to PostgreSQL first, then the job is queued, then the event is published. A crash
 between commit and enqueue leaves an unfinished order that the reconciler queues.
+A limit or sniper order is committed already `waiting` (its `pending` and `waiting`
+events in the same statement) and gets no job: never `pending` without a trigger, it
+cannot be run as a market order by a worker that finds it. The trigger runner finds
+it in PostgreSQL even if its events are never published.
 Submissions that arrive together share these steps (group commit): one multi-row
 insert, one pipelined queue add and one pipelined publish per batch.
 """
@@ -114,40 +118,31 @@ class Intake:
             quote_min_amount_out=quote_min,
             quote_expires_at=quote_expiry,
         )
-        event = first_event(order)
-        record = NewRecord(order, event, idempotency_key, fingerprint)
+        record = born(order, idempotency_key, fingerprint)
         if not await self._commits.submit(record):
             return await self._repo.replayed(order, idempotency_key, fingerprint), False
-        if order.type is OrderType.MARKET:
-            return order, True
-        # Limit and sniper orders wait without a job: the trigger book fires them.
-        waiting = order.event(OrderStatus.WAITING, datetime.now(UTC), trigger=trigger_of(order))
-        stored = await self._repo.append(order, waiting)
-        await self._publish_all([event, waiting], order.user_id)
-        return stored, True
+        return record.order, True
 
     async def _store_batch(self, records: list[NewRecord]) -> list[bool]:
-        """Commit a batch of new orders, then queue and announce its market orders."""
-        created = await self._repo.create_many(records)
-        ORDERS_ACCEPTED.inc(len(created))
-        market = [r for r in records if r.order.id in created and r.order.type is OrderType.MARKET]
-        if market:
+        """Commit a batch of new orders, then queue its market orders and announce all."""
+        ids = await self._repo.create_many(records)
+        ORDERS_ACCEPTED.inc(len(ids))
+        created = [r for r in records if r.order.id in ids]
+        market = [r.order.id for r in created if r.order.type is OrderType.MARKET]
+        if created:
             try:
-                await self._queue.enqueue_many([r.order.id for r in market])
-                await self._publisher.publish_many([(r.event, r.order.user_id) for r in market])
+                if market:
+                    await self._queue.enqueue_many(market)
+                await self._publisher.publish_many(
+                    [(e, r.order.user_id) for r in created for e in r.events]
+                )
             except (RedisError, OSError) as err:
-                # Committed is accepted: the reconciler queues them once Redis is back.
-                log.warning("orders stored but not yet queued", orders=len(market), error=str(err))
-            for r in market:
+                # Committed is accepted: the reconciler queues market orders once Redis
+                # is back, and the trigger runner reads waiting ones from PostgreSQL.
+                log.warning("orders stored but not yet queued", orders=len(created), error=str(err))
+            for r in created:
                 log.info("order accepted", order_id=str(r.order.id), user_id=r.order.user_id)
-        return [r.order.id in created for r in records]
-
-    async def _publish_all(self, events: list[OrderEvent], user_id: str) -> None:
-        try:
-            for event in events:
-                await self._publisher.publish(event, user_id)
-        except (RedisError, OSError) as err:
-            log.warning("events stored but not published", error=str(err))
+        return [r.order.id in ids for r in records]
 
     async def _check_quote(self, new: NewOrder) -> tuple[Decimal, datetime]:
         assert new.quote_id is not None
@@ -190,6 +185,19 @@ class Intake:
             await self._publisher.publish(event, order.user_id)
             return after
         raise Refused(409, "not_cancellable", f"order {order_id} is changing; try again")
+
+
+def born(order: Order, idempotency_key: str | None, fingerprint: str | None) -> NewRecord:
+    """A new order with the events it is stored with.
+
+    A market order is born `pending` and queued. A limit or sniper order is born
+    `waiting` in the same commit: it has no job, and its trigger alone may start it.
+    """
+    pending = first_event(order)
+    if order.type is OrderType.MARKET:
+        return NewRecord(order, pending, idempotency_key, fingerprint)
+    waiting = order.event(OrderStatus.WAITING, order.created_at, trigger=trigger_of(order))
+    return NewRecord(order.apply(waiting), pending, idempotency_key, fingerprint, (waiting,))
 
 
 def expiry(ttl_seconds: int | None, expires_at: datetime | None) -> datetime | None:

@@ -6,6 +6,13 @@ price; a quote is never better than its venue's mid). `TriggerRunner` is the edg
 keeps the book in step with PostgreSQL and the event stream, evaluates it whenever
 the market moves (each market tick, and at once on a launch or price move), queues
 fired orders for execution and writes expiries. Waiting orders hold no worker slot.
+
+PostgreSQL is the truth and the book a cache of it. Events make the book quick; they
+can be lost (a publish that failed, a read that failed after the event was taken), so
+every few seconds the runner checks the book against PostgreSQL's waiting orders and
+mends it: it adds the ones it lacks, drops the ones no longer waiting, and re-arms the
+expiry of any whose time has passed. A step that fails puts back what it took, and a
+fired order's job that BullMQ gave up on is replaced, never mistaken for a duplicate.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import contextlib
 import heapq
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -88,14 +95,24 @@ class TriggerBook:
             self._snipers[order.token_out].discard(order.id)
         # expiry heap entries of removed orders are skipped lazily
 
+    def ids(self) -> list[UUID]:
+        return list(self._orders)
+
     def expired(self, now: datetime) -> list[Order]:
-        out = []
+        """Take the orders due to expire off the expiry heap (`rearm` puts one back)."""
+        out: dict[UUID, Order] = {}
         while self._expiries and self._expiries[0][0] <= now:
             _, key = heapq.heappop(self._expiries)
             order = self._orders.get(UUID(key))
             if order is not None:
-                out.append(order)
-        return out
+                out[order.id] = order
+        return list(out.values())
+
+    def rearm(self, order_id: UUID) -> None:
+        """Put an order's expiry back on the heap: its expiry was taken but not written."""
+        order = self._orders.get(order_id)
+        if order is not None and order.expires_at is not None:
+            heapq.heappush(self._expiries, (order.expires_at, str(order.id)))
 
     def due(
         self,
@@ -137,12 +154,13 @@ class TriggerBook:
 
 class WaitingStore(Protocol):
     async def get(self, order_id: UUID) -> Order | None: ...
-    async def waiting(self) -> list[Order]: ...
+    async def waiting(self, order_ids: Sequence[UUID] | None = None) -> list[Order]: ...
+    async def waiting_ids(self) -> list[tuple[UUID, bool]]: ...
     async def append(self, order: Order, event: Any) -> Order: ...
 
 
 class Enqueue(Protocol):
-    async def enqueue(self, order_id: UUID) -> None: ...
+    async def requeue(self, order_id: UUID) -> bool: ...
 
 
 class Publish(Protocol):
@@ -158,6 +176,7 @@ class TriggerRunner:
         market: Market,
         clock: Callable[[], float],
         interval_s: float,
+        reconcile_s: float = 5.0,
     ) -> None:
         self._repo = repo
         self._queue = queue
@@ -165,9 +184,10 @@ class TriggerRunner:
         self._market = market
         self._clock = clock
         self._interval = interval_s
+        self._reconcile_s = reconcile_s
         self.book = TriggerBook()
         self._wake = asyncio.Event()
-        self._reload = True
+        self._next_reconcile = 0.0  # time.monotonic() of the next check against PostgreSQL
         self._arrived: asyncio.Queue[UUID] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -181,7 +201,8 @@ class TriggerRunner:
             self.book.remove(order_id)
 
     def on_resync(self) -> None:
-        self._reload = True
+        """Events were missed: check the book against PostgreSQL at once."""
+        self._next_reconcile = 0.0
         self._wake.set()
 
     def poke(self) -> None:
@@ -207,47 +228,82 @@ class TriggerRunner:
                 log.exception("trigger pass failed", error=repr(err))
 
     async def tick(self) -> None:
-        if self._reload:
-            self._reload = False
-            fresh = TriggerBook()
-            for order in await self._repo.waiting():
-                fresh.add(order)
-            self.book = fresh
-        while not self._arrived.empty():
-            arrived = await self._repo.get(self._arrived.get_nowait())
-            if arrived is not None:
-                self.book.add(arrived)
+        await self._take_arrivals()
+        if time.monotonic() >= self._next_reconcile:
+            await self.reconcile()
+            self._next_reconcile = time.monotonic() + self._reconcile_s
         now = self._clock()
         self._market.advance(now)
-        for order in self.book.expired(datetime.now(UTC)):
-            await self._expire(order)
+        expired = self.book.expired(datetime.now(UTC))
+        written = 0
+        try:
+            for order in expired:
+                await self._expire(order)
+                written += 1
+        finally:
+            for order in expired[written:]:
+                self.book.rearm(order.id)
         started = time.perf_counter()
         fired = self.book.due(self._best_mid, self._best_price, self._tradable, now)
         for f in fired:
             log.info(
                 "trigger met", order_id=str(f.order.id), price=str(f.price) if f.price else None
             )
-            await self._queue.enqueue(f.order.id)
+            # Replaces a job BullMQ gave up on; a live one (the order is already
+            # routing, or queued) is left alone, so a refire is a no-op.
+            await self._queue.requeue(f.order.id)
         if len(self.book) > 1000:
             log.debug(
                 "trigger pass", waiting=len(self.book), ms=(time.perf_counter() - started) * 1000
             )
 
+    async def _take_arrivals(self) -> None:
+        """Read the orders announced as waiting; if the read fails, they stay announced."""
+        taken: list[UUID] = []
+        while not self._arrived.empty():
+            taken.append(self._arrived.get_nowait())
+        if not taken:
+            return
+        try:
+            for arrived in await self._repo.waiting(taken):
+                self.book.add(arrived)
+            taken = []
+        finally:
+            for order_id in taken:
+                self._arrived.put_nowait(order_id)
+
+    async def reconcile(self) -> None:
+        """Make the book hold exactly PostgreSQL's waiting orders, and no expiry overdue.
+
+        Two narrow columns of every waiting order, then full rows only of those the
+        book lacks: at the start that is all of them, later only those whose events
+        were lost. An order is only ever added or dropped here, never half-changed.
+        """
+        stored = dict(await self._repo.waiting_ids())
+        for order_id in self.book.ids():
+            if order_id not in stored:
+                self.book.remove(order_id)  # it left waiting and the book missed it
+        missing = [order_id for order_id in stored if order_id not in self.book]
+        if missing:
+            for order in await self._repo.waiting(missing):
+                self.book.add(order)
+            log.info("trigger book mended from PostgreSQL", added=len(missing))
+        for order_id, due in stored.items():
+            if due:
+                self.book.rearm(order_id)
+
     async def _expire(self, order: Order) -> None:
         current = await self._repo.get(order.id)
-        self.book.remove(order.id)
         if current is None or current.status is not OrderStatus.WAITING:
+            self.book.remove(order.id)
             return
-        event = current.event(
-            OrderStatus.EXPIRED,
-            datetime.now(UTC),
-            reason="expired",
-            message=f"the order expired at {_iso(order.expires_at)} before its trigger was met",
-        )
+        event = current.event(OrderStatus.EXPIRED, datetime.now(UTC), **expired_because(order))
         try:
             await self._repo.append(current, event)
         except StaleOrder:
+            self.book.remove(order.id)
             return  # fired or cancelled meanwhile
+        self.book.remove(order.id)
         await self._publisher.publish(event, current.user_id)
 
     def _best_mid(self, token_in: str, token_out: str) -> Decimal | None:
@@ -278,6 +334,14 @@ class TriggerRunner:
 
 def _iso(at: datetime | None) -> str:
     return jsoncodec.iso(at) if at is not None else "-"
+
+
+def expired_because(order: Order) -> dict[str, Any]:
+    """The fields of an `expired` event, whoever writes it (the trigger runner, a worker)."""
+    return {
+        "reason": "expired",
+        "message": f"the order expired at {_iso(order.expires_at)} before its trigger was met",
+    }
 
 
 def trigger_of(order: Order) -> dict[str, Any]:

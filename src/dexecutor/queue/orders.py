@@ -53,9 +53,11 @@ class OrderQueue:
         self._backlog = (measured_at, backlog + len(jobs))  # our own additions count at once
 
     async def requeue(self, order_id: UUID) -> bool:
-        """Make sure a job exists for an unfinished order (the reconciler's tool).
+        """Make sure a job exists for an unfinished order (the reconcilers' tool).
 
-        A job that BullMQ already finished or gave up on is removed and added again.
+        A job that BullMQ already finished or gave up on is removed and added again; a
+        live one is left alone. The trigger runner queues fired orders this way: a plain
+        add would take a failed job of the same id for a duplicate and do nothing.
         """
         key = str(order_id)
         state = await self._queue.getJobState(key)

@@ -74,17 +74,27 @@ FROM unnest({_unnest(_EVENT_COLUMNS, len(_NEW_COLUMNS) + 1)})
     AS e({", ".join(name for name, _ in _EVENT_COLUMNS)})
 JOIN o ON o.id = e.order_id
 RETURNING order_id
-"""
+"""  # one row per stored event: an order born waiting answers twice
 
 
 @dataclass(frozen=True, slots=True)
 class NewRecord:
-    """An order to store with its first event, and the idempotency facts of its request."""
+    """An order to store with its first event, and the idempotency facts of its request.
+
+    `more` are events the order is born with after its first: a limit or sniper order
+    is stored already `waiting` (seq 2), so it is never `pending` without a trigger.
+    `order` is then the order after all of them.
+    """
 
     order: Order
     event: OrderEvent
     idempotency_key: str | None = None
     request_hash: str | None = None
+    more: tuple[OrderEvent, ...] = ()
+
+    @property
+    def events(self) -> tuple[OrderEvent, ...]:
+        return (self.event, *self.more)
 
 
 # Status changes of many orders in one statement: each row applies only if the order
@@ -134,15 +144,19 @@ def _as_columns(rows: Iterable[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 def _new_row(r: NewRecord) -> tuple[Any, ...]:
-    """A new order and its first event, in the order of _NEW_COLUMNS + _EVENT_COLUMNS."""
-    o, e = r.order, r.event
+    """A new order, in the order of _NEW_COLUMNS."""
+    o = r.order
     return (
         o.id, o.user_id, o.type.value, o.token_in, o.token_out, o.amount_in, o.slippage_bps,
         o.limit_price, o.expires_at, o.quote_id, o.quote_min_amount_out, o.quote_expires_at,
         o.status.value, o.seq, o.attempts, o.created_at, o.updated_at, r.idempotency_key,
         r.request_hash,
-        o.id, e.seq, e.status.value, e.attempt, e.at, _json(dict(e.data)),
     )  # fmt: skip
+
+
+def _event_row(e: OrderEvent) -> tuple[Any, ...]:
+    """An event, in the order of _EVENT_COLUMNS."""
+    return (e.order_id, e.seq, e.status.value, e.attempt, e.at, _json(dict(e.data)))
 
 
 def _change_row(c: _Change) -> tuple[Any, ...]:
@@ -227,12 +241,16 @@ class OrderRepository:
         return await self.replayed(order, idempotency_key, request_hash), False
 
     async def create_many(self, records: Sequence[NewRecord]) -> set[UUID]:
-        """Store new orders and their first events in one statement; return those created.
+        """Store new orders and the events they are born with in one statement.
 
-        An order missing from the answer reused an idempotency key (see `replayed`).
+        Returns the ids of the orders created; one missing from the answer reused an
+        idempotency key (see `replayed`).
         """
-        columns = _as_columns(map(_new_row, records), len(_NEW_COLUMNS) + len(_EVENT_COLUMNS))
-        stored = await self._pool.fetch(_CREATE_MANY, *columns)
+        orders = _as_columns(map(_new_row, records), len(_NEW_COLUMNS))
+        events = _as_columns(
+            (_event_row(e) for r in records for e in r.events), len(_EVENT_COLUMNS)
+        )
+        stored = await self._pool.fetch(_CREATE_MANY, *orders, *events)
         return {row["order_id"] for row in stored}
 
     async def replayed(
@@ -338,7 +356,8 @@ class OrderRepository:
     async def quiet_unfinished(self, quiet_s: float, limit: int = 1000) -> list[UUID]:
         """Unfinished orders untouched for `quiet_s` seconds: the ones a lost job would strand.
 
-        Waiting limit/sniper orders are not queued, so they are not candidates.
+        Waiting limit/sniper orders are not queued, so they are not candidates: the
+        trigger runner checks them against PostgreSQL itself (`waiting_ids`).
         """
         rows = await self._pool.fetch(
             "SELECT id FROM orders WHERE status <> ALL($1::text[])"
@@ -349,9 +368,29 @@ class OrderRepository:
         )
         return [r["id"] for r in rows]
 
-    async def waiting(self) -> list[Order]:
-        """Every waiting limit and sniper order (the trigger book's starting point)."""
-        rows = await self._pool.fetch(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = 'waiting'"
-        )
+    async def waiting(self, order_ids: Sequence[UUID] | None = None) -> list[Order]:
+        """Every waiting limit and sniper order, or those of `order_ids` still waiting."""
+        if order_ids is None:
+            rows = await self._pool.fetch(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = 'waiting'"
+            )
+        else:
+            rows = await self._pool.fetch(
+                f"SELECT {_ORDER_COLUMNS} FROM orders"
+                " WHERE status = 'waiting' AND id = ANY($1::uuid[])",
+                order_ids,
+            )
         return [order_from_row(r) for r in rows]
+
+    async def waiting_ids(self) -> list[tuple[UUID, bool]]:
+        """Every waiting order's id, and whether its expiry has passed.
+
+        What the trigger book checks itself against every few seconds: two narrow
+        columns, cheap at thousands of waiting orders, and the orders are read in full
+        only when the book lacks them.
+        """
+        rows = await self._pool.fetch(
+            "SELECT id, coalesce(expires_at <= now(), false) AS due FROM orders"
+            " WHERE status = 'waiting'"
+        )
+        return [(r["id"], r["due"]) for r in rows]
