@@ -208,6 +208,8 @@ async def test_a_worker_that_lost_the_order_cannot_send_a_swap(
     assert [(r["venue"], r["attempt"], r["status"]) for r in rows] == [
         (building.dex_used, 1, "dropped")
     ]
+    # The order's dex is the ledger's: the one swap sent, on the venue it was built for.
+    assert [e.data["dex"] for e in after_owner if e.status is S.SUBMITTED] == [rows[0]["venue"]]
 
 
 async def test_the_ledger_refuses_a_swap_that_does_not_match_the_building_event(
