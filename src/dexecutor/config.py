@@ -79,6 +79,7 @@ class Settings(BaseSettings):
 
     max_concurrent_orders: Annotated[int, Field(ge=1, le=100_000)] = 10
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    internal_error_limit: Annotated[int, Field(ge=1, le=1_000)] = 5
     backoff_base_ms: Annotated[int, Field(ge=0, le=600_000)] = 500
     quote_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 1500
     max_amount_in: Annotated[Decimal, Field(gt=0)] = Decimal("1000000000000")

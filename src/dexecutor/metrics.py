@@ -25,6 +25,11 @@ EXECUTING_NOW = Gauge(
 QUEUE_DEPTH = Gauge("dexecutor_queue_depth", "Jobs in the order queue, by state", ["state"])
 WEBSOCKETS = Gauge("dexecutor_websocket_connections", "Open WebSocket connections", ["kind"])
 VENUE_ERRORS = Counter("dexecutor_venue_errors", "Failed attempts by venue-side reason", ["reason"])
+INTERNAL_ERRORS = Counter(
+    "dexecutor_internal_errors",
+    "Deterministic exceptions while executing an order (bugs, unprocessable rows);"
+    " PostgreSQL or Redis being unreachable is not counted",
+)
 
 
 class EngineMetrics:
@@ -42,3 +47,6 @@ class EngineMetrics:
         reason = event.data.get("reason")
         if reason is not None and event.status.value in ("retrying", "failed"):
             VENUE_ERRORS.labels(str(reason)).inc()
+
+    def internal_error(self) -> None:
+        INTERNAL_ERRORS.inc()

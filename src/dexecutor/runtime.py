@@ -99,6 +99,7 @@ class Services:
                 max_attempts=settings.max_attempts,
                 backoff_base_ms=settings.backoff_base_ms,
                 quote_timeout_s=settings.quote_timeout_ms / 1000,
+                internal_error_limit=settings.internal_error_limit,
             ),
             observer=EngineMetrics(),
         )

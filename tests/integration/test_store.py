@@ -21,7 +21,6 @@ from dexecutor.domain.order import IllegalTransition, Order, OrderStatus, OrderT
 from dexecutor.market.venue import TxRecord
 from dexecutor.store.ledger import PgLedger
 from dexecutor.store.orders import IdempotencyConflict, NewRecord, OrderRepository, StaleOrder
-from tests.support import redis_url
 
 
 @pytest.fixture
@@ -30,13 +29,6 @@ async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
     assert pool is not None
     yield pool
     await pool.close()
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url())
-    yield client
-    await client.aclose()
 
 
 def make_order(user: str = "store-user") -> Order:
@@ -159,6 +151,12 @@ async def test_ledger_keeps_one_live_transaction_per_order(pool: asyncpg.Pool) -
     order = make_order()
     await repo.create(order, first_event(order))
     now = datetime.now(UTC)
+    order = await repo.append(order, order.event(OrderStatus.ROUTING, now))
+    building = order.event(
+        OrderStatus.BUILDING, now, dex="raydium", route=["SOL", "USDC"], quotes={},
+        expectedAmountOut=Decimal(195), minAmountOut=Decimal(190),
+    )  # fmt: skip
+    order = await repo.append(order, building)
     tx = TxRecord(
         tx_hash=f"tx-{uuid4().hex}",
         venue="raydium",
@@ -172,8 +170,8 @@ async def test_ledger_keeps_one_live_transaction_per_order(pool: asyncpg.Pool) -
         submitted_at=now,
         lands_at=now + timedelta(seconds=1),
     )
-    first = await ledger.submit(tx)
-    second = await ledger.submit(replace(tx, tx_hash=f"tx-{uuid4().hex}", venue="meteora"))
+    first = await ledger.submit(tx, order.seq)
+    second = await ledger.submit(replace(tx, tx_hash=f"tx-{uuid4().hex}"), order.seq)
     assert second.tx_hash == first.tx_hash
     landed = replace(
         first, status="landed", amount_out=Decimal(197), executed_price=Decimal("98.5")

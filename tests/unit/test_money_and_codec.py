@@ -61,6 +61,15 @@ def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
 
 
+@pytest.mark.parametrize("value", ["0", "-3", "1001", "five"])
+def test_internal_error_limit_is_validated(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("INTERNAL_ERROR_LIMIT", value)
+    with pytest.raises(ConfigError, match="INTERNAL_ERROR_LIMIT"):
+        load_settings()
+    monkeypatch.setenv("INTERNAL_ERROR_LIMIT", "7")
+    assert load_settings().internal_error_limit == 7
+
+
 def test_bad_latency_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOCK_SWAP_LATENCY_MS", "3000-2000")
     with pytest.raises(ConfigError, match="MOCK_SWAP_LATENCY_MS"):

@@ -5,6 +5,10 @@ it mid-flight) and carries it on: each step commits its event, then publishes it
 A step after `building` first asks the chain whether this order already sent a
 transaction, so a retry never swaps twice. Failures become `retrying` (with the
 backoff the queue should wait) or `failed`.
+
+A worker whose job lock lapsed may still be running while another worker carries the
+same order: the ledger refuses its swap (the insert is fenced by the order's sequence
+number), the store refuses its events, and it leaves the order to its new owner.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+import asyncpg
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dexecutor.domain.failures import FailureReason, backoff_ms, is_retryable
 from dexecutor.domain.money import less_bps, limit_floor, quantize_down
@@ -24,7 +31,8 @@ from dexecutor.engine.routing import decide
 from dexecutor.engine.triggers import expired_because, trigger_of
 from dexecutor.market.tokens import find_token
 from dexecutor.market.types import MarketError
-from dexecutor.market.venue import MockVenue
+from dexecutor.market.venue import MockVenue, SubmitRefused
+from dexecutor.store.orders import StaleOrder
 
 log = structlog.get_logger(__name__)
 S = OrderStatus
@@ -33,6 +41,7 @@ S = OrderStatus
 class Repository(Protocol):
     async def get(self, order_id: UUID) -> Order | None: ...
     async def append(self, order: Order, event: OrderEvent) -> Order: ...
+    async def count_internal_error(self, order_id: UUID) -> int | None: ...
 
 
 class Publisher(Protocol):
@@ -43,6 +52,7 @@ class Observer(Protocol):
     """Hooks for metrics; the engine reports, it does not know Prometheus."""
 
     def event(self, before: Order, event: OrderEvent) -> None: ...
+    def internal_error(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,24 @@ class Policy:
     max_attempts: int
     backoff_base_ms: int
     quote_timeout_s: float
+    # Deterministic exceptions (bugs, rows the engine cannot process) an order may
+    # suffer before it fails with `internal_error` instead of being retried forever.
+    internal_error_limit: int
+
+
+# Trouble reaching PostgreSQL or Redis, or a transaction PostgreSQL asked to repeat.
+# It is retried for as long as it lasts and never held against the order: the order
+# did nothing wrong, and while PostgreSQL is away no count could be stored anyway.
+PASSING_TROUBLE: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionError and TimeoutError among them (sockets, pool acquire)
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # connection closed or pool closing under the query
+    asyncpg.OperatorInterventionError,  # admin shutdown, cannot connect now, query canceled
+    asyncpg.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.TransactionRollbackError,  # deadlock, serialization failure
+    RedisConnectionError,
+    RedisTimeoutError,
+)
 
 
 def utcnow() -> datetime:
@@ -80,7 +108,18 @@ class Engine:
         the order id and attempt: they are bound to this task's logging context.
         """
         with structlog.contextvars.bound_contextvars(order_id=str(order_id)):
-            return await self._process(order_id)
+            try:
+                return await self._process(order_id)
+            except (SubmitRefused, StaleOrder) as err:
+                # The order moved on without this worker: another one carries it now (this
+                # one's job lock lapsed) or a cancel ended it. Anything more from here
+                # could only contradict that.
+                log.warning("order moved on elsewhere: leaving it", error=str(err))
+                return None
+            except PASSING_TROUBLE:
+                raise
+            except Exception as err:
+                return await self._internal_error(order_id, err)
 
     async def _process(self, order_id: UUID) -> int | None:
         order = await self._repo.get(order_id)
@@ -148,6 +187,13 @@ class Engine:
             min_out = max(
                 min_out, limit_floor(order.limit_price, order.amount_in, token_out.decimals)
             )
+        if best.amount_out < min_out:
+            # Sending it would only buy a revert (and, on a real chain, its fee).
+            raise MarketError(
+                FailureReason.SLIPPAGE_EXCEEDED,
+                f"the best quote ({best.amount_out} {order.token_out} on {best.venue})"
+                f" is below the required minimum of {min_out}",
+            )
         table = decision.table()
         log.info(
             "routed",
@@ -169,9 +215,11 @@ class Engine:
         assert order.dex_used is not None and order.min_amount_out is not None
         # Idempotent: if this order already has a pending or landed transaction (a
         # worker died after sending it), the ledger hands that one back instead.
+        # Fenced by the building event's seq: refused (SubmitRefused) if the order moved on.
         tx = await self._venues[order.dex_used].submit(
             order.id,
             order.attempts,
+            order.seq,
             order.token_in,
             order.token_out,
             order.amount_in,
@@ -209,4 +257,33 @@ class Engine:
         if retryable:
             message = f"{message}; gave up after {order.attempts} attempts"
         await self._step(order, S.FAILED, reason=reason, message=message, retryable=retryable)
+        return None
+
+    async def _internal_error(self, order_id: UUID, err: Exception) -> int | None:
+        """Count a deterministic exception against the order; at the bound, fail the order.
+
+        Below the bound the exception goes back to the queue, which runs the job again
+        after its backoff: a transient bug, or a row repaired meanwhile, lets the order
+        carry on. The count lives in PostgreSQL, so it survives restarts and Redis loss.
+        """
+        log.error("internal error while executing the order", exc_info=err)
+        if self._observer is not None:
+            self._observer.internal_error()
+        count = await self._repo.count_internal_error(order_id)
+        limit = self._policy.internal_error_limit
+        if count is None or count < limit:
+            raise err
+        order = await self._repo.get(order_id)
+        if order is None or order.is_terminal:
+            return None
+        log.error("giving the order up after repeated internal errors", internal_errors=count)
+        if order.status in (S.PENDING, S.WAITING):  # failed is reached through routing
+            order = await self._step(order, S.ROUTING)
+        await self._step(
+            order,
+            S.FAILED,
+            reason=FailureReason.INTERNAL_ERROR,
+            message=f"gave up after {count} internal errors ({type(err).__name__})",
+            retryable=False,
+        )
         return None

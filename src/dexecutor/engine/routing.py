@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from dexecutor.domain.failures import FailureReason
+from dexecutor.domain.failures import FailureReason, is_retryable
 from dexecutor.market.router import best_quote
 from dexecutor.market.types import MarketError, Quote
 from dexecutor.market.venue import MockVenue, VenueError
@@ -38,8 +38,21 @@ class Decision:
         return {venue: quote_fields(r) for venue, r in self.results.items()}
 
     def failure(self) -> MarketError:
-        """The most telling refusal, when no venue quoted."""
+        """The most telling refusal, when no venue quoted.
+
+        Transient if any venue's refusal was: a venue that timed out may well quote the
+        next time, so one venue's lack of liquidity must not end the order for good.
+        """
         errors = [r for r in self.results.values() if isinstance(r, MarketError)]
+        transient = [e for e in errors if is_retryable(e.reason)]
+        if transient and len(transient) < len(errors):
+            first = self._most_telling(transient)
+            rest = "; ".join(e.message for e in errors if not is_retryable(e.reason))
+            return MarketError(first.reason, f"{first.message}; {rest}")
+        return self._most_telling(errors)
+
+    @staticmethod
+    def _most_telling(errors: list[MarketError]) -> MarketError:
         for reason in _FAILURE_PRECEDENCE:
             matching = [e for e in errors if e.reason == reason]
             if matching:

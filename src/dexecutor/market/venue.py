@@ -30,6 +30,16 @@ class VenueError(MarketError):
     """A venue-side failure (unavailable, timeout, dropped or expired transaction)."""
 
 
+class SubmitRefused(Exception):
+    """The chain would not take this swap from this sender: it no longer owns the order.
+
+    Either the order moved on since the sender read it (another worker took it over
+    after the sender's job lock lapsed), or the order's live transaction belongs to
+    another attempt or venue. Not a `MarketError`: the order did not fail, its sender
+    is stale, and a stale sender must leave the order alone.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """A scripted fault taken from the fault board: `kind` and, for price moves, bps."""
@@ -72,8 +82,14 @@ class TxRecord:
 class Ledger(Protocol):
     """The simulated chain's record of transactions (durable, shared by all workers)."""
 
-    async def submit(self, tx: TxRecord) -> TxRecord:
-        """Record `tx`, unless the order already has a live one: then return that."""
+    async def submit(self, tx: TxRecord, seq: int) -> TxRecord:
+        """Record `tx` if its order is still building this attempt for this venue at `seq`.
+
+        When the order already has a live transaction of this very attempt and venue (a
+        worker died after sending it), that one is returned instead. Raises
+        SubmitRefused when the sender's copy of the order is stale or the live
+        transaction belongs to another attempt or venue.
+        """
         ...
 
     async def get(self, tx_hash: str) -> TxRecord | None: ...
@@ -157,12 +173,17 @@ class MockVenue:
         self,
         order_id: UUID,
         attempt: int,
+        seq: int,
         token_in: str,
         token_out: str,
         amount_in: Decimal,
         min_amount_out: Decimal,
     ) -> TxRecord:
-        """Send the swap transaction; returns at once with its signature (idempotent per order)."""
+        """Send the swap transaction; returns at once with its signature (idempotent per order).
+
+        `seq` is the sequence number of the order's `building` event as the sender read
+        it: the fencing token that stops a sender who lost the order (SubmitRefused).
+        """
         now = datetime.now(UTC)
         tx = TxRecord(
             tx_hash=tx_signature(self._tx_rng),
@@ -177,7 +198,7 @@ class MockVenue:
             submitted_at=now,
             lands_at=now + timedelta(seconds=self._latency(self._swap_latency)),
         )
-        sent = await self._ledger.submit(tx)
+        sent = await self._ledger.submit(tx, seq)
         if len(self._sent) >= _MAX_SENT:  # orders that never came back to confirm
             self._sent.clear()
         self._sent[sent.tx_hash] = sent

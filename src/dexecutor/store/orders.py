@@ -320,6 +320,19 @@ class OrderRepository:
         stored = await self._pool.fetch(_APPEND_MANY, *columns)
         return {row["order_id"] for row in stored}
 
+    async def count_internal_error(self, order_id: UUID) -> int | None:
+        """Add one to the order's internal-error count and return it (None: no such order).
+
+        Kept in PostgreSQL, not in the job: the bound must hold across worker restarts
+        and a lost Redis. Neither seq nor updated_at moves; no status changed.
+        """
+        count = await self._pool.fetchval(
+            "UPDATE orders SET internal_errors = internal_errors + 1 WHERE id = $1"
+            " RETURNING internal_errors",
+            order_id,
+        )
+        return None if count is None else int(count)
+
     async def events(self, order_id: UUID, after_seq: int = 0) -> list[OrderEvent]:
         rows = await self._pool.fetch(
             "SELECT order_id, seq, status, attempt, at, data FROM order_events"
