@@ -283,7 +283,7 @@ def engine_of(world: World) -> tuple[Engine, PgLedger]:
         )
         for name in VENUES
     }
-    policy = Policy(max_attempts=3, backoff_base_ms=10, quote_timeout_s=1.0)
+    policy = Policy(max_attempts=3, backoff_base_ms=10, quote_timeout_s=1.0, internal_error_limit=5)
     return Engine(world.repo, world.publisher, venues, policy), ledger
 
 
