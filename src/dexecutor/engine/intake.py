@@ -29,7 +29,7 @@ from dexecutor.domain.order import (
 )
 from dexecutor.engine.execute import Publisher
 from dexecutor.engine.triggers import trigger_of
-from dexecutor.group_commit import GroupCommit
+from dexecutor.group_commit import GroupCommit, ItemFailed
 from dexecutor.metrics import ORDERS_ACCEPTED
 from dexecutor.store.orders import NewRecord, OrderRepository, StaleOrder
 
@@ -126,9 +126,12 @@ class Intake:
         await self._publish_all([event, waiting], order.user_id)
         return stored, True
 
-    async def _store_batch(self, records: list[NewRecord]) -> list[bool]:
-        """Commit a batch of new orders, then queue and announce its market orders."""
-        created = await self._repo.create_many(records)
+    async def _store_batch(self, records: list[NewRecord]) -> list[bool | ItemFailed]:
+        """Commit a batch of new orders, then queue and announce its market orders.
+
+        An order PostgreSQL refuses fails its own request only, not its batch's.
+        """
+        created, refused = await self._repo.create_each_on_refusal(records)
         ORDERS_ACCEPTED.inc(len(created))
         market = [r for r in records if r.order.id in created and r.order.type is OrderType.MARKET]
         if market:
@@ -140,7 +143,10 @@ class Intake:
                 log.warning("orders stored but not yet queued", orders=len(market), error=str(err))
             for r in market:
                 log.info("order accepted", order_id=str(r.order.id), user_id=r.order.user_id)
-        return [r.order.id in created for r in records]
+        return [
+            ItemFailed(refused[r.order.id]) if r.order.id in refused else r.order.id in created
+            for r in records
+        ]
 
     async def _publish_all(self, events: list[OrderEvent], user_id: str) -> None:
         try:
@@ -187,7 +193,13 @@ class Intake:
                 after = await self._repo.append(order, event)
             except StaleOrder:
                 continue  # a worker moved it meanwhile: look again
-            await self._publisher.publish(event, order.user_id)
+            try:
+                await self._publisher.publish(event, order.user_id)
+            except (RedisError, OSError) as err:
+                # Committed is cancelled: watchers find the event in the store instead.
+                log.warning(
+                    "cancel stored but not published", order_id=str(order_id), error=str(err)
+                )
             return after
         raise Refused(409, "not_cancellable", f"order {order_id} is changing; try again")
 

@@ -17,6 +17,7 @@ from bullmq import Worker
 from bullmq.custom_errors import DelayedError
 from redis.asyncio import Redis
 
+from dexecutor.background import Loops
 from dexecutor.engine.execute import Engine
 from dexecutor.queue.orders import QUEUE_NAME, OrderQueue, queue_options
 
@@ -46,8 +47,11 @@ class OrderWorker:
         redis_url: str,
         namespace: str,
         concurrency: int,
+        loops: Loops | None = None,
     ) -> None:
         self._engine = engine
+        self._loops = loops or Loops()
+        self._closing = False
         self._queue = queue
         self._redis = redis
         self._marker = f"{namespace}:{QUEUE_NAME}:marker"
@@ -74,9 +78,22 @@ class OrderWorker:
         self._worker.on("error", lambda err, *a: log.error("queue error", error=str(err)))
         self._worker.on("completed", lambda *a: self._wake())
         self._worker.on("failed", self._on_failed)
-        self._run_task = asyncio.ensure_future(self._worker.run())
+        self._run_task = self._loops.start("queue-worker", self._run)
+
+    async def _run(self) -> None:
+        """BullMQ's run loop, which must not end while this worker is open.
+
+        On an unexpected error BullMQ prints a traceback and *returns*: the process
+        would stay up and take no job again. Here that counts as a death, so the
+        supervisor logs it and runs the loop again.
+        """
+        assert self._worker is not None
+        await self._worker.run()
+        if not self._closing:
+            raise RuntimeError("the BullMQ run loop ended while the worker was open")
 
     async def stop(self) -> None:
+        self._closing = True
         if self._worker is not None:
             await self._worker.close()
         if self._run_task is not None:
