@@ -17,17 +17,27 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class ItemFailed:
+    """A flush's answer for one item that failed on its own: its caller alone gets `error`."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
 class GroupCommit(Generic[T, R]):
     """Calls `flush(items)` for batches of items; `flush` returns one result per item.
 
     At most `max_flushes` flushes run at once (two let PostgreSQL work on one batch
     while the next is sent), each of at most `max_batch` items. An exception from a
-    flush is raised in every caller of that batch.
+    flush is raised in every caller of that batch; an `ItemFailed` answer only in the
+    caller of that item.
     """
 
     def __init__(
         self,
-        flush: Callable[[list[T]], Awaitable[Sequence[R]]],
+        flush: Callable[[list[T]], Awaitable[Sequence[R | ItemFailed]]],
         max_batch: int = 256,
         max_flushes: int = 2,
     ) -> None:
@@ -73,5 +83,9 @@ class GroupCommit(Generic[T, R]):
                 future.cancel()
             raise
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():  # a caller that went away leaves a cancelled future
+            if future.done():  # a caller that went away leaves a cancelled future
+                continue
+            if isinstance(result, ItemFailed):
+                future.set_exception(result.error)
+            else:
                 future.set_result(result)

@@ -17,7 +17,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from dexecutor.background import cancel_and_wait
+from dexecutor.background import Loops, cancel_and_wait
 from dexecutor.bus.events import EventHub, EventPublisher
 from dexecutor.bus.faults import RedisFaultBoard
 from dexecutor.bus.market_control import MarketControl
@@ -36,8 +36,11 @@ from dexecutor.queue.worker import OrderWorker
 from dexecutor.store.db import create_pool
 from dexecutor.store.ledger import PgLedger
 from dexecutor.store.orders import OrderRepository
+from dexecutor.store.watch import StoredEvents
 
 log = structlog.get_logger(__name__)
+
+RECONCILE_PAGE = 1000
 
 
 @dataclass
@@ -64,6 +67,8 @@ class Services:
     # Thousands of watchers (API) or in-flight orders (worker) are long-lived objects
     # that full garbage collections would otherwise walk again and again.
     heap: HeapKeeper = field(default_factory=HeapKeeper)
+    # Every long-lived loop of the process runs under it; /readyz reads its deaths.
+    loops: Loops = field(default_factory=Loops)
 
     @classmethod
     async def open(cls, settings: Settings, *, worker: bool, watchers: bool = True) -> Services:
@@ -106,14 +111,19 @@ class Services:
         queue = OrderQueue(settings.redis, settings.namespace, redis)
         # A process that serves watchers hears every event; a worker alone only what
         # its trigger book needs.
-        hub = EventHub(redis, keys.events if watchers else keys.wait_events)
+        loops = Loops()
+        hub = EventHub(redis, keys.events if watchers else keys.wait_events, loops)
+        if watchers:
+            hub.reread_from(StoredEvents(pool))
+        if settings.env == "test":
+            hub.on_channel(keys.crash_hub, _crash_hub)
         control = MarketControl(redis, keys, market, clock)
         hub.on_channel(keys.market, control.receive)
         hub.on_channel(keys.faults_changed, faults.forget)
         await control.restore()
         services = cls(
             settings, pool, redis, keys, repo, ledger, faults, QuoteBook(redis, keys), queue,
-            market, venues, engine, hub, control, clock, publisher,
+            market, venues, engine, hub, control, clock, publisher, loops=loops,
         )  # fmt: skip
         if worker:
             # The trigger book checks itself against PostgreSQL as often as the
@@ -142,11 +152,12 @@ class Services:
                 settings.redis,
                 settings.namespace,
                 settings.max_concurrent_orders,
+                loops,
             )
             await services.worker.start()
             requeued = await services.reconcile(quiet_s=0)
             log.info("worker started", seed=seed, requeued=requeued)
-            services.tasks["reconciler"] = asyncio.create_task(services._reconcile_forever())
+            services.tasks["reconciler"] = loops.start("reconciler", services._reconcile_forever)
         return services
 
     async def reconcile(self, quiet_s: float) -> int:
@@ -157,14 +168,16 @@ class Services:
         """
         await self.queue.set_global_concurrency(self.settings.max_concurrent_orders)
         total = 0
-        while True:
-            batch = await self.repo.quiet_unfinished(quiet_s)
-            lost = await self.queue.requeue_missing(batch)
+        cursor = None
+        while True:  # every unfinished order, a page at a time, oldest first
+            page = await self.repo.quiet_unfinished(quiet_s, RECONCILE_PAGE, after=cursor)
+            lost = await self.queue.requeue_missing([order_id for _, order_id in page])
             total += len(lost)
             if lost:
                 log.warning("requeued orders the queue had lost", count=len(lost))
-            if len(batch) < 1000 or not lost:
+            if len(page) < RECONCILE_PAGE:
                 return total
+            cursor = page[-1]
 
     async def _launch_later(self, token: str, venue: str, at_s: float) -> None:
         await asyncio.sleep(at_s)
@@ -192,3 +205,8 @@ class Services:
         await self.queue.close()
         await self.redis.aclose()
         await self.pool.close()
+
+
+def _crash_hub(message: dict[str, object]) -> None:
+    """Test-only: a message on the crash channel kills the event hub's loop for real."""
+    raise RuntimeError(f"event hub crash requested by a test: {message}")

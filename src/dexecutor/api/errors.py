@@ -78,6 +78,24 @@ DATABASE_DOWN: tuple[type[Exception], ...] = (
 
 
 DATABASE_DOWN_MESSAGE = "PostgreSQL is unreachable; nothing was stored. Retry shortly."
+DATABASE_LOST_MESSAGE = (
+    "The connection to PostgreSQL broke during the request, possibly after its commit:"
+    " the order may have been stored. Retry with the same Idempotency-Key; the retry"
+    " returns the stored order instead of making a second one."
+)
+
+# Failures that happen before a statement reaches the server: nothing can have been
+# committed. Any other lost connection may have dropped after the COMMIT was sent.
+_NEVER_SENT: tuple[type[Exception], ...] = (
+    ConnectionRefusedError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def database_down_message(exc: BaseException) -> str:
+    """What a 503 may promise: "nothing was stored" only when that is certain."""
+    return DATABASE_DOWN_MESSAGE if isinstance(exc, _NEVER_SENT) else DATABASE_LOST_MESSAGE
 
 
 def database_down_response(exc: Exception) -> Response:
@@ -85,7 +103,7 @@ def database_down_response(exc: Exception) -> Response:
     return error_response(
         503,
         "database_unavailable",
-        DATABASE_DOWN_MESSAGE,
+        database_down_message(exc),
         headers={"Retry-After": "1"},
     )
 

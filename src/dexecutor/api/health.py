@@ -29,7 +29,7 @@ async def healthz() -> Response:
 
 @router.get(
     "/readyz",
-    summary="PostgreSQL and Redis are reachable",
+    summary="PostgreSQL and Redis are reachable and no background loop keeps dying",
     response_model=views.ReadyView,
     responses=ex.ok(ex.READY),
 )
@@ -45,6 +45,9 @@ async def readyz(svc: ServicesDep) -> Response:
         checks["redis"] = "ok"
     except Exception as err:  # any failure means the dependency is down for us
         checks["redis"] = f"down: {type(err).__name__}: {err}"[:200]
+    # A process whose loop keeps dying is up but deaf (no events, no requeues): not ready.
+    for loop, deaths in svc.loops.dying().items():
+        checks[f"loop:{loop}"] = f"dying: {deaths} deaths in the last minute"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {

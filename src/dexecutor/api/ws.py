@@ -2,8 +2,10 @@
 
 A watcher first subscribes to live events, then replays what is stored, then
 forwards live events it has not sent yet: no gap, no duplicate. Whenever the live
-feed may have missed something (Redis reconnect, a slow consumer, a seq jump) the
-watcher re-reads PostgreSQL from its last seq.
+feed may have missed something (Redis reconnect, a slow consumer, a seq jump, or the
+event hub finding the store ahead of it) the watcher re-reads PostgreSQL from its last
+seq. A user's stream keeps each order's events in seq order the same way: a jump is
+filled from the store before the later event goes out, and nothing goes out twice.
 """
 
 from __future__ import annotations
@@ -15,20 +17,23 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 from uuid import UUID
 
+import structlog
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from dexecutor import jsoncodec
-from dexecutor.api.errors import DATABASE_DOWN, DATABASE_DOWN_MESSAGE, ApiError
+from dexecutor.api.errors import DATABASE_DOWN, ApiError, database_down_message
 from dexecutor.api.guard import Principal
 from dexecutor.api.orders import check_backlog, new_order
 from dexecutor.api.schemas import USER_ID_PATTERN, parse_order_request
-from dexecutor.bus.events import RAW, RESYNC, event_message
-from dexecutor.domain.order import TERMINAL, OrderStatus
+from dexecutor.bus.events import RAW, RESYNC, Subscription, event_message
+from dexecutor.domain.order import TERMINAL
 from dexecutor.engine.intake import Intake, Refused
 from dexecutor.metrics import WEBSOCKETS
 from dexecutor.runtime import Services
 from dexecutor.store.orders import IdempotencyConflict
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter()
 
@@ -140,7 +145,7 @@ async def stream_order(
             nonlocal last
             for event in await svc.repo.events(order_id, last):
                 await _send(ws, event_message(event, user_id))
-                last = event.seq
+                last = sub.last = event.seq
                 if event.status in TERMINAL:
                     return True
             return False
@@ -158,7 +163,7 @@ async def stream_order(
                 if message["seq"] <= last:
                     continue
                 await _send(ws, message)
-                last = message["seq"]
+                last = sub.last = message["seq"]
                 if message["status"] in _TERMINAL:
                     return
 
@@ -199,9 +204,40 @@ async def watch_user(ws: WebSocket, userId: str | None = None) -> None:
                     # Everything queued since the last wake-up, sent in one go: a burst
                     # of events costs this task one wake-up, not one per event.
                     queued = await sub.get_many()
-                    await _send(ws, *[{"resync": True} if m is RESYNC else m for m in queued])
+                    await _send(ws, *[m for q in queued for m in await _in_order(svc, sub, q)])
 
             await _race(ws, forward())
+
+
+async def _in_order(svc: Services, sub: Subscription, message: dict[str, Any]) -> list[Any]:
+    """What a user stream sends for `message`: nothing if sent before, else what it skips.
+
+    Events of one order reach this process in seq order only as long as their writers
+    publish in commit order; when an event overtakes an earlier one (or the earlier one
+    was never published) the earlier ones are read from the store and sent first. For
+    an order first heard of here, only events since the stream opened are filled in.
+    """
+    if message is RESYNC:
+        return [{"resync": True}]
+    order_id, seq = message["orderId"], message["seq"]
+    known = sub.seqs.get(order_id)
+    if known is not None and seq <= known:
+        return []
+    out: list[Any] = []
+    if seq > (known or 0) + 1:
+        try:
+            stored = await svc.repo.events(UUID(order_id), known or 0)
+        except DATABASE_DOWN as err:
+            log.warning("user stream could not fill a gap", order_id=order_id, error=str(err))
+            stored = []
+        user_id = message.get("userId")
+        out = [
+            event_message(e, user_id)
+            for e in stored
+            if e.seq < seq and (known is not None or e.at >= sub.since)
+        ]
+    sub.seqs[order_id] = seq
+    return [*out, message]
 
 
 @router.websocket("/api/orders/execute")
@@ -238,8 +274,8 @@ async def execute_ws(ws: WebSocket) -> None:
                 order, _ = await intake.accept(new_order(req), None, req.fingerprint())
             except (Refused, IdempotencyConflict) as err:
                 raise ApiError(422, getattr(err, "code", "conflict"), str(err)) from None
-            except DATABASE_DOWN:
-                raise ApiError(503, "database_unavailable", DATABASE_DOWN_MESSAGE) from None
+            except DATABASE_DOWN as err:
+                raise ApiError(503, "database_unavailable", database_down_message(err)) from None
         except ApiError as err:
             body: dict[str, Any] = {"error": err.code, "message": err.message}
             if err.details is not None:
@@ -252,5 +288,7 @@ async def execute_ws(ws: WebSocket) -> None:
             }.get(err.status, CLOSE_BAD_REQUEST)
             await _close(ws, code, err.code)
             return
-        await _send(ws, {"orderId": str(order.id), "status": OrderStatus.PENDING.value})
+        # The acknowledgement names the order; its `pending` event follows in the stream
+        # with everything else, so every status arrives once.
+        await _send(ws, {"orderId": str(order.id)})
         await stream_order(ws, svc, order.id, 0, who)

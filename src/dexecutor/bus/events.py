@@ -4,6 +4,12 @@ Workers publish each event after it is committed to PostgreSQL. Every API proces
 holds one subscription and fans events out to its own WebSocket watchers, by order
 and by user. Redis only carries news: a watcher that may have missed something
 (a reconnect, a full queue) is told to re-read the stored history instead.
+
+Redis may also never carry an event at all: a writer that crashed between its commit
+and its publish leaves the event only in PostgreSQL. While watchers are connected, the
+hub therefore looks at the store every few seconds: an order watcher behind the stored
+order is resynced, and a user watcher is offered the recent events of its user it has
+not sent yet. Every watcher thus ends with its order's terminal event, whatever Redis lost.
 """
 
 from __future__ import annotations
@@ -12,14 +18,17 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
 
+import asyncpg
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dexecutor import jsoncodec
-from dexecutor.background import cancel_and_wait
+from dexecutor.background import Loops, cancel_and_wait
 from dexecutor.domain.order import WAIT_BOUNDARY, OrderEvent
 from dexecutor.group_commit import GroupCommit
 from dexecutor.metrics import ORDER_EVENTS
@@ -88,12 +97,39 @@ class EventPublisher:
         return jsoncodec.dumps(event_message(event, user_id))
 
 
+class EventStore(Protocol):
+    """What the hub reads from PostgreSQL to find events Redis never carried."""
+
+    async def seqs(self, order_ids: Sequence[UUID]) -> dict[UUID, int]: ...
+
+    async def user_events(
+        self, user_ids: Sequence[str], since: datetime
+    ) -> list[tuple[str, OrderEvent]]: ...
+
+
+# An event is stamped just before its commit; a re-read looks this far behind its last
+# pass so that an event committed late is still found.
+_REREAD_OVERLAP = timedelta(seconds=5)
+# A user watcher counts as watching from a little before it subscribed: the client may
+# have submitted an order while the socket was being set up, and clocks of processes
+# differ a little. An earlier event of an order sent twice is worse than one too many.
+_WATCH_SLACK = timedelta(seconds=2)
+
+
 class Subscription:
-    """A watcher's inbox. Bounded: a consumer that falls behind is resynced, not waited for."""
+    """A watcher's inbox. Bounded: a consumer that falls behind is resynced, not waited for.
+
+    The watcher records here what it has sent (`last` for one order, `seqs` per order
+    for a user), so the hub can tell from the store which watchers are behind.
+    """
 
     def __init__(self, maxsize: int = 256) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
         self.resync_pending = False
+        self.last = 0
+        self.behind: int | None = None
+        self.seqs: dict[str, int] = {}
+        self.since = datetime.now(UTC) - _WATCH_SLACK
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.resync_pending:
@@ -131,9 +167,15 @@ class Subscription:
 class EventHub:
     """This process's single Redis subscription and its local watchers."""
 
-    def __init__(self, redis: Redis, channel: str) -> None:
+    def __init__(self, redis: Redis, channel: str, loops: Loops | None = None) -> None:
         self._redis = redis
         self._channel = channel
+        self._loops = loops or Loops()
+        self._stored: EventStore | None = None
+        self._reread_s = 2.0
+        self._reread_task: asyncio.Task[None] | None = None
+        self._last_reread: datetime | None = None
+        self._subscribed_once = False
         self._by_order: dict[str, set[Subscription]] = defaultdict(set)
         self._by_user: dict[str, set[Subscription]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
@@ -155,6 +197,11 @@ class EventHub:
         """Call `hook` after a reconnect, when messages may have been missed."""
         self._resync_hooks.append(hook)
 
+    def reread_from(self, stored: EventStore, every_s: float = 2.0) -> None:
+        """Look in the store every `every_s` seconds for events Redis lost (before start)."""
+        self._stored = stored
+        self._reread_s = every_s
+
     @property
     def watchers(self) -> int:
         return sum(len(s) for s in self._by_order.values()) + sum(
@@ -162,10 +209,13 @@ class EventHub:
         )
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="event-hub")
+        self._task = self._loops.start("event-hub", self._run)
+        if self._stored is not None:
+            self._reread_task = self._loops.start("event-reread", self._reread_forever)
         await asyncio.wait_for(self._ready.wait(), timeout=10)
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._reread_task)
         await cancel_and_wait(self._task)
 
     @contextlib.contextmanager
@@ -214,17 +264,16 @@ class EventHub:
 
     async def _run(self) -> None:
         delay = 0.1
-        first = True
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel, *self._channels)
                 self.connected = True
                 self._ready.set()
-                if not first:
+                if self._subscribed_once:  # a reconnect, or a restart after a crash
                     log.info("event hub resubscribed", channel=self._channel)
                     self._resync_all()
-                first = False
+                self._subscribed_once = True
                 delay = 0.1
                 while True:
                     msg = await pubsub.get_message(timeout=30)
@@ -236,10 +285,53 @@ class EventHub:
                     else:
                         self._channels[channel](jsoncodec.loads(msg["data"]))
             except (RedisError, OSError) as err:
-                self.connected = False
                 log.warning("event hub lost redis", error=str(err), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
+                self.connected = False
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _reread_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._reread_s)
+            try:
+                await self.reread()
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+                log.warning("re-read of stored events skipped", error=str(err))
+
+    async def reread(self) -> None:
+        """One look at the store for events the watchers here never got from Redis.
+
+        One statement per kind of watcher and pass, whatever their number, and none
+        while nobody watches.
+        """
+        assert self._stored is not None
+        if self._by_order:
+            stored = await self._stored.seqs([UUID(i) for i in self._by_order])
+            for order_id, seq in stored.items():
+                for sub in self._by_order.get(str(order_id), ()):
+                    if sub.last >= seq:
+                        sub.behind = None
+                    elif sub.behind == sub.last:
+                        # Behind the store at two passes in a row without moving: what it
+                        # waits for is not coming. It replays from its last seq.
+                        sub.behind = None
+                        sub.resync()
+                    else:
+                        sub.behind = sub.last  # maybe only busy sending: look again
+        if not self._by_user:
+            self._last_reread = None
+            return
+        started = datetime.now(UTC)
+        since = min(sub.since for subs in self._by_user.values() for sub in subs)
+        if self._last_reread is not None:
+            since = max(since, self._last_reread - _REREAD_OVERLAP)
+        found = await self._stored.user_events(list(self._by_user), since)
+        self._last_reread = started
+        for user_id, event in found:
+            key = str(event.order_id)
+            for sub in self._by_user.get(user_id, ()):
+                if event.at >= sub.since and event.seq > sub.seqs.get(key, 0):
+                    sub.offer(event_message(event, user_id))

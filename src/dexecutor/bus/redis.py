@@ -49,3 +49,11 @@ class Keys:
 
     def quote(self, quote_id: str) -> str:
         return f"{self.ns}:quote:{quote_id}"
+
+    @property
+    def crash_hub(self) -> str:
+        """Channel whose messages make the event hub's loop raise (ENV=test only).
+
+        The fault tests use it to kill the loop for real and watch it come back.
+        """
+        return f"{self.ns}:test:crash-hub"

@@ -33,7 +33,7 @@ from dexecutor.domain.order import (
 )
 from dexecutor.engine.execute import Publisher
 from dexecutor.engine.triggers import trigger_of
-from dexecutor.group_commit import GroupCommit
+from dexecutor.group_commit import GroupCommit, ItemFailed
 from dexecutor.metrics import ORDERS_ACCEPTED
 from dexecutor.store.orders import NewRecord, OrderRepository, StaleOrder
 
@@ -123,9 +123,12 @@ class Intake:
             return await self._repo.replayed(order, idempotency_key, fingerprint), False
         return record.order, True
 
-    async def _store_batch(self, records: list[NewRecord]) -> list[bool]:
-        """Commit a batch of new orders, then queue its market orders and announce all."""
-        ids = await self._repo.create_many(records)
+    async def _store_batch(self, records: list[NewRecord]) -> list[bool | ItemFailed]:
+        """Commit a batch of new orders, then queue its market orders and announce all.
+
+        An order PostgreSQL refuses fails its own request only, not its batch's.
+        """
+        ids, refused = await self._repo.create_each_on_refusal(records)
         ORDERS_ACCEPTED.inc(len(ids))
         created = [r for r in records if r.order.id in ids]
         market = [r.order.id for r in created if r.order.type is OrderType.MARKET]
@@ -142,7 +145,10 @@ class Intake:
                 log.warning("orders stored but not yet queued", orders=len(created), error=str(err))
             for r in created:
                 log.info("order accepted", order_id=str(r.order.id), user_id=r.order.user_id)
-        return [r.order.id in ids for r in records]
+        return [
+            ItemFailed(refused[r.order.id]) if r.order.id in refused else r.order.id in ids
+            for r in records
+        ]
 
     async def _check_quote(self, new: NewOrder) -> tuple[Decimal, datetime]:
         assert new.quote_id is not None
@@ -182,7 +188,13 @@ class Intake:
                 after = await self._repo.append(order, event)
             except StaleOrder:
                 continue  # a worker moved it meanwhile: look again
-            await self._publisher.publish(event, order.user_id)
+            try:
+                await self._publisher.publish(event, order.user_id)
+            except (RedisError, OSError) as err:
+                # Committed is cancelled: watchers find the event in the store instead.
+                log.warning(
+                    "cancel stored but not published", order_id=str(order_id), error=str(err)
+                )
             return after
         raise Refused(409, "not_cancellable", f"order {order_id} is changing; try again")
 

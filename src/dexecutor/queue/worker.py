@@ -17,6 +17,7 @@ from bullmq import Worker
 from bullmq.custom_errors import DelayedError
 from redis.asyncio import Redis
 
+from dexecutor.background import Loops
 from dexecutor.engine.execute import Engine
 from dexecutor.queue.orders import QUEUE_NAME, OrderQueue, queue_options
 
@@ -46,8 +47,12 @@ class OrderWorker:
         redis_url: str,
         namespace: str,
         concurrency: int,
+        loops: Loops | None = None,
     ) -> None:
         self._engine = engine
+        self._loops = loops or Loops()
+        self._closing = False
+        self._runs = 0
         self._queue = queue
         self._redis = redis
         self._marker = f"{namespace}:{QUEUE_NAME}:marker"
@@ -70,13 +75,37 @@ class OrderWorker:
     async def start(self) -> None:
         # Every worker writes the same cap; it bounds active jobs across all of them.
         await self._queue.set_global_concurrency(self._concurrency)
-        self._worker = Worker(QUEUE_NAME, self._process, self._opts)
-        self._worker.on("error", lambda err, *a: log.error("queue error", error=str(err)))
-        self._worker.on("completed", lambda *a: self._wake())
-        self._worker.on("failed", self._on_failed)
-        self._run_task = asyncio.ensure_future(self._worker.run())
+        self._worker = self._new_worker()
+        self._run_task = self._loops.start("queue-worker", self._run)
+
+    def _new_worker(self) -> Worker:
+        worker = Worker(QUEUE_NAME, self._process, self._opts)
+        worker.on("error", lambda err, *a: log.error("queue error", error=str(err)))
+        worker.on("completed", lambda *a: self._wake())
+        worker.on("failed", self._on_failed)
+        return worker
+
+    async def _run(self) -> None:
+        """BullMQ's run loop, which must not end while this worker is open.
+
+        On an unexpected error BullMQ prints a traceback and *returns*: the process
+        would stay up and take no job again. Here that counts as a death, so the
+        supervisor logs it and runs a fresh BullMQ worker (a used one cannot renew job
+        locks again: its lock manager is closed for good).
+        """
+        if self._closing:
+            return
+        if self._runs or self._worker is None:  # a restart: the used worker is done
+            if self._worker is not None:
+                await self._worker.close(force=True)
+            self._worker = self._new_worker()
+        self._runs += 1
+        await self._worker.run()
+        if not self._closing:
+            raise RuntimeError("the BullMQ run loop ended while the worker was open")
 
     async def stop(self) -> None:
+        self._closing = True
         if self._worker is not None:
             await self._worker.close()
         if self._run_task is not None:

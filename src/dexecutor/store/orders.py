@@ -19,6 +19,13 @@ from dexecutor import jsoncodec
 from dexecutor.domain.order import TERMINAL, Order, OrderEvent, OrderStatus, OrderType
 from dexecutor.group_commit import GroupCommit
 
+# What PostgreSQL answers for a row whose content it refuses (a value it cannot store,
+# a violated constraint), as opposed to a lost connection.
+ROW_REFUSED: tuple[type[Exception], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
+
 
 class StaleOrder(Exception):
     """The order moved on since it was read; the caller's step must not be applied."""
@@ -253,6 +260,29 @@ class OrderRepository:
         stored = await self._pool.fetch(_CREATE_MANY, *orders, *events)
         return {row["order_id"] for row in stored}
 
+    async def create_each_on_refusal(
+        self, records: Sequence[NewRecord]
+    ) -> tuple[set[UUID], dict[UUID, Exception]]:
+        """`create_many`, falling back to one statement per order if the batch is refused.
+
+        PostgreSQL refuses a whole statement for one row it cannot take; retried row by
+        row, only that row's order is refused. Returns (created, refused by order id).
+        A lost connection is no refusal: it is raised, for every caller to see.
+        """
+        try:
+            return await self.create_many(records), {}
+        except ROW_REFUSED:
+            if len(records) == 1:
+                raise
+        created: set[UUID] = set()
+        refused: dict[UUID, Exception] = {}
+        for record in records:
+            try:
+                created |= await self.create_many([record])
+            except ROW_REFUSED as err:
+                refused[record.order.id] = err
+        return created, refused
+
     async def replayed(
         self, order: Order, idempotency_key: str | None, request_hash: str | None
     ) -> Order:
@@ -366,20 +396,30 @@ class OrderRepository:
         )
         return [order_from_row(r) for r in rows]
 
-    async def quiet_unfinished(self, quiet_s: float, limit: int = 1000) -> list[UUID]:
+    async def quiet_unfinished(
+        self, quiet_s: float, limit: int = 1000, after: tuple[datetime, UUID] | None = None
+    ) -> list[tuple[datetime, UUID]]:
         """Unfinished orders untouched for `quiet_s` seconds: the ones a lost job would strand.
 
-        Waiting limit/sniper orders are not queued, so they are not candidates: the
-        trigger runner checks them against PostgreSQL itself (`waiting_ids`).
+        One page of (created_at, id), in that order, after the keyset cursor `after`:
+        paging on a key that does not move lets a caller look at every such order, not
+        the same first page again and again. Waiting limit/sniper orders are not
+        queued, so they are not candidates: the trigger runner checks them against
+        PostgreSQL itself (`waiting_ids`).
         """
+        args: list[Any] = [[s.value for s in TERMINAL] + [OrderStatus.WAITING.value], quiet_s]
+        page = ""
+        if after is not None:
+            args.extend(after)
+            page = " AND (created_at, id) > ($3, $4)"
+        args.append(limit)
         rows = await self._pool.fetch(
-            "SELECT id FROM orders WHERE status <> ALL($1::text[])"
-            " AND updated_at < now() - make_interval(secs => $2) ORDER BY updated_at LIMIT $3",
-            [s.value for s in TERMINAL] + [OrderStatus.WAITING.value],
-            quiet_s,
-            limit,
+            "SELECT created_at, id FROM orders WHERE status <> ALL($1::text[])"
+            f" AND updated_at < now() - make_interval(secs => $2){page}"
+            f" ORDER BY created_at, id LIMIT ${len(args)}",
+            *args,
         )
-        return [r["id"] for r in rows]
+        return [(r["created_at"], r["id"]) for r in rows]
 
     async def waiting(self, order_ids: Sequence[UUID] | None = None) -> list[Order]:
         """Every waiting limit and sniper order, or those of `order_ids` still waiting."""

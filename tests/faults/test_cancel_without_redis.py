@@ -1,0 +1,51 @@
+"""A cancel committed while Redis is away is a cancel: answered as such, not a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support import Process, free_port, isolated, order_body, serving
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A redis-server of this test's own: it is killed, which the shared one must never be."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    yield proc, f"redis://127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
+
+
+async def test_cancel_that_cannot_be_published_answers_the_cancelled_order(
+    private_redis: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    redis_proc, url = private_redis
+    async with isolated("dxc") as iso:
+        api = Process("up", iso.env(REDIS_URL=url), port=free_port())
+        async with serving(api), httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+            body = order_body(type="limit", amountIn=1, limitPrice=1_000_000)
+            order_id = (await client.post("/api/orders/execute", json=body)).json()["orderId"]
+            deadline = time.monotonic() + 10
+            while (await client.get(f"/api/orders/{order_id}")).json()["status"] != "waiting":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            redis_proc.kill()
+            redis_proc.wait()
+            response = await client.delete(f"/api/orders/{order_id}")
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "cancelled"
+            stored = (await client.get(f"/api/orders/{order_id}")).json()
+            assert stored["status"] == "cancelled"
