@@ -4,6 +4,7 @@ tight rate limits and a small WebSocket cap."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -129,10 +130,14 @@ async def test_malicious_json_is_4xx_and_stores_nothing(
 
 async def test_per_user_rate_limit_is_429_with_retry_after(guarded: Process) -> None:
     async with client(guarded, CAROL) as carol:  # a user no other test places orders for
+        started = time.time()
         responses = await asyncio.gather(*(place(carol, "carol") for _ in range(14)))
+        windows = int(time.time()) - int(started) + 1  # the limiter's one-second windows spanned
     codes = [r.status_code for r in responses]
-    assert 429 in codes
-    assert 5 <= codes.count(202) <= 15  # at most 5 per one-second window, at most three windows
+    assert sorted(set(codes)) == [202, 429], codes
+    # Each window admits its first 5; any window that saw 5 admitted exactly 5, so at
+    # least 5 of the 14 get in, and never more than 5 per window the burst touched.
+    assert 5 <= codes.count(202) <= 5 * windows, (codes, windows)
     limited = next(r for r in responses if r.status_code == 429)
     assert limited.json()["error"] == "rate_limited" and limited.headers["Retry-After"] == "1"
 

@@ -178,8 +178,13 @@ async def test_ledger_keeps_one_live_transaction_per_order(pool: asyncpg.Pool) -
     )
     dropped = replace(first, status="dropped", reason="failed_to_land")
     results = await asyncio.gather(ledger.finalize(landed), ledger.finalize(dropped))
-    assert results[0].status == results[1].status  # one outcome wins, both see it
-    assert await ledger.landed_count(order.id) in (0, 1)
+    winner = results[0]
+    assert results[1] == winner  # one outcome wins, both callers see it whole
+    assert winner in (landed, dropped)
+    assert await ledger.get(first.tx_hash) == winner
+    assert await ledger.landed_count(order.id) == (1 if winner.status == "landed" else 0)
+    # A dropped swap frees the order for a retry; a landed one stays its live transaction.
+    assert await ledger.live(order.id) == (winner if winner.status == "landed" else None)
 
 
 async def test_fault_board_counts_across_callers(redis: Redis) -> None:

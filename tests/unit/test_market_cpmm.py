@@ -2,33 +2,35 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from itertools import pairwise
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from dexecutor.domain.money import decimal_places, quantize_down
-from dexecutor.market.cpmm import CpmmPool, swap_exact_in
+from dexecutor.domain.money import decimal_places, math_context, quantize_down
+from dexecutor.market.cpmm import swap_exact_in
 from dexecutor.market.types import MarketError
-
-FEE = Decimal("0.0025")
+from tests.unit.market_cases import CPMM_FEE as FEE
+from tests.unit.market_cases import cpmm_pool as _pool
 
 reserves = st.decimals(min_value=Decimal(10), max_value=Decimal(10**9), places=6)
 amounts = st.decimals(min_value=Decimal("0.001"), max_value=Decimal(10**6), places=6)
 fees = st.sampled_from([Decimal(0), FEE, Decimal("0.01")])
+caps = st.sampled_from([Decimal("0.5"), Decimal(1)])
+# A trade of at least a millionth of the input reserve pays out at least about a
+# millionth of the output reserve (≥ 10 µ-units here), so with no size cap it always
+# fills: a pool that refused such a trade would fail these properties, not skip them.
+fractions = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(10), places=6)
 
 
 @settings(deadline=None)
-@given(reserves, reserves, amounts, fees)
+@given(reserves, reserves, fractions, fees)
 def test_k_never_decreases_and_grows_with_a_fee(
-    x: Decimal, y: Decimal, amount: Decimal, fee: Decimal
+    x: Decimal, y: Decimal, fraction: Decimal, fee: Decimal
 ) -> None:
-    try:
-        swap = swap_exact_in(x, y, amount, fee, 6)
-    except MarketError:
-        return  # a size the pool refuses changes nothing
+    swap = swap_exact_in(x, y, x * fraction, fee, 6)
     before = x * y
     after = swap.reserve_in * swap.reserve_out
     assert after >= before
@@ -37,14 +39,23 @@ def test_k_never_decreases_and_grows_with_a_fee(
 
 
 @settings(deadline=None)
-@given(reserves, reserves, amounts)
-def test_output_is_the_exact_formula_rounded_down(x: Decimal, y: Decimal, amount: Decimal) -> None:
-    try:
-        swap = swap_exact_in(x, y, amount, FEE, 6)
-    except MarketError:
+@given(reserves, reserves, amounts, caps)
+def test_output_is_the_exact_formula_rounded_down_and_refused_only_when_it_must_be(
+    x: Decimal, y: Decimal, amount: Decimal, cap: Decimal
+) -> None:
+    with localcontext(math_context()):  # the pool's own precision, so edges agree
+        net = amount * (1 - FEE)
+        exact = y * net / (x + net)
+    expected = quantize_down(exact, 6)
+    if exact > y * cap or expected == 0:
+        event("refused")
+        with pytest.raises(MarketError) as refused:
+            swap_exact_in(x, y, amount, FEE, 6, cap)
+        assert refused.value.reason == "insufficient_liquidity"
         return
-    net = amount * (1 - FEE)
-    assert swap.amount_out == quantize_down(y * net / (x + net), 6)
+    event("filled")
+    swap = swap_exact_in(x, y, amount, FEE, 6, cap)
+    assert swap.amount_out == expected
     assert swap.fee_amount == amount * FEE
     assert isinstance(swap.amount_out, Decimal)
     assert decimal_places(swap.amount_out) <= 6
@@ -53,16 +64,13 @@ def test_output_is_the_exact_formula_rounded_down(x: Decimal, y: Decimal, amount
 
 
 @settings(deadline=None)
-@given(reserves, reserves, amounts, amounts)
+@given(reserves, reserves, fractions, fractions)
 def test_a_larger_trade_never_gets_a_better_unit_price(
     x: Decimal, y: Decimal, a: Decimal, b: Decimal
 ) -> None:
-    small, large = sorted((a, b))
-    try:
-        out_small = swap_exact_in(x, y, small, FEE, 6).amount_out
-        out_large = swap_exact_in(x, y, large, FEE, 6).amount_out
-    except MarketError:
-        return
+    small, large = sorted((x * a, x * b))
+    out_small = swap_exact_in(x, y, small, FEE, 6).amount_out
+    out_large = swap_exact_in(x, y, large, FEE, 6).amount_out
     # Rounding down can cost the small trade at most one base unit.
     assert out_large * small <= (out_small + Decimal("0.000001")) * large
 
@@ -86,10 +94,6 @@ def test_a_trade_that_rounds_to_nothing_is_refused() -> None:
     with pytest.raises(MarketError) as refused:
         swap_exact_in(Decimal(10**9), Decimal(1), Decimal("0.001"), FEE, 6)
     assert refused.value.reason == "insufficient_liquidity"
-
-
-def _pool() -> CpmmPool:
-    return CpmmPool("SOL", "USDC", Decimal(10_000), Decimal("98.5"), FEE, Decimal("0.5"))
 
 
 def test_simulate_leaves_the_pool_alone_and_commit_applies_it() -> None:

@@ -10,26 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dexecutor.domain.money import decimal_places, math_context, quantize_down
-from dexecutor.market.dlmm import DlmmPool, dynamic_fee, liquidity_curve
+from dexecutor.market.dlmm import dynamic_fee, liquidity_curve
 from dexecutor.market.types import MarketError
-
-STEP = Decimal("0.001")
-BASE_FEE = Decimal("0.002")
-
-
-def _pool() -> DlmmPool:
-    return DlmmPool(
-        "SOL",
-        "USDC",
-        price=Decimal(100),
-        bin_step=STEP,
-        base_fee=BASE_FEE,
-        width=Decimal("0.05"),
-        base_per_side=Decimal(1000),
-        quote_per_side=Decimal(100_000),
-        variable_fee_control=Decimal(1),
-        max_fee=Decimal("0.05"),
-    )
+from tests.unit.market_cases import DLMM_BASE_FEE as BASE_FEE
+from tests.unit.market_cases import DLMM_STEP as STEP
+from tests.unit.market_cases import dlmm_pool as _pool
 
 
 def test_the_liquidity_curve_is_normalised_and_falls_away_from_the_centre() -> None:

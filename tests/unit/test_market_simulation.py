@@ -10,24 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dexecutor.domain.money import decimal_places, less_bps, price_of, quantize_down
+from dexecutor.domain.money import decimal_places, less_bps, price_of
 from dexecutor.market.params import ScheduledLaunch
 from dexecutor.market.router import best_quote
 from dexecutor.market.simulation import Market, MarketParams
-from dexecutor.market.tokens import TOKENS, find_token
+from dexecutor.market.tokens import find_token
 from dexecutor.market.types import VENUES, MarketError, Quote
+from tests.unit.market_cases import distinct_pairs, quantum, usd_values, worth
 
 QUIET = MarketParams(volatility=Decimal(0), venue_deviation=Decimal(0), flow_noise=Decimal(0))
 TWO = Decimal(2)
-LAUNCHED = [t.symbol for t in TOKENS if t.launched]
 # Quotes are pure, so one market at time 0 serves every property example.
 SHARED = Market(seed=11)
-
-
-def _at_precision(symbol: str, amount: Decimal) -> Decimal:
-    token = find_token(symbol)
-    assert token is not None
-    return quantize_down(amount, token.decimals)
 
 
 def _refusal(call: object, *args: object) -> str:
@@ -132,25 +126,14 @@ def test_bad_arguments_are_value_errors(
         Market().quote(venue, token_in, token_out, amount, 0.0)
 
 
-amounts = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(50_000), places=6)
-
-
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(LAUNCHED), st.sampled_from(LAUNCHED), amounts, st.sampled_from(VENUES))
+@given(distinct_pairs, usd_values, st.sampled_from(VENUES))
 def test_amounts_are_exact_decimals_at_the_token_precision(
-    token_in: str, token_out: str, amount: Decimal, venue: str
+    pair: list[str], usd: Decimal, venue: str
 ) -> None:
-    amount = _at_precision(token_in, amount)
-    if token_in == token_out or amount == 0:
-        return
-    try:
-        quote = SHARED.quote(venue, token_in, token_out, amount, 0.0)
-    except MarketError as refused:
-        reason = refused.reason
-        quote = None
-    if quote is None:
-        assert reason == "insufficient_liquidity"
-        return
+    token_in, token_out = pair
+    amount = worth(token_in, usd)
+    quote = SHARED.quote(venue, token_in, token_out, amount, 0.0)
     out_token = find_token(token_out)
     assert out_token is not None
     assert isinstance(quote.amount_out, Decimal)
@@ -161,27 +144,38 @@ def test_amounts_are_exact_decimals_at_the_token_precision(
     assert Decimal(0) < quote.fee < Decimal("0.2")
 
 
+@pytest.mark.parametrize("venue", VENUES)
+@pytest.mark.parametrize(
+    ("token_in", "token_out", "amount"),
+    [
+        ("SOL", "USDC", Decimal("0.000000001")),  # ~$1e-7: under one USDC base unit
+        ("BONK", "SOL", Decimal("0.00001")),  # ~$2e-10: under one lamport
+        ("USDC", "USDT", Decimal("0.000001")),  # one unit in, the fee leaves under one out
+    ],
+)
+def test_a_trade_worth_less_than_one_base_unit_out_is_insufficient_liquidity(
+    venue: str, token_in: str, token_out: str, amount: Decimal
+) -> None:
+    assert _refusal(SHARED.quote, venue, token_in, token_out, amount, 0.0) == (
+        "insufficient_liquidity"
+    )
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.sampled_from([("SOL", "USDC"), ("USDC", "SOL"), ("BONK", "USDC"), ("JUP", "RAY")]),
-    amounts,
-    amounts,
+    usd_values,
+    usd_values,
     st.sampled_from(VENUES),
 )
 def test_a_larger_trade_never_gets_a_better_unit_price(
     pair: tuple[str, str], a: Decimal, b: Decimal, venue: str
 ) -> None:
-    small, large = sorted((_at_precision(pair[0], a), _at_precision(pair[0], b)))
-    if small == 0:
-        return
-    try:
-        out_small = SHARED.quote(venue, pair[0], pair[1], small, 0.0).amount_out
-        out_large = SHARED.quote(venue, pair[0], pair[1], large, 0.0).amount_out
-    except MarketError:
-        return
-    quantum = find_token(pair[1]).quantum  # type: ignore[union-attr]
+    small, large = sorted((worth(pair[0], a), worth(pair[0], b)))
+    out_small = SHARED.quote(venue, pair[0], pair[1], small, 0.0).amount_out
+    out_large = SHARED.quote(venue, pair[0], pair[1], large, 0.0).amount_out
     # Each hop rounds down; two hops may cost the small trade a unit per hop.
-    assert out_large * small <= (out_small + 2 * quantum) * large
+    assert out_large * small <= (out_small + 2 * quantum(pair[1])) * large
 
 
 # -- fills -------------------------------------------------------------------------------
