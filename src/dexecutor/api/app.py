@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.responses import HTMLResponse
@@ -80,7 +81,28 @@ def create_app(
         page = resources.files("dexecutor.api").joinpath("static/index.html")
         return HTMLResponse(page.read_text(encoding="utf-8"))
 
+    _document_security(app)
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """A server without API_KEYS authenticates nobody: its document says the schemes
+    are optional (an empty requirement), so clients and fuzzers need not send a key."""
+    if app.state.auth.enabled:
+        return
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()  # FastAPI keeps it as app.openapi_schema: changed once, in place
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                if isinstance(operation, dict) and operation.get("security"):
+                    operation["security"] = [*operation["security"], {}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_environment() -> FastAPI:

@@ -48,16 +48,58 @@ QUOTE = {
 }  # fmt: skip
 
 
+# Every refusal a route can send, in words: the statuses are documented one by one
+# where a route's refusals are known (submission), and as 4XX / 5XX elsewhere.
+REFUSALS = {
+    400: "The body is not JSON, or an order id is not a UUID",
+    401: "API keys are on (API_KEYS) and no valid key was sent",
+    403: "The userId is not the user of the API key (`user_mismatch`)",
+    404: "No such order, or one the caller may not see",
+    409: "The Idempotency-Key was used with a different body (details.orderId: the first)",
+    413: "The body is over MAX_BODY_BYTES",
+    415: "The body was not sent as application/json",
+    422: "The request breaks a rule; `details` names each field",
+    429: "Rate limit or queue backlog: retry after the Retry-After seconds",
+    503: "PostgreSQL is unreachable: nothing was stored; retry after Retry-After",
+}
+
+# Operations that authenticate: either scheme when API_KEYS is set (see app.py, which
+# makes them optional in the document of a server without keys).
+SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
+
+
+def _error(example: dict[str, Any]) -> dict[str, Any]:
+    return {"model": ErrorView, "content": {"application/json": {"example": example}}}
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for the error envelope with these statuses."""
+    return {
+        status: {
+            "description": REFUSALS[status],
+            **_error({"error": ERROR_CODES[status], "message": REFUSALS[status]}),
+        }
+        for status in statuses
+    }
+
+
+ERROR_CODES = {
+    400: "invalid_json",
+    401: "unauthorized",
+    403: "user_mismatch",
+    404: "not_found",
+    409: "idempotency_conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "database_unavailable",
+}
+
+
 def ok(example: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: its success example and the error envelope (4XX, 5XX)."""
-    error: dict[str, Any] = {
-        "model": ErrorView,
-        "content": {
-            "application/json": {
-                "example": {"error": "validation_error", "message": "amountIn: must be a number"}
-            }
-        },
-    }
+    error = _error({"error": "validation_error", "message": "amountIn: must be a number"})
     return {
         status: {"content": {"application/json": {"example": example}}},
         "4XX": {"description": "The client's mistake: nothing was stored", **error},

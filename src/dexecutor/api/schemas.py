@@ -27,7 +27,7 @@ from dexecutor import jsoncodec
 from dexecutor.api.errors import ApiError
 from dexecutor.domain.money import decimal_places
 from dexecutor.domain.order import Order
-from dexecutor.market.tokens import find_token
+from dexecutor.market.tokens import TOKENS, find_token
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 
@@ -57,7 +57,16 @@ def _symbol(value: Any) -> Any:
 
 
 Amount = Annotated[Decimal, BeforeValidator(_number)]
-Symbol = Annotated[str, BeforeValidator(_symbol)]
+# The schema lists the registry's symbols, so clients (and fuzzers) know the valid
+# values; the validator still takes them in any case.
+Symbol = Annotated[
+    str,
+    BeforeValidator(_symbol),
+    Field(
+        description="token symbol from GET /api/tokens, any case",
+        json_schema_extra={"enum": [t.symbol for t in TOKENS]},
+    ),
+]
 UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
 
 
@@ -80,9 +89,13 @@ class OrderRequest(BaseModel):
         },
     )
 
-    userId: UserId = Field(description="1-64 letters, digits, _ . : -")
+    userId: UserId | None = Field(
+        None,
+        description="1-64 letters, digits, _ . : -. Required, unless an API key is sent: "
+        "the key names the user, and a different userId is a 403 (`user_mismatch`)",
+    )
     type: Literal["market", "limit", "sniper"] = "market"
-    tokenIn: Symbol = Field(description="token symbol from GET /api/tokens, any case")
+    tokenIn: Symbol
     tokenOut: Symbol
     amountIn: Amount = Field(description="exact decimal > 0, at most the token's decimals")
     slippageBps: Annotated[int, BeforeValidator(_integer), Field(ge=0, le=5000)] = 50
@@ -134,25 +147,39 @@ class OrderRequest(BaseModel):
                 raise ValueError("expiresAt is in the past")
         return self
 
+    @property
+    def user(self) -> str:
+        """The userId: always set once `validate_order` accepted the order."""
+        assert self.userId is not None
+        return self.userId
+
     def fingerprint(self) -> str:
         """A stable hash of the request, to tell a retried submission from a different one."""
         return hashlib.sha256(jsoncodec.dumps(self.model_dump(mode="python"))).hexdigest()
 
 
-def parse_order_request(body: bytes, max_amount: Decimal) -> OrderRequest:
-    """Decode and validate an order body; raise ApiError (4xx) on anything wrong."""
+def parse_order_request(
+    body: bytes, max_amount: Decimal, key_user: str | None = None
+) -> OrderRequest:
+    """Decode and validate an order body; raise ApiError (4xx) on anything wrong.
+
+    `key_user` is the user of the caller's API key, if any: it fills in a missing
+    userId, and any other userId is refused.
+    """
     if not body.strip():
         raise ApiError(400, "invalid_json", "the request body is empty; send an order as JSON")
     try:
         data = jsoncodec.loads(body)
     except (msgspec.DecodeError, RecursionError) as err:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {err}") from None
-    return validate_order(data, max_amount)
+    return validate_order(data, max_amount, key_user)
 
 
-def validate_order(data: Any, max_amount: Decimal) -> OrderRequest:
+def validate_order(data: Any, max_amount: Decimal, key_user: str | None = None) -> OrderRequest:
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", "the order must be a JSON object")
+    if key_user is not None:
+        data.setdefault("userId", key_user)
     try:
         order = OrderRequest.model_validate(data)
     except ValidationError as err:
@@ -166,6 +193,19 @@ def validate_order(data: Any, max_amount: Decimal) -> OrderRequest:
         first = details[0]
         prefix = f"{first['field']}: " if first["field"] != "body" else ""
         raise ApiError(422, "validation_error", prefix + first["message"], details) from None
+    if key_user is not None and order.userId != key_user:
+        raise ApiError(
+            403,
+            "user_mismatch",
+            "userId is not the user of the API key; leave it out or send the key's own",
+        )
+    if order.userId is None:
+        raise ApiError(
+            422,
+            "validation_error",
+            "userId: required (or send an API key, which names the user)",
+            [{"field": "userId", "message": "required without an API key"}],
+        )
     if order.amountIn > max_amount:
         raise ApiError(
             422,
