@@ -22,7 +22,10 @@ ORDER = {
                     "route": ["wSOL", "USDC"]},
     },
     "quoteId": None, "limitPrice": None, "expiresAt": None,
-    "createdAt": "2026-11-21T10:00:00.000Z", "updatedAt": AT,
+    "createdAt": "2026-11-21T10:00:00.000Z", "updatedAt": AT, "clientOrderId": "my-order-42",
+    "timestamp": 1763719200000, "lastTradeTimestamp": 1763719203100, "filled": 2,
+    "remaining": 0, "average": 98.7, "cost": 197.4,
+    "fee": {"cost": 0.004, "currency": "SOL", "rate": 0.002},
 }  # fmt: skip
 
 EVENTS = {
@@ -30,12 +33,12 @@ EVENTS = {
     "events": [
         {"orderId": ORDER_ID, "seq": 1, "status": "pending", "attempt": 0,
          "at": "2026-11-21T10:00:00.000Z", "type": "market", "tokenIn": "SOL",
-         "tokenOut": "USDC", "amountIn": 2, "userId": "user1"},
+         "tokenOut": "USDC", "amountIn": 2, "userId": "user1", "clientOrderId": "my-order-42"},
         {"orderId": ORDER_ID, "seq": 2, "status": "routing", "attempt": 1,
-         "at": "2026-11-21T10:00:00.010Z", "userId": "user1"},
+         "at": "2026-11-21T10:00:00.010Z", "userId": "user1", "clientOrderId": "my-order-42"},
         {"orderId": ORDER_ID, "seq": 5, "status": "confirmed", "attempt": 1, "at": AT,
          "dex": "meteora", "txHash": "5xRq…", "executedPrice": 98.7, "amountOut": 197.4,
-         "userId": "user1"},
+         "userId": "user1", "clientOrderId": "my-order-42"},
     ],
 }  # fmt: skip
 
@@ -136,4 +139,10 @@ FAULTS = {
 }
 LAUNCH = {"token": "NOVA", "venue": "raydium", "launched": True, "alreadyOpen": False}
 PRICE_MOVE = {"token": "SOL", "venues": ["raydium", "meteora"], "bps": 300}
-CANCELLED = {**ORDER, "status": "cancelled", "failReason": "cancelled_by_user", "dexUsed": None}
+CANCELLED = {
+    **ORDER, "status": "cancelled", "failReason": "cancelled_by_user", "dexUsed": None,
+    "route": None, "executedPrice": None, "amountOut": None, "expectedAmountOut": None,
+    "minAmountOut": None, "txHash": None, "quotes": None, "attempts": 0,
+    "lastTradeTimestamp": None, "filled": 0, "remaining": 2, "average": None, "cost": 0,
+    "fee": None,
+}  # fmt: skip

@@ -237,6 +237,14 @@ async def history(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[str | None, Query(description="orderId: return orders older than it")] = None,
+    client_order_id: Annotated[
+        str | None,
+        Query(
+            alias="clientOrderId",
+            max_length=IDEMPOTENCY_KEY_MAX,
+            description="the Idempotency-Key an order was placed with: that order only",
+        ),
+    ] = None,
 ) -> Response:
     if who.user_id is not None and user_id != who.user_id:
         raise ApiError(403, "forbidden", "you can list only your own orders")
@@ -253,9 +261,9 @@ async def history(
         if anchor is None or anchor.user_id != user_id:
             raise ApiError(422, "validation_error", "before: no such order of this user")
         cursor = (anchor.created_at, anchor.id)
-    orders = await svc.repo.history(user_id, statuses, limit, cursor)
+    orders = await svc.repo.history(user_id, statuses, limit, cursor, client_order_id)
     next_before = str(orders[-1].id) if len(orders) == limit else None
-    return JSONResponse({"orders": [order_view(o) for o in orders], "nextBefore": next_before})
+    return JSONResponse({"orders": await _records(svc, orders), "nextBefore": next_before})
 
 
 @router.get(
@@ -284,7 +292,7 @@ async def status_of(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> R
 )
 async def get_order(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> Response:
     order = await _visible_order(svc, who, order_id)
-    return JSONResponse(order_view(order))
+    return JSONResponse((await _records(svc, [order]))[0])
 
 
 @router.get(
@@ -297,9 +305,12 @@ async def events(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> Resp
     order = await _visible_order(svc, who, order_id)
     oid = order.id
     stored = await svc.repo.events(oid)
-    return JSONResponse(
-        {"orderId": str(oid), "events": [event_message(e, order.user_id) for e in stored]}
-    )
+    echo = await svc.repo.client_order_ids([oid])
+    messages = [event_message(e, order.user_id) for e in stored]
+    if oid in echo:  # every stored event of the order carries the client's key
+        for message in messages:
+            message["clientOrderId"] = echo[oid]
+    return JSONResponse({"orderId": str(oid), "events": messages})
 
 
 @router.delete(
@@ -316,4 +327,10 @@ async def cancel(
         order = await intake.cancel(visible.id)
     except Refused as err:
         raise ApiError(err.status, err.code, err.message) from None
-    return JSONResponse(order_view(order))
+    return JSONResponse((await _records(svc, [order]))[0])
+
+
+async def _records(svc: Services, orders: list[Order]) -> list[dict[str, Any]]:
+    """Order records, each with the clientOrderId it was placed with (one query)."""
+    echo = await svc.repo.client_order_ids([o.id for o in orders])
+    return [order_view(o, echo.get(o.id)) for o in orders]

@@ -8,7 +8,7 @@ and also documents the body in the OpenAPI schema.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -25,8 +25,8 @@ from pydantic import (
 
 from dexecutor import jsoncodec
 from dexecutor.api.errors import ApiError
-from dexecutor.domain.money import decimal_places
-from dexecutor.domain.order import Order
+from dexecutor.domain.money import decimal_places, quantize_up
+from dexecutor.domain.order import Order, OrderStatus
 from dexecutor.market.tokens import TOKENS, find_token
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
@@ -220,8 +220,49 @@ def iso(at: datetime | None) -> str | None:
     return jsoncodec.iso(at) if at is not None else None
 
 
-def order_view(order: Order) -> dict[str, Any]:
-    """The full order record of `GET /api/orders/{id}`."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ms(at: datetime) -> int:
+    """Milliseconds since the Unix epoch, as CCXT's `timestamp` (integer arithmetic)."""
+    return (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+def ccxt_fields(order: Order) -> dict[str, Any]:
+    """CCXT's unified order fields, for a spot order selling tokenIn (the base) for
+    tokenOut (the quote); the mapping is written down in the README.
+
+    A swap fills all at once or not at all, so `filled` is amountIn once confirmed and
+    0 before or without a fill; `cost` is what was received (amountOut, in tokenOut)
+    and `average` the executed price. `fee` is the venue fee the chosen route quoted,
+    as a share of amountIn, charged in tokenIn.
+    """
+    filled = order.status is OrderStatus.CONFIRMED
+    zero = Decimal(0)
+    return {
+        "timestamp": epoch_ms(order.created_at),
+        "lastTradeTimestamp": epoch_ms(order.updated_at) if filled else None,
+        "filled": order.amount_in if filled else zero,
+        "remaining": zero if filled else order.amount_in,
+        "average": order.executed_price if filled else None,
+        "cost": order.amount_out if filled and order.amount_out is not None else zero,
+        "fee": _venue_fee(order) if filled else None,
+    }
+
+
+def _venue_fee(order: Order) -> dict[str, Any] | None:
+    chosen = (order.quotes or {}).get(order.dex_used or "")
+    rate = chosen.get("fee") if isinstance(chosen, dict) else None
+    token = find_token(order.token_in)
+    if not isinstance(rate, Decimal | int) or token is None:
+        return None
+    cost = quantize_up(order.amount_in * Decimal(rate), token.decimals)
+    return {"cost": cost, "currency": order.token_in, "rate": Decimal(rate)}
+
+
+def order_view(order: Order, client_order_id: str | None = None) -> dict[str, Any]:
+    """The full order record of `GET /api/orders/{id}`; `client_order_id` is the
+    Idempotency-Key it was placed with (see `OrderRepository.client_order_ids`)."""
     route = None
     if order.quotes and order.dex_used and isinstance(order.quotes.get(order.dex_used), dict):
         route = order.quotes[order.dex_used].get("route")
@@ -249,6 +290,8 @@ def order_view(order: Order) -> dict[str, Any]:
         "expiresAt": iso(order.expires_at),
         "createdAt": iso(order.created_at),
         "updatedAt": iso(order.updated_at),
+        "clientOrderId": client_order_id,
+        **ccxt_fields(order),
     }
 
 
