@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
@@ -66,7 +67,19 @@ def create_app(
     app.state.auth = Authenticator(parse_api_keys(settings.api_keys.get_secret_value()))
     app.state.ws_open = 0
     app.add_middleware(orders.SubmissionFastPath)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # the outer one
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list:
+        # The outermost layer: a preflight is answered before the submission fast path
+        # (which would refuse OPTIONS), and every answer, refusals included, carries
+        # the headers a browser needs to read it.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
+            expose_headers=["Idempotent-Replayed", "Retry-After"],
+            max_age=600,
+        )
     errors.install(app)
     app.include_router(orders.submission)
     app.include_router(orders.router)
