@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,6 +78,11 @@ def parse_origins(text: str) -> list[str]:
     return origins
 
 
+def _valid_origins(text: str) -> str:
+    parse_origins(text)
+    return text
+
+
 def parse_launches(text: str) -> list[tuple[str, str, float]]:
     """`TOKEN:venue:seconds,…`: pools to open that many seconds after a worker starts."""
     schedule = []
@@ -122,7 +134,7 @@ class Settings(BaseSettings):
     ws_first_message_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     api_keys: SecretStr = SecretStr("")
     # Browser origins allowed to call the API (CORS), comma separated; none by default.
-    cors_origins: str = ""
+    cors_origins: Annotated[str, AfterValidator(_valid_origins)] = ""
     reconcile_interval_ms: Annotated[int, Field(ge=100, le=600_000)] = 5_000
 
     mock_quote_latency_ms: str = "150-250"
@@ -148,12 +160,6 @@ class Settings(BaseSettings):
     @classmethod
     def _api_keys(cls, value: SecretStr) -> SecretStr:
         parse_api_keys(value.get_secret_value())
-        return value
-
-    @field_validator("cors_origins")
-    @classmethod
-    def _cors_origins(cls, value: str) -> str:
-        parse_origins(value)
         return value
 
     @property
