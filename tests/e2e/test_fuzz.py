@@ -58,14 +58,16 @@ async def test_schemathesis_finds_no_failures_and_no_warnings(
         assert accepted.status_code == 202, accepted.text
     config = tmp_path / "schemathesis.toml"
     config.write_text(
-        f'[parameters]\norder_id = "{accepted.json()["orderId"]}"\n\n[warnings]\nfail-on = true\n'
+        f'[parameters]\norder_id = "{accepted.json()["orderId"]}"\n\n'
+        "[warnings]\nfail-on = true\n\n"
+        "[cache]\nenabled = false\n"  # and run in tmp_path: no state left in the work tree
     )
     run = await asyncio.to_thread(
         subprocess.run,
         [SCHEMATHESIS, "--config-file", str(config), "run", f"{fuzz_server.url}/openapi.json",
          "--checks", ",".join(CHECKS), "--max-examples", "25", "--generation-deterministic",
          "--request-timeout", "15", "--no-color"],
-        capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-12000:]
