@@ -164,3 +164,13 @@ async def test_the_schema_documents_every_refusal_of_a_submission(
     assert submit["security"] == [{"ApiKey": []}, {"Bearer": []}, {}]  # no API_KEYS set
     body = submit["requestBody"]["content"]["application/json"]["schema"]
     assert "userId" not in body["required"] and "tokenIn" in body["required"]
+
+
+async def test_a_405_lists_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    """Not only those of the first route that matched (GET of /api/orders/{id})."""
+    order = "/api/orders/00000000-0000-4000-8000-000000000000"
+    for path, allowed in ((order, "DELETE, GET"), ("/api/mock/faults", "DELETE, GET, POST")):
+        response = await client.put(path)
+        assert response.status_code == 405
+        assert response.headers["Allow"] == allowed
+        assert response.json()["error"] == "method_not_allowed"
