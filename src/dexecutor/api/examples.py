@@ -100,11 +100,30 @@ ERROR_CODES = {
 }
 
 
-def ok(example: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
+def order_links(order_id: str) -> dict[str, Any]:
+    """OpenAPI links from an answer that names an order (`order_id`: a runtime
+    expression) to the operations on that order, for clients and stateful fuzzers."""
+    return {
+        name: {"operationId": operation, "parameters": {"order_id": order_id}}
+        for name, operation in (
+            ("GetOrder", "getOrder"),
+            ("GetOrderStatus", "getOrderStatus"),
+            ("GetOrderEvents", "getOrderEvents"),
+            ("CancelOrder", "cancelOrder"),
+        )
+    }
+
+
+def ok(
+    example: Any, status: int = 200, links: dict[str, Any] | None = None
+) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: its success example and the error envelope (4XX, 5XX)."""
     error = _error({"error": "validation_error", "message": "amountIn: must be a number"})
     return {
-        status: {"content": {"application/json": {"example": example}}},
+        status: {
+            "content": {"application/json": {"example": example}},
+            **({"links": links} if links else {}),
+        },
         "4XX": {"description": "The client's mistake: nothing was stored", **error},
         "5XX": {"description": "The server's trouble (503: a dependency is down)", **error},
     }

@@ -96,10 +96,12 @@ submission = APIRouter(tags=["orders"])
     status_code=202,
     openapi_extra={**_ORDER_BODY, "parameters": _SUBMIT_PARAMETERS, "security": ex.SECURITY},
     summary="Submit an order",
+    operation_id="submitOrder",
     response_model=views.AcceptedView,
     responses={
         202: {
             "content": {"application/json": {"example": _ACCEPTED_EXAMPLE}},
+            "links": ex.order_links("$response.body#/orderId"),
             "headers": {
                 "Idempotent-Replayed": {
                     "description": "`true` when an earlier request with this Idempotency-Key "
@@ -225,8 +227,9 @@ async def check_backlog(svc: Services) -> None:
 @router.get(
     "",
     summary="A user's order history, newest first",
+    operation_id="listOrders",
     response_model=views.HistoryView,
-    responses=ex.ok(ex.HISTORY),
+    responses=ex.ok(ex.HISTORY, links=ex.order_links("$response.body#/orders/0/orderId")),
 )
 async def history(
     svc: ServicesDep,
@@ -269,6 +272,7 @@ async def history(
 @router.get(
     "/status/{order_id}",
     summary="An order's current status",
+    operation_id="getOrderStatus",
     response_model=views.StatusView,
     responses=ex.ok(ex.STATUS),
 )
@@ -287,6 +291,7 @@ async def status_of(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> R
 @router.get(
     "/{order_id}",
     summary="An order's full record",
+    operation_id="getOrder",
     response_model=views.OrderView,
     responses=ex.ok(ex.ORDER),
 )
@@ -298,6 +303,7 @@ async def get_order(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> R
 @router.get(
     "/{order_id}/events",
     summary="An order's whole event history, in order",
+    operation_id="getOrderEvents",
     response_model=views.EventsView,
     responses=ex.ok(ex.EVENTS),
 )
@@ -316,6 +322,7 @@ async def events(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> Resp
 @router.delete(
     "/{order_id}",
     summary="Cancel an order that has not started routing",
+    operation_id="cancelOrder",
     response_model=views.OrderView,
     responses=ex.ok(ex.CANCELLED),
 )
