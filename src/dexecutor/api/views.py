@@ -99,6 +99,9 @@ class EventView(BaseModel):
     status: str
     attempt: int
     at: str
+    clientOrderId: str | None = Field(
+        None, description="the order's Idempotency-Key, on GET …/events (not on the streams)"
+    )
 
 
 class EventsView(View):
