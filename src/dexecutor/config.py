@@ -7,12 +7,20 @@ and passed down. A bad value stops start-up with a message naming the variable.
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +51,36 @@ def parse_api_keys(text: str) -> dict[str, str]:
             raise ValueError("expected key:userId pairs separated by commas")
         keys[key] = user
     return keys
+
+
+_ORIGIN = re.compile(
+    r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$"
+)
+
+
+def parse_origins(text: str) -> list[str]:
+    """`CORS_ORIGINS=https://app.example,http://localhost:5173` → the origins, or `*`.
+
+    An origin is scheme://host[:port] exactly as a browser sends it: no path, no
+    trailing slash (a browser would never match one).
+    """
+    origins = [p.strip() for p in text.split(",") if p.strip()]
+    if "*" in origins:
+        if len(origins) > 1:
+            raise ValueError("`*` allows every origin; list origins or give `*` alone")
+        return origins
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise ValueError(
+                f"{origin[:60]!r} is not an origin: expected scheme://host[:port], "
+                "e.g. https://app.example or http://localhost:5173"
+            )
+    return origins
+
+
+def _valid_origins(text: str) -> str:
+    parse_origins(text)
+    return text
 
 
 def parse_launches(text: str) -> list[tuple[str, str, float]]:
@@ -96,6 +134,8 @@ class Settings(BaseSettings):
     ws_send_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     ws_first_message_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     api_keys: SecretStr = SecretStr("")
+    # Browser origins allowed to call the API (CORS), comma separated; none by default.
+    cors_origins: Annotated[str, AfterValidator(_valid_origins)] = ""
     reconcile_interval_ms: Annotated[int, Field(ge=100, le=600_000)] = 5_000
 
     mock_quote_latency_ms: str = "150-250"
@@ -122,6 +162,10 @@ class Settings(BaseSettings):
     def _api_keys(cls, value: SecretStr) -> SecretStr:
         parse_api_keys(value.get_secret_value())
         return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return parse_origins(self.cors_origins)
 
     @field_validator("mock_launches")
     @classmethod

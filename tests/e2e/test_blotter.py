@@ -20,6 +20,9 @@ import pytest
 from tests.support import OUTPUT, Process
 
 pw = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
+axe = pytest.importorskip(
+    "axe_playwright_python.async_playwright", reason="axe-playwright-python is not installed"
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -56,6 +59,12 @@ new MutationObserver((records) => {
   }
 }).observe(document, {subtree: true, childList: true, attributes: true,
                       attributeFilter: ["data-status"]});
+// And everything the live region announces to screen readers.
+window.__announced = [];
+new MutationObserver(() => {
+  const region = document.getElementById("announcer");
+  if (region && region.textContent) window.__announced.push(region.textContent);
+}).observe(document, {subtree: true, childList: true, characterData: true});
 """
 
 
@@ -127,10 +136,21 @@ async def test_blotter_places_orders_and_follows_them_live(
     await expect(limit_row).to_have_attribute("data-status", "waiting", timeout=LIVE)
     await expect(page.get_by_test_id("order-row")).to_have_count(2)
 
+    # Each status change was announced in the polite live region.
+    announcer = page.get_by_test_id("status-announcer")
+    await expect(announcer).to_have_attribute("aria-live", "polite")
+    announced = [a for a in await page.evaluate("window.__announced") if market_id[:8] in a]
+    assert any(a.endswith(": routing") for a in announced), announced
+    assert any(": confirmed, received " in a for a in announced), announced
+
     # The market order's detail: both venues' quotes, the winner, route, fill, tx, timeline.
+    # Chosen from the table, it takes the focus; its row is the selected one.
     await market_row.click()
     detail = page.get_by_test_id("order-detail")
     await expect(detail).to_have_attribute("data-order-id", market_id)
+    await expect(detail).to_be_focused()
+    await expect(market_row).to_have_attribute("aria-selected", "true")
+    await expect(limit_row).to_have_attribute("aria-selected", "false")
     await expect(detail).to_have_attribute("data-status", "confirmed")
     for venue in ("raydium", "meteora"):
         quote = page.get_by_test_id(f"quote-{venue}")
@@ -156,9 +176,27 @@ async def test_blotter_places_orders_and_follows_them_live(
     for line in ("raydium", "meteora", "reference"):
         path = chart.locator(f'path[data-venue="{line}"]')
         await expect(path).to_have_attribute("d", re.compile(r"^M[\d.]+,[\d.]+L"))
+    # Its label says the prices the legend shows (read together: the chart keeps polling).
+    label, legend = await page.evaluate(
+        """() => [document.getElementById("chart").getAttribute("aria-label"),
+                  ["raydium", "meteora", "reference"].map(
+                      (k) => document.getElementById(`lg-${k}`).textContent)]"""
+    )
+    assert re.fullmatch(
+        r"SOL/USDC prices at [\d:]+, USDC per SOL: Raydium ([\d.]+), Meteora ([\d.]+), "
+        r"reference ([\d.]+)",
+        label,
+    ), label
+    assert re.findall(r"\d+\.\d{3}\b", label) == legend, (label, legend)
 
     OUTPUT.mkdir(exist_ok=True)
     await page.screenshot(path=str(OUTPUT / "blotter.png"), full_page=True)
+
+    # Escape closes the detail and gives the focus back to the row that opened it.
+    await page.keyboard.press("Escape")
+    await expect(detail).to_be_hidden()
+    await expect(market_row).to_be_focused()
+    await expect(market_row).to_have_attribute("aria-selected", "false")
 
     # Cancel the waiting order from its row; the row follows live.
     await limit_row.get_by_test_id("cancel-order").click()
@@ -167,3 +205,59 @@ async def test_blotter_places_orders_and_follows_them_live(
 
     assert errors == [], errors
     assert time.monotonic() - started < 20
+
+
+SET_VISIBILITY = """(hidden) => {
+  Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+  Object.defineProperty(document, "visibilityState", {configurable: true,
+                        get: () => (hidden ? "hidden" : "visible")});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+async def test_blotter_is_accessible_and_rests_while_hidden(server: Process, page: Any) -> None:
+    """axe-core finds nothing serious; motion and polling follow the user's settings."""
+    expect = pw.expect
+    await page.goto(server.url + "/")
+    await page.get_by_test_id("user-id").fill(f"a11y-{time.time_ns() % 10**12}")
+    await page.get_by_test_id("user-id").press("Enter")
+    await expect(page.get_by_test_id("ws-status")).to_have_attribute("data-state", "open")
+    order_id = await place(page, **{"amount-in": "1"})
+    row = page.locator(f'[data-testid="order-row"][data-order-id="{order_id}"]')
+    await expect(row).to_have_attribute("data-status", "confirmed", timeout=LIVE)
+    await row.click()
+    await expect(page.get_by_test_id("timeline-event").last).to_have_attribute(
+        "data-status", "confirmed"
+    )
+    await expect(page.get_by_test_id("price-chart")).to_have_attribute(
+        "data-points", re.compile(r"^[1-9]")
+    )
+
+    # axe-core over the whole page, with a filled order's detail open.
+    results = await axe.Axe().run(page)
+    grave = [
+        f"{v['impact']} {v['id']}: {v['help']} at {[n['target'] for n in v['nodes']][:5]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert grave == [], "\n".join(grave)
+
+    # Reduced motion: the row's status flash (and every other animation) is off.
+    motion = "(el) => getComputedStyle(el).animationName"
+    assert await row.evaluate(motion) != "none"
+    await page.emulate_media(reduced_motion="reduce")
+    assert await row.evaluate(motion) == "none"
+    await page.emulate_media(reduced_motion="no-preference")
+
+    # A hidden tab polls no prices; shown again, it polls at once.
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if "/api/market/prices" in r.url else None)
+    chart = page.get_by_test_id("price-chart")
+    await page.evaluate(SET_VISIBILITY, True)
+    await expect(chart).to_have_attribute("data-polling", "off")
+    polls.clear()
+    await page.wait_for_timeout(3500)  # over two poll intervals (1.5 s): absence needs time
+    assert polls == []
+    async with page.expect_request(re.compile(r"/api/market/prices")):
+        await page.evaluate(SET_VISIBILITY, False)
+    await expect(chart).to_have_attribute("data-polling", "on")

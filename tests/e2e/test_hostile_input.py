@@ -17,6 +17,7 @@ from dexecutor import jsoncodec
 from tests.support import Process, free_port, isolated, order_body, serving, watch
 
 ALICE, BOB, CAROL = "alice-key-0123456789", "bob-key-9876543210", "carol-key-555555"
+DAVE = "dave-key-4444444444"
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ async def guarded() -> AsyncIterator[Process]:
     async with isolated("dxh") as iso:
         env = iso.env(
             ENV="production",
-            API_KEYS=f"{ALICE}:alice,{BOB}:bob,{CAROL}:carol",
+            API_KEYS=f"{ALICE}:alice,{BOB}:bob,{CAROL}:carol,{DAVE}:dave",
             RATE_LIMIT_PER_USER="5",
             WS_MAX_CONNECTIONS="3",
             WS_FIRST_MESSAGE_TIMEOUT_S="0.5",
@@ -75,6 +76,53 @@ async def test_a_user_cannot_act_as_or_see_another_user(guarded: Process) -> Non
     assert ws.close_code == 4403
     unauthenticated = await watch(f"{guarded.ws_url}/ws/orders/{order_id}")
     assert unauthenticated.close_code == 4401
+
+
+async def test_the_api_key_names_the_user_of_an_order(guarded: Process) -> None:
+    """With a key, userId may be left out; naming another user is a 403 `user_mismatch`."""
+    async with httpx.AsyncClient(
+        base_url=guarded.url, headers={"X-API-Key": DAVE}, timeout=30
+    ) as dave:
+        body = order_body(userId=None)
+        assert "userId" not in body
+        accepted = await dave.post("/api/orders/execute", json=body)
+        assert accepted.status_code == 202, accepted.text
+        record = (await dave.get(f"/api/orders/{accepted.json()['orderId']}")).json()
+        assert record["userId"] == "dave"
+        own = await dave.post("/api/orders/execute", json=order_body(userId="dave"))
+        assert own.status_code == 202, own.text
+        other = await dave.post("/api/orders/execute", json=order_body(userId="alice"))
+        assert other.status_code == 403
+        assert other.json()["error"] == "user_mismatch" and "API key" in other.json()["message"]
+        orders = (await dave.get("/api/orders", params={"userId": "dave"})).json()["orders"]
+        assert len(orders) == 2
+    async with client(guarded, ALICE) as alice:  # the refused order was not stored as hers
+        assert (await alice.get("/api/orders", params={"userId": "alice"})).json()["orders"] == []
+
+    # The submission socket follows the same rule.
+    url = f"{guarded.ws_url}/api/orders/execute?apiKey={DAVE}"
+    keyed = await watch(url, send=order_body(userId=None))
+    assert keyed.close_code == 1000 and keyed.statuses[-1] == "confirmed", keyed
+    assert keyed.messages[-1]["userId"] == "dave"
+    mismatch = await watch(url, send=order_body(userId="alice"))
+    assert mismatch.close_code == 4403
+    assert mismatch.messages == [
+        {"error": "user_mismatch", "message": mismatch.messages[0]["message"]}
+    ]
+
+
+async def test_the_schema_offers_the_key_schemes_it_requires(guarded: Process) -> None:
+    """/docs has an Authorize button; with API_KEYS set the key is not optional."""
+    async with httpx.AsyncClient(base_url=guarded.url) as anon:
+        schema = (await anon.get("/openapi.json")).json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {**schemes["ApiKey"], "type": "apiKey", "in": "header",
+                                 "name": "X-API-Key"}  # fmt: skip
+    assert schemes["Bearer"]["scheme"] == "bearer"
+    required = [{"ApiKey": []}, {"Bearer": []}]
+    assert schema["paths"]["/api/orders/execute"]["post"]["security"] == required
+    assert schema["paths"]["/api/orders/{order_id}"]["delete"]["security"] == required
+    assert "security" not in schema["paths"]["/healthz"]["get"]
 
 
 async def test_mock_controls_are_off_in_production(guarded: Process) -> None:

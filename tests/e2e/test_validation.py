@@ -141,3 +141,36 @@ async def test_history_requires_a_valid_user(client: httpx.AsyncClient) -> None:
     assert response.json()["error"] == "validation_error"
     bad_status = await client.get("/api/orders", params={"userId": "u", "status": "done"})
     assert bad_status.status_code == 422
+
+
+async def test_other_methods_on_the_submission_path_are_405(client: httpx.AsyncClient) -> None:
+    """Not read as `GET /api/orders/{id}` with the id "execute"."""
+    for method in ("GET", "PUT", "DELETE"):
+        response = await client.request(method, "/api/orders/execute")
+        assert response.status_code == 405, (method, response.text)
+        assert response.json()["error"] == "method_not_allowed"
+        assert response.headers["Allow"] == "POST"
+
+
+async def test_the_schema_documents_every_refusal_of_a_submission(
+    client: httpx.AsyncClient,
+) -> None:
+    """Each status the submission can answer is in the schema; keys are optional here."""
+    schema = (await client.get("/openapi.json")).json()
+    submit = schema["paths"]["/api/orders/execute"]["post"]
+    assert set(submit["responses"]) == {
+        "202", "400", "401", "403", "409", "413", "415", "422", "429", "503"
+    }  # fmt: skip
+    assert submit["security"] == [{"ApiKey": []}, {"Bearer": []}, {}]  # no API_KEYS set
+    body = submit["requestBody"]["content"]["application/json"]["schema"]
+    assert "userId" not in body["required"] and "tokenIn" in body["required"]
+
+
+async def test_a_405_lists_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    """Not only those of the first route that matched (GET of /api/orders/{id})."""
+    order = "/api/orders/00000000-0000-4000-8000-000000000000"
+    for path, allowed in ((order, "DELETE, GET"), ("/api/mock/faults", "DELETE, GET, POST")):
+        response = await client.put(path)
+        assert response.status_code == 405
+        assert response.headers["Allow"] == allowed
+        assert response.json()["error"] == "method_not_allowed"

@@ -74,3 +74,20 @@ def test_bad_latency_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOCK_SWAP_LATENCY_MS", "3000-2000")
     with pytest.raises(ConfigError, match="MOCK_SWAP_LATENCY_MS"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    "value", ["example.com", "https://app.example/", "https://app.example/path", "*,https://a.b"]
+)
+def test_bad_cors_origins_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", value)
+    with pytest.raises(ConfigError, match="CORS_ORIGINS"):
+        load_settings()
+
+
+def test_cors_origins_are_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().cors_origin_list == []
+    monkeypatch.setenv("CORS_ORIGINS", " https://app.example, http://localhost:5173 ,")
+    assert load_settings().cors_origin_list == ["https://app.example", "http://localhost:5173"]
+    monkeypatch.setenv("CORS_ORIGINS", "*")
+    assert load_settings().cors_origin_list == ["*"]

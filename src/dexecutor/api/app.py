@@ -6,8 +6,10 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
@@ -65,7 +67,19 @@ def create_app(
     app.state.auth = Authenticator(parse_api_keys(settings.api_keys.get_secret_value()))
     app.state.ws_open = 0
     app.add_middleware(orders.SubmissionFastPath)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # the outer one
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list:
+        # The outermost layer: a preflight is answered before the submission fast path
+        # (which would refuse OPTIONS), and every answer, refusals included, carries
+        # the headers a browser needs to read it.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
+            expose_headers=["Idempotent-Replayed", "Retry-After"],
+            max_age=600,
+        )
     errors.install(app)
     app.include_router(orders.submission)
     app.include_router(orders.router)
@@ -80,7 +94,28 @@ def create_app(
         page = resources.files("dexecutor.api").joinpath("static/index.html")
         return HTMLResponse(page.read_text(encoding="utf-8"))
 
+    _document_security(app)
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """A server without API_KEYS authenticates nobody: its document says the schemes
+    are optional (an empty requirement), so clients and fuzzers need not send a key."""
+    if app.state.auth.enabled:
+        return
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()  # FastAPI keeps it as app.openapi_schema: changed once, in place
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                if isinstance(operation, dict) and operation.get("security"):
+                    operation["security"] = [*operation["security"], {}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_environment() -> FastAPI:

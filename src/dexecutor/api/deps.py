@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from dexecutor.api.errors import ApiError
@@ -26,7 +27,20 @@ async def intake(request: Request) -> Intake:
     return svc
 
 
-async def principal(conn: HTTPConnection) -> Principal:
+# The two ways to send a key, declared for the OpenAPI document (the Authorize button
+# of /docs); the Authenticator reads the headers itself and decides.
+_KEY_DOCS = "Only when the server sets API_KEYS: the key names the user."
+api_key_header = APIKeyHeader(
+    name="X-API-Key", scheme_name="ApiKey", description=_KEY_DOCS, auto_error=False
+)
+bearer = HTTPBearer(scheme_name="Bearer", description=_KEY_DOCS, auto_error=False)
+
+
+async def principal(
+    conn: HTTPConnection,
+    _key: Annotated[object, Security(api_key_header)],
+    _bearer: Annotated[object, Security(bearer)],
+) -> Principal:
     """The caller (raises 401 when authentication is on and no valid key was sent)."""
     auth: Authenticator = conn.app.state.auth
     return auth.principal(conn)

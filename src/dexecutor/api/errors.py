@@ -6,6 +6,7 @@ client never has to parse two formats.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from dexecutor.api.responses import JSONResponse
 
@@ -112,6 +114,28 @@ def api_error_response(exc: ApiError) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
+def _allowed_methods(request: Request, starlette_allow: str) -> str:
+    """Every method the API serves at this path.
+
+    Starlette's own 405 names only the methods of the first route whose path matched
+    (GET of `/api/orders/{id}`, not its DELETE); the Allow header must list them all.
+    The document's paths are the public list of routes (FastAPI nests routers).
+    """
+    app: FastAPI = request.app
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = [
+            (compile_path(path)[0], {method.upper() for method in operations})
+            for path, operations in app.openapi().get("paths", {}).items()
+        ]
+        app.state.allow_table = table
+    methods = {m.strip() for m in starlette_allow.split(",") if m.strip()}
+    for pattern, served in table:
+        if pattern.match(request.url.path):
+            methods |= served
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     async def _database_down(_: Request, exc: Exception) -> Response:
         return database_down_response(exc)
@@ -124,12 +148,16 @@ def install(app: FastAPI) -> None:
         return api_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":
             message = "no such resource"
-        return error_response(exc.status_code, code, message, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            allow = (headers or {}).get("Allow", "")
+            headers = {**(headers or {}), "Allow": _allowed_methods(request, allow)}
+        return error_response(exc.status_code, code, message, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:

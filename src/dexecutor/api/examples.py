@@ -22,7 +22,10 @@ ORDER = {
                     "route": ["wSOL", "USDC"]},
     },
     "quoteId": None, "limitPrice": None, "expiresAt": None,
-    "createdAt": "2026-11-21T10:00:00.000Z", "updatedAt": AT,
+    "createdAt": "2026-11-21T10:00:00.000Z", "updatedAt": AT, "clientOrderId": "my-order-42",
+    "timestamp": 1763719200000, "lastTradeTimestamp": 1763719203100, "filled": 2,
+    "remaining": 0, "average": 98.7, "cost": 197.4,
+    "fee": {"cost": 0.004, "currency": "SOL", "rate": 0.002},
 }  # fmt: skip
 
 EVENTS = {
@@ -30,12 +33,12 @@ EVENTS = {
     "events": [
         {"orderId": ORDER_ID, "seq": 1, "status": "pending", "attempt": 0,
          "at": "2026-11-21T10:00:00.000Z", "type": "market", "tokenIn": "SOL",
-         "tokenOut": "USDC", "amountIn": 2, "userId": "user1"},
+         "tokenOut": "USDC", "amountIn": 2, "userId": "user1", "clientOrderId": "my-order-42"},
         {"orderId": ORDER_ID, "seq": 2, "status": "routing", "attempt": 1,
-         "at": "2026-11-21T10:00:00.010Z", "userId": "user1"},
+         "at": "2026-11-21T10:00:00.010Z", "userId": "user1", "clientOrderId": "my-order-42"},
         {"orderId": ORDER_ID, "seq": 5, "status": "confirmed", "attempt": 1, "at": AT,
          "dex": "meteora", "txHash": "5xRq…", "executedPrice": 98.7, "amountOut": 197.4,
-         "userId": "user1"},
+         "userId": "user1", "clientOrderId": "my-order-42"},
     ],
 }  # fmt: skip
 
@@ -48,18 +51,79 @@ QUOTE = {
 }  # fmt: skip
 
 
-def ok(example: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: its success example and the error envelope (4XX, 5XX)."""
-    error: dict[str, Any] = {
-        "model": ErrorView,
-        "content": {
-            "application/json": {
-                "example": {"error": "validation_error", "message": "amountIn: must be a number"}
-            }
-        },
-    }
+# Every refusal a route can send, in words: the statuses are documented one by one
+# where a route's refusals are known (submission), and as 4XX / 5XX elsewhere.
+REFUSALS = {
+    400: "The body is not JSON, or an order id is not a UUID",
+    401: "API keys are on (API_KEYS) and no valid key was sent",
+    403: "The userId is not the user of the API key (`user_mismatch`)",
+    404: "No such order, or one the caller may not see",
+    409: "The Idempotency-Key was used with a different body (details.orderId: the first)",
+    413: "The body is over MAX_BODY_BYTES",
+    415: "The body was not sent as application/json",
+    422: "The request breaks a rule; `details` names each field",
+    429: "Rate limit or queue backlog: retry after the Retry-After seconds",
+    503: "PostgreSQL is unreachable: nothing was stored; retry after Retry-After",
+}
+
+# Operations that authenticate: either scheme when API_KEYS is set (see app.py, which
+# makes them optional in the document of a server without keys).
+SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
+
+
+def _error(example: dict[str, Any]) -> dict[str, Any]:
+    return {"model": ErrorView, "content": {"application/json": {"example": example}}}
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for the error envelope with these statuses."""
     return {
-        status: {"content": {"application/json": {"example": example}}},
+        status: {
+            "description": REFUSALS[status],
+            **_error({"error": ERROR_CODES[status], "message": REFUSALS[status]}),
+        }
+        for status in statuses
+    }
+
+
+ERROR_CODES = {
+    400: "invalid_json",
+    401: "unauthorized",
+    403: "user_mismatch",
+    404: "not_found",
+    409: "idempotency_conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "database_unavailable",
+}
+
+
+def order_links(order_id: str) -> dict[str, Any]:
+    """OpenAPI links from an answer that names an order (`order_id`: a runtime
+    expression) to the operations on that order, for clients and stateful fuzzers."""
+    return {
+        name: {"operationId": operation, "parameters": {"order_id": order_id}}
+        for name, operation in (
+            ("GetOrder", "getOrder"),
+            ("GetOrderStatus", "getOrderStatus"),
+            ("GetOrderEvents", "getOrderEvents"),
+            ("CancelOrder", "cancelOrder"),
+        )
+    }
+
+
+def ok(
+    example: Any, status: int = 200, links: dict[str, Any] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: its success example and the error envelope (4XX, 5XX)."""
+    error = _error({"error": "validation_error", "message": "amountIn: must be a number"})
+    return {
+        status: {
+            "content": {"application/json": {"example": example}},
+            **({"links": links} if links else {}),
+        },
         "4XX": {"description": "The client's mistake: nothing was stored", **error},
         "5XX": {"description": "The server's trouble (503: a dependency is down)", **error},
     }
@@ -95,4 +159,10 @@ FAULTS = {
 }
 LAUNCH = {"token": "NOVA", "venue": "raydium", "launched": True, "alreadyOpen": False}
 PRICE_MOVE = {"token": "SOL", "venues": ["raydium", "meteora"], "bps": 300}
-CANCELLED = {**ORDER, "status": "cancelled", "failReason": "cancelled_by_user", "dexUsed": None}
+CANCELLED = {
+    **ORDER, "status": "cancelled", "failReason": "cancelled_by_user", "dexUsed": None,
+    "route": None, "executedPrice": None, "amountOut": None, "expectedAmountOut": None,
+    "minAmountOut": None, "txHash": None, "quotes": None, "attempts": 0,
+    "lastTradeTimestamp": None, "filled": 0, "remaining": 2, "average": None, "cost": 0,
+    "fee": None,
+}  # fmt: skip

@@ -101,6 +101,17 @@ async def prices(
     )  # fmt: skip
 
 
+def _symbol_query(alias: str, example: str) -> Any:
+    """A token symbol parameter, documented like the order body's (schemas.Symbol)."""
+    return Query(
+        alias=alias,
+        max_length=20,
+        description="token symbol from GET /api/tokens, any case",
+        json_schema_extra={"enum": [t.symbol for t in TOKENS]},
+        examples=[example],
+    )
+
+
 @router.get(
     "/api/quote",
     summary="Every venue's quote and the route an order would take",
@@ -110,9 +121,18 @@ async def prices(
 async def quote(
     svc: ServicesDep,
     _who: PrincipalDep,
-    token_in: Annotated[str, Query(alias="tokenIn", max_length=20)],
-    token_out: Annotated[str, Query(alias="tokenOut", max_length=20)],
-    amount_in: Annotated[str, Query(alias="amountIn", max_length=64)],
+    token_in: Annotated[str, _symbol_query("tokenIn", "SOL")],
+    token_out: Annotated[str, _symbol_query("tokenOut", "USDC")],
+    amount_in: Annotated[
+        str,
+        Query(
+            alias="amountIn",
+            max_length=64,
+            pattern=r"^[0-9]+(\.[0-9]+)?$",
+            description="exact decimal > 0, at most the token's decimals",
+            examples=["2"],
+        ),
+    ],
     slippage_bps: Annotated[int, Query(alias="slippageBps", ge=0, le=5000)] = 50,
 ) -> Response:
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,6 +24,7 @@ from dexecutor.api.errors import (
     ApiError,
     api_error_response,
     database_down_response,
+    error_response,
 )
 from dexecutor.api.guard import Principal
 from dexecutor.api.responses import JSONResponse
@@ -35,6 +36,10 @@ from dexecutor.runtime import Services
 from dexecutor.store.orders import IdempotencyConflict
 
 router = APIRouter(prefix="/api/orders", tags=["orders"], dependencies=[Depends(limit_address)])
+
+# An order id is a UUID. The schema says so (clients and fuzzers send real ids), while
+# the route keeps its own check, so a malformed id gets the 400 `invalid_order_id`.
+OrderId = Annotated[str, Path(json_schema_extra={"format": "uuid"}, examples=[ex.ORDER_ID])]
 
 
 _ACCEPTED_EXAMPLE = {"orderId": "1f0c…", "status": "pending"}
@@ -48,7 +53,7 @@ _ORDER_BODY = {
 
 def new_order(req: OrderRequest) -> NewOrder:
     return NewOrder(
-        user_id=req.userId,
+        user_id=req.user,
         type=OrderType(req.type),
         token_in=req.tokenIn,
         token_out=req.tokenOut,
@@ -89,13 +94,23 @@ submission = APIRouter(tags=["orders"])
 @submission.post(
     SUBMIT_PATH,
     status_code=202,
-    openapi_extra={**_ORDER_BODY, "parameters": _SUBMIT_PARAMETERS},
+    openapi_extra={**_ORDER_BODY, "parameters": _SUBMIT_PARAMETERS, "security": ex.SECURITY},
     summary="Submit an order",
+    operation_id="submitOrder",
     response_model=views.AcceptedView,
     responses={
-        202: {"content": {"application/json": {"example": _ACCEPTED_EXAMPLE}}},
-        409: {"description": "Idempotency-Key reused with a different body"},
-        422: {"description": "Invalid order"},
+        202: {
+            "content": {"application/json": {"example": _ACCEPTED_EXAMPLE}},
+            "links": ex.order_links("$response.body#/orderId"),
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "`true` when an earlier request with this Idempotency-Key "
+                    "created the order returned",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            },
+        },
+        **ex.refusals(400, 401, 403, 409, 413, 415, 422, 429, 503),
     },
 )
 async def execute(request: Request) -> Response:
@@ -106,14 +121,12 @@ async def execute(request: Request) -> Response:
     address = request.client.host if request.client else None
     try:
         req, idempotency_key = _submitted_order(
-            request, await request.body(), svc.settings.max_amount_in
+            request, await request.body(), svc.settings.max_amount_in, who.user_id
         )
     except ApiError:
         await state.limiter.check(address, None)  # refused requests count too
         raise
-    if who.user_id is not None and req.userId != who.user_id:
-        raise ApiError(403, "forbidden", "userId does not match the user of the API key")
-    await state.limiter.check(address, req.userId)
+    await state.limiter.check(address, req.user)
     await check_backlog(svc)
     try:
         order, created = await state.intake.accept(
@@ -149,10 +162,16 @@ class SubmissionFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != SUBMIT_PATH:
+        if scope["type"] != "http" or scope["path"] != SUBMIT_PATH:
             await self.app(scope, receive, send)
             return
         response: Response
+        if scope["method"] != "POST":
+            # Without this, `GET /api/orders/execute` would be read as order id "execute".
+            await error_response(
+                405, "method_not_allowed", "submit orders with POST", headers={"Allow": "POST"}
+            )(scope, receive, send)
+            return
         try:
             response = await execute(Request(scope, receive))
         except ApiError as err:
@@ -163,9 +182,9 @@ class SubmissionFastPath:
 
 
 def _submitted_order(
-    request: Request, body: bytes, max_amount_in: Decimal
+    request: Request, body: bytes, max_amount_in: Decimal, key_user: str | None
 ) -> tuple[OrderRequest, str | None]:
-    """The order in the request and its Idempotency-Key, or ApiError (415, 422)."""
+    """The order in the request and its Idempotency-Key, or ApiError (403, 415, 422)."""
     content_type = request.headers.get("content-type", "")
     if "json" not in content_type.split(";")[0].lower():
         raise ApiError(415, "unsupported_media_type", "send the order as application/json")
@@ -176,7 +195,9 @@ def _submitted_order(
             "validation_error",
             f"idempotency-key: at most {IDEMPOTENCY_KEY_MAX} characters",
         )
-    return parse_order_request(body, max_amount_in), key  # BodySizeLimit bounded the body (413)
+    return parse_order_request(
+        body, max_amount_in, key_user
+    ), key  # BodySizeLimit bounded the body (413)
 
 
 async def _visible_order(svc: Services, who: Principal, order_id: str) -> Order:
@@ -206,8 +227,9 @@ async def check_backlog(svc: Services) -> None:
 @router.get(
     "",
     summary="A user's order history, newest first",
+    operation_id="listOrders",
     response_model=views.HistoryView,
-    responses=ex.ok(ex.HISTORY),
+    responses=ex.ok(ex.HISTORY, links=ex.order_links("$response.body#/orders/0/orderId")),
 )
 async def history(
     svc: ServicesDep,
@@ -218,6 +240,14 @@ async def history(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[str | None, Query(description="orderId: return orders older than it")] = None,
+    client_order_id: Annotated[
+        str | None,
+        Query(
+            alias="clientOrderId",
+            max_length=IDEMPOTENCY_KEY_MAX,
+            description="the Idempotency-Key an order was placed with: that order only",
+        ),
+    ] = None,
 ) -> Response:
     if who.user_id is not None and user_id != who.user_id:
         raise ApiError(403, "forbidden", "you can list only your own orders")
@@ -234,18 +264,19 @@ async def history(
         if anchor is None or anchor.user_id != user_id:
             raise ApiError(422, "validation_error", "before: no such order of this user")
         cursor = (anchor.created_at, anchor.id)
-    orders = await svc.repo.history(user_id, statuses, limit, cursor)
+    orders = await svc.repo.history(user_id, statuses, limit, cursor, client_order_id)
     next_before = str(orders[-1].id) if len(orders) == limit else None
-    return JSONResponse({"orders": [order_view(o) for o in orders], "nextBefore": next_before})
+    return JSONResponse({"orders": await _records(svc, orders), "nextBefore": next_before})
 
 
 @router.get(
     "/status/{order_id}",
     summary="An order's current status",
+    operation_id="getOrderStatus",
     response_model=views.StatusView,
     responses=ex.ok(ex.STATUS),
 )
-async def status_of(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Response:
+async def status_of(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> Response:
     order = await _visible_order(svc, who, order_id)
     return JSONResponse(
         {
@@ -260,39 +291,53 @@ async def status_of(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Respo
 @router.get(
     "/{order_id}",
     summary="An order's full record",
+    operation_id="getOrder",
     response_model=views.OrderView,
     responses=ex.ok(ex.ORDER),
 )
-async def get_order(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Response:
+async def get_order(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> Response:
     order = await _visible_order(svc, who, order_id)
-    return JSONResponse(order_view(order))
+    return JSONResponse((await _records(svc, [order]))[0])
 
 
 @router.get(
     "/{order_id}/events",
     summary="An order's whole event history, in order",
+    operation_id="getOrderEvents",
     response_model=views.EventsView,
     responses=ex.ok(ex.EVENTS),
 )
-async def events(order_id: str, svc: ServicesDep, who: PrincipalDep) -> Response:
+async def events(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> Response:
     order = await _visible_order(svc, who, order_id)
     oid = order.id
     stored = await svc.repo.events(oid)
-    return JSONResponse(
-        {"orderId": str(oid), "events": [event_message(e, order.user_id) for e in stored]}
-    )
+    echo = await svc.repo.client_order_ids([oid])
+    messages = [event_message(e, order.user_id) for e in stored]
+    if oid in echo:  # every stored event of the order carries the client's key
+        for message in messages:
+            message["clientOrderId"] = echo[oid]
+    return JSONResponse({"orderId": str(oid), "events": messages})
 
 
 @router.delete(
     "/{order_id}",
     summary="Cancel an order that has not started routing",
+    operation_id="cancelOrder",
     response_model=views.OrderView,
     responses=ex.ok(ex.CANCELLED),
 )
-async def cancel(order_id: str, svc: ServicesDep, intake: IntakeDep, who: PrincipalDep) -> Response:
+async def cancel(
+    order_id: OrderId, svc: ServicesDep, intake: IntakeDep, who: PrincipalDep
+) -> Response:
     visible = await _visible_order(svc, who, order_id)
     try:
         order = await intake.cancel(visible.id)
     except Refused as err:
         raise ApiError(err.status, err.code, err.message) from None
-    return JSONResponse(order_view(order))
+    return JSONResponse((await _records(svc, [order]))[0])
+
+
+async def _records(svc: Services, orders: list[Order]) -> list[dict[str, Any]]:
+    """Order records, each with the clientOrderId it was placed with (one query)."""
+    echo = await svc.repo.client_order_ids([o.id for o in orders])
+    return [order_view(o, echo.get(o.id)) for o in orders]

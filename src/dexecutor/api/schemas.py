@@ -8,7 +8,7 @@ and also documents the body in the OpenAPI schema.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -25,9 +25,9 @@ from pydantic import (
 
 from dexecutor import jsoncodec
 from dexecutor.api.errors import ApiError
-from dexecutor.domain.money import decimal_places
-from dexecutor.domain.order import Order
-from dexecutor.market.tokens import find_token
+from dexecutor.domain.money import decimal_places, quantize_up
+from dexecutor.domain.order import Order, OrderStatus
+from dexecutor.market.tokens import TOKENS, find_token
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 
@@ -57,7 +57,16 @@ def _symbol(value: Any) -> Any:
 
 
 Amount = Annotated[Decimal, BeforeValidator(_number)]
-Symbol = Annotated[str, BeforeValidator(_symbol)]
+# The schema lists the registry's symbols, so clients (and fuzzers) know the valid
+# values; the validator still takes them in any case.
+Symbol = Annotated[
+    str,
+    BeforeValidator(_symbol),
+    Field(
+        description="token symbol from GET /api/tokens, any case",
+        json_schema_extra={"enum": [t.symbol for t in TOKENS]},
+    ),
+]
 UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
 
 
@@ -80,9 +89,13 @@ class OrderRequest(BaseModel):
         },
     )
 
-    userId: UserId = Field(description="1-64 letters, digits, _ . : -")
+    userId: UserId | None = Field(
+        None,
+        description="1-64 letters, digits, _ . : -. Required, unless an API key is sent: "
+        "the key names the user, and a different userId is a 403 (`user_mismatch`)",
+    )
     type: Literal["market", "limit", "sniper"] = "market"
-    tokenIn: Symbol = Field(description="token symbol from GET /api/tokens, any case")
+    tokenIn: Symbol
     tokenOut: Symbol
     amountIn: Amount = Field(description="exact decimal > 0, at most the token's decimals")
     slippageBps: Annotated[int, BeforeValidator(_integer), Field(ge=0, le=5000)] = 50
@@ -134,25 +147,39 @@ class OrderRequest(BaseModel):
                 raise ValueError("expiresAt is in the past")
         return self
 
+    @property
+    def user(self) -> str:
+        """The userId: always set once `validate_order` accepted the order."""
+        assert self.userId is not None
+        return self.userId
+
     def fingerprint(self) -> str:
         """A stable hash of the request, to tell a retried submission from a different one."""
         return hashlib.sha256(jsoncodec.dumps(self.model_dump(mode="python"))).hexdigest()
 
 
-def parse_order_request(body: bytes, max_amount: Decimal) -> OrderRequest:
-    """Decode and validate an order body; raise ApiError (4xx) on anything wrong."""
+def parse_order_request(
+    body: bytes, max_amount: Decimal, key_user: str | None = None
+) -> OrderRequest:
+    """Decode and validate an order body; raise ApiError (4xx) on anything wrong.
+
+    `key_user` is the user of the caller's API key, if any: it fills in a missing
+    userId, and any other userId is refused.
+    """
     if not body.strip():
         raise ApiError(400, "invalid_json", "the request body is empty; send an order as JSON")
     try:
         data = jsoncodec.loads(body)
     except (msgspec.DecodeError, RecursionError) as err:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {err}") from None
-    return validate_order(data, max_amount)
+    return validate_order(data, max_amount, key_user)
 
 
-def validate_order(data: Any, max_amount: Decimal) -> OrderRequest:
+def validate_order(data: Any, max_amount: Decimal, key_user: str | None = None) -> OrderRequest:
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", "the order must be a JSON object")
+    if key_user is not None:
+        data.setdefault("userId", key_user)
     try:
         order = OrderRequest.model_validate(data)
     except ValidationError as err:
@@ -166,6 +193,19 @@ def validate_order(data: Any, max_amount: Decimal) -> OrderRequest:
         first = details[0]
         prefix = f"{first['field']}: " if first["field"] != "body" else ""
         raise ApiError(422, "validation_error", prefix + first["message"], details) from None
+    if key_user is not None and order.userId != key_user:
+        raise ApiError(
+            403,
+            "user_mismatch",
+            "userId is not the user of the API key; leave it out or send the key's own",
+        )
+    if order.userId is None:
+        raise ApiError(
+            422,
+            "validation_error",
+            "userId: required (or send an API key, which names the user)",
+            [{"field": "userId", "message": "required without an API key"}],
+        )
     if order.amountIn > max_amount:
         raise ApiError(
             422,
@@ -180,8 +220,49 @@ def iso(at: datetime | None) -> str | None:
     return jsoncodec.iso(at) if at is not None else None
 
 
-def order_view(order: Order) -> dict[str, Any]:
-    """The full order record of `GET /api/orders/{id}`."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ms(at: datetime) -> int:
+    """Milliseconds since the Unix epoch, as CCXT's `timestamp` (integer arithmetic)."""
+    return (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+def ccxt_fields(order: Order) -> dict[str, Any]:
+    """CCXT's unified order fields, for a spot order selling tokenIn (the base) for
+    tokenOut (the quote); the mapping is written down in the README.
+
+    A swap fills all at once or not at all, so `filled` is amountIn once confirmed and
+    0 before or without a fill; `cost` is what was received (amountOut, in tokenOut)
+    and `average` the executed price. `fee` is the venue fee the chosen route quoted,
+    as a share of amountIn, charged in tokenIn.
+    """
+    filled = order.status is OrderStatus.CONFIRMED
+    zero = Decimal(0)
+    return {
+        "timestamp": epoch_ms(order.created_at),
+        "lastTradeTimestamp": epoch_ms(order.updated_at) if filled else None,
+        "filled": order.amount_in if filled else zero,
+        "remaining": zero if filled else order.amount_in,
+        "average": order.executed_price if filled else None,
+        "cost": order.amount_out if filled and order.amount_out is not None else zero,
+        "fee": _venue_fee(order) if filled else None,
+    }
+
+
+def _venue_fee(order: Order) -> dict[str, Any] | None:
+    chosen = (order.quotes or {}).get(order.dex_used or "")
+    rate = chosen.get("fee") if isinstance(chosen, dict) else None
+    token = find_token(order.token_in)
+    if not isinstance(rate, Decimal | int) or token is None:
+        return None
+    cost = quantize_up(order.amount_in * Decimal(rate), token.decimals)
+    return {"cost": cost, "currency": order.token_in, "rate": Decimal(rate)}
+
+
+def order_view(order: Order, client_order_id: str | None = None) -> dict[str, Any]:
+    """The full order record of `GET /api/orders/{id}`; `client_order_id` is the
+    Idempotency-Key it was placed with (see `OrderRepository.client_order_ids`)."""
     route = None
     if order.quotes and order.dex_used and isinstance(order.quotes.get(order.dex_used), dict):
         route = order.quotes[order.dex_used].get("route")
@@ -209,6 +290,8 @@ def order_view(order: Order) -> dict[str, Any]:
         "expiresAt": iso(order.expires_at),
         "createdAt": iso(order.created_at),
         "updatedAt": iso(order.updated_at),
+        "clientOrderId": client_order_id,
+        **ccxt_fields(order),
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 Num = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 
@@ -41,6 +41,12 @@ class VenueQuoteView(View):
     message: str | None = None
 
 
+class FeeView(View):
+    cost: Num
+    currency: str
+    rate: Num
+
+
 class OrderView(View):
     orderId: str
     userId: str
@@ -65,6 +71,16 @@ class OrderView(View):
     expiresAt: str | None
     createdAt: str
     updatedAt: str
+    clientOrderId: str | None = Field(
+        description="the Idempotency-Key the order was placed with, if any"
+    )
+    timestamp: int = Field(description="createdAt in milliseconds since the epoch (CCXT)")
+    lastTradeTimestamp: int | None = Field(description="when it filled, in ms; null unfilled")
+    filled: Num = Field(description="tokenIn sold: amountIn once confirmed, else 0")
+    remaining: Num = Field(description="amountIn - filled")
+    average: Num | None = Field(description="executed price, tokenOut per tokenIn")
+    cost: Num = Field(description="tokenOut received (amountOut), 0 unfilled")
+    fee: FeeView | None = Field(description="the venue fee of the fill, in tokenIn")
 
 
 class StatusView(View):
@@ -83,6 +99,9 @@ class EventView(BaseModel):
     status: str
     attempt: int
     at: str
+    clientOrderId: str | None = Field(
+        None, description="the order's Idempotency-Key, on GET …/events (not on the streams)"
+    )
 
 
 class EventsView(View):

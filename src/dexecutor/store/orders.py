@@ -378,10 +378,18 @@ class OrderRepository:
         statuses: Sequence[str] | None,
         limit: int,
         before: tuple[datetime, UUID] | None,
+        client_order_id: str | None = None,
     ) -> list[Order]:
-        """A user's orders, newest first, after the keyset cursor `before`."""
+        """A user's orders, newest first, after the keyset cursor `before`.
+
+        `client_order_id` (the Idempotency-Key the order was placed with) narrows it to
+        that one order, through the unique (user_id, idempotency_key) index.
+        """
         clauses = ["user_id = $1"]
         args: list[Any] = [user_id]
+        if client_order_id is not None:
+            args.append(client_order_id)
+            clauses.append(f"idempotency_key = ${len(args)}")
         if statuses:
             args.append(list(statuses))
             clauses.append(f"status = ANY(${len(args)}::text[])")
@@ -395,6 +403,21 @@ class OrderRepository:
             *args,
         )
         return [order_from_row(r) for r in rows]
+
+    async def client_order_ids(self, order_ids: Sequence[UUID]) -> dict[UUID, str]:
+        """The Idempotency-Key each of these orders was placed with (those that had one).
+
+        Echoed to clients as `clientOrderId`; the order itself does not carry it, as
+        nothing in its execution depends on it.
+        """
+        if not order_ids:
+            return {}
+        rows = await self._pool.fetch(
+            "SELECT id, idempotency_key FROM orders"
+            " WHERE id = ANY($1::uuid[]) AND idempotency_key IS NOT NULL",
+            list(order_ids),
+        )
+        return {row["id"]: row["idempotency_key"] for row in rows}
 
     async def quiet_unfinished(
         self, quiet_s: float, limit: int = 1000, after: tuple[datetime, UUID] | None = None

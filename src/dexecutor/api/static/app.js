@@ -83,6 +83,7 @@
     orders: new Map(),    // orderId -> record (+ _seq, _at: the newest event applied)
     rows: new Map(),      // orderId -> <tr>
     selected: null,
+    opener: null,         // the order whose row opened the detail (focus returns there)
     detailEvents: new Map(), // seq -> event of the selected order
     tokens: [],
     filter: "all",
@@ -117,6 +118,23 @@
     if (crypto.randomUUID) return crypto.randomUUID();
     const b = crypto.getRandomValues(new Uint8Array(16));
     return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  // ---------- screen reader announcements ----------
+  // One polite live region: each status change of the user's orders is read out once.
+  function announce(text) {
+    $("#announcer").textContent = text;
+  }
+
+  function statusWords(o) {
+    const swap = `${fmtNum(o.amountIn)} ${o.tokenIn || ""} to ${o.tokenOut || ""}`;
+    let words = `Order ${shortId(o.orderId)}, ${swap}: ${o.status}`;
+    if (o.status === "confirmed" && o.amountOut != null) {
+      words += `, received ${fmtNum(o.amountOut)} ${o.tokenOut} on ${venueName(o.dexUsed)}`;
+    } else if (o.failReason) {
+      words += ` (${o.failReason.replace(/_/g, " ")})`;
+    }
+    return words;
   }
 
   // ---------- toasts ----------
@@ -181,6 +199,7 @@
     if (["failed", "cancelled", "expired"].includes(ev.status)) o.failReason = ev.reason || null;
     if (ev.status === "retrying") o.lastReason = ev.reason;
     renderOrders(before !== ev.status ? ev.orderId : null);
+    if (before !== ev.status) announce(statusWords(o));
     if (state.selected === ev.orderId) renderDetail();
     if (unknown || gap) refreshRecord(ev.orderId);
   }
@@ -249,6 +268,7 @@
   function fillRow(tr, o) {
     tr.dataset.status = o.status;
     tr.classList.toggle("selected", state.selected === o.orderId);
+    tr.setAttribute("aria-selected", String(state.selected === o.orderId));
     const attempt = o.attempts > 1 && !["pending", "waiting"].includes(o.status)
       ? h("small", { class: "attempt", title: "attempt" }, `×${o.attempts}`) : null;
     const cancel = CANCELLABLE.has(o.status)
@@ -284,8 +304,10 @@
       let tr = state.rows.get(o.orderId);
       if (!tr) {
         tr = h("tr", { "data-testid": "order-row", "data-order-id": o.orderId, tabindex: "0",
-          onclick: () => select(o.orderId),
-          onkeydown: (e) => { if (e.key === "Enter") select(o.orderId); } });
+          onclick: () => select(o.orderId, true),
+          onkeydown: (e) => {
+            if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(o.orderId, true); }
+          } });
         state.rows.set(o.orderId, tr);
       }
       fillRow(tr, o);
@@ -309,12 +331,18 @@
   }
 
   // ---------- detail panel ----------
-  async function select(orderId) {
+  // `byUser`: chosen from the table, so focus moves to the detail it opens (and goes
+  // back to the row when the detail closes); a new order opens its detail unfocused.
+  async function select(orderId, byUser = false) {
     const changed = state.selected !== orderId;
     state.selected = orderId;
     if (changed) state.detailEvents = new Map();
     renderOrders();
     renderDetail();
+    if (byUser) {
+      state.opener = orderId;
+      $("#detail").focus();
+    }
     try {
       const [rec, evs] = await Promise.all([
         api(`/api/orders/${encodeURIComponent(orderId)}`),
@@ -331,11 +359,15 @@
   }
 
   function closeDetail() {
+    const hadFocus = $("#detail").contains(document.activeElement);
     state.selected = null;
     state.detailEvents = new Map();
     $("#detail").hidden = true;
     document.body.classList.remove("with-detail");
     renderOrders();
+    const row = state.rows.get(state.opener);
+    if (hadFocus && row && !row.hidden) row.focus();
+    state.opener = null;
   }
 
   function kv(label, value, attrs = {}) {
@@ -744,6 +776,20 @@
   }
 
   // ---------- price chart ----------
+  // Polled only while the page is visible: a background tab asks the server nothing.
+  const pricePoll = { timer: null };
+  function startPricePolling() {
+    if (pricePoll.timer !== null) return;
+    pricePoll.timer = setInterval(pollPrices, PRICE_POLL_MS);
+    $("#chart").dataset.polling = "on";
+    pollPrices();
+  }
+  function stopPricePolling() {
+    clearInterval(pricePoll.timer);
+    pricePoll.timer = null;
+    $("#chart").dataset.polling = "off";
+  }
+
   async function pollPrices() {
     try {
       const p = await api("/api/market/prices?tokenIn=SOL&tokenOut=USDC");
@@ -809,6 +855,10 @@
     }
     svg.replaceChildren(...nodes);
     const last = pts[pts.length - 1];
+    const said = (v) => (v != null ? Number(v).toFixed(3) : "no price");
+    svg.setAttribute("aria-label", `SOL/USDC prices at ${fmtTime(new Date(t1).toISOString())}, `
+      + `USDC per SOL: Raydium ${said(last.raydium)}, Meteora ${said(last.meteora)}, `
+      + `reference ${said(last.reference)}`);
     for (const k of keys) $(`#lg-${k}`).textContent = last[k] != null ? Number(last[k]).toFixed(3) : "–";
     if (last.raydium != null && last.meteora != null && last.reference) {
       const spread = Math.abs(last.raydium - last.meteora) / last.reference;
@@ -865,8 +915,12 @@
     renderChart();
     loadTokens();
     connect();
-    pollPrices();
-    setInterval(pollPrices, PRICE_POLL_MS);
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) stopPricePolling();
+      else startPricePolling();
+    });
+    if (document.hidden) stopPricePolling();
+    else startPricePolling();
     setInterval(() => { if (!document.hidden) schedulePreview(); }, 5000);
     setInterval(() => { if (!document.hidden) loadTokens(); }, 15000);
   }
