@@ -11,7 +11,7 @@ from uuid import uuid4
 import httpx
 
 from dexecutor import jsoncodec
-from tests.support import order_body, wait_terminal
+from tests.support import Process, order_body, wait_terminal, watch
 
 
 async def get(client: httpx.AsyncClient, path: str, **params: str) -> Any:
@@ -26,7 +26,7 @@ def ms(iso: str) -> int:
 
 
 async def test_the_idempotency_key_comes_back_as_client_order_id(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, server: Process
 ) -> None:
     user, key = f"coid-{uuid4().hex[:8]}", f"strategy-7:{uuid4().hex}"
     accepted = await client.post(
@@ -42,6 +42,10 @@ async def test_the_idempotency_key_comes_back_as_client_order_id(
     events = (await get(client, f"/api/orders/{order_id}/events"))["events"]
     assert events[0]["status"] == "pending" and len(events) >= 5
     assert {e["clientOrderId"] for e in events} == {key}
+    # The live stream's pending event carries it (the one event the key is born with).
+    stream = await watch(f"{server.ws_url}/ws/orders/{order_id}")
+    assert stream.messages[0]["status"] == "pending"
+    assert stream.messages[0]["clientOrderId"] == key
 
     # Found by the client's id alone, among the user's orders.
     found = await get(client, "/api/orders", userId=user, clientOrderId=key)

@@ -100,8 +100,9 @@ async def test_many_orders_are_stored_in_one_statement_with_their_first_events(
 ) -> None:
     repo = OrderRepository(pool)
     orders = [make_order("batch-store") for _ in range(3)]
-    keyed = make_order("batch-store")
-    same_key = make_order("batch-store")  # the same key twice in one batch: one order
+    # Placed with an Idempotency-Key, which the order carries as its client order id.
+    keyed = replace(make_order("batch-store"), client_order_id="batch-key")
+    same_key = replace(make_order("batch-store"), client_order_id="batch-key")  # one order
     records = [NewRecord(o, first_event(o)) for o in orders] + [
         NewRecord(keyed, first_event(keyed), "batch-key", "hash"),
         NewRecord(same_key, first_event(same_key), "batch-key", "hash"),

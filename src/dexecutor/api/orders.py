@@ -266,7 +266,7 @@ async def history(
         cursor = (anchor.created_at, anchor.id)
     orders = await svc.repo.history(user_id, statuses, limit, cursor, client_order_id)
     next_before = str(orders[-1].id) if len(orders) == limit else None
-    return JSONResponse({"orders": await _records(svc, orders), "nextBefore": next_before})
+    return JSONResponse({"orders": [order_view(o) for o in orders], "nextBefore": next_before})
 
 
 @router.get(
@@ -297,7 +297,7 @@ async def status_of(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> R
 )
 async def get_order(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> Response:
     order = await _visible_order(svc, who, order_id)
-    return JSONResponse((await _records(svc, [order]))[0])
+    return JSONResponse(order_view(order))
 
 
 @router.get(
@@ -311,11 +311,10 @@ async def events(order_id: OrderId, svc: ServicesDep, who: PrincipalDep) -> Resp
     order = await _visible_order(svc, who, order_id)
     oid = order.id
     stored = await svc.repo.events(oid)
-    echo = await svc.repo.client_order_ids([oid])
     messages = [event_message(e, order.user_id) for e in stored]
-    if oid in echo:  # every stored event of the order carries the client's key
+    if order.client_order_id is not None:  # every stored event carries the client's key
         for message in messages:
-            message["clientOrderId"] = echo[oid]
+            message["clientOrderId"] = order.client_order_id
     return JSONResponse({"orderId": str(oid), "events": messages})
 
 
@@ -334,10 +333,4 @@ async def cancel(
         order = await intake.cancel(visible.id)
     except Refused as err:
         raise ApiError(err.status, err.code, err.message) from None
-    return JSONResponse((await _records(svc, [order]))[0])
-
-
-async def _records(svc: Services, orders: list[Order]) -> list[dict[str, Any]]:
-    """Order records, each with the clientOrderId it was placed with (one query)."""
-    echo = await svc.repo.client_order_ids([o.id for o in orders])
-    return [order_view(o, echo.get(o.id)) for o in orders]
+    return JSONResponse(order_view(order))

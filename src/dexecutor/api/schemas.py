@@ -260,9 +260,8 @@ def _venue_fee(order: Order) -> dict[str, Any] | None:
     return {"cost": cost, "currency": order.token_in, "rate": Decimal(rate)}
 
 
-def order_view(order: Order, client_order_id: str | None = None) -> dict[str, Any]:
-    """The full order record of `GET /api/orders/{id}`; `client_order_id` is the
-    Idempotency-Key it was placed with (see `OrderRepository.client_order_ids`)."""
+def order_view(order: Order) -> dict[str, Any]:
+    """The full order record of `GET /api/orders/{id}`."""
     route = None
     if order.quotes and order.dex_used and isinstance(order.quotes.get(order.dex_used), dict):
         route = order.quotes[order.dex_used].get("route")
@@ -290,7 +289,7 @@ def order_view(order: Order, client_order_id: str | None = None) -> dict[str, An
         "expiresAt": iso(order.expires_at),
         "createdAt": iso(order.created_at),
         "updatedAt": iso(order.updated_at),
-        "clientOrderId": client_order_id,
+        "clientOrderId": order.client_order_id,
         **ccxt_fields(order),
     }
 

@@ -120,6 +120,8 @@ class Order:
     quote_id: str | None = None
     quote_min_amount_out: Decimal | None = None
     quote_expires_at: datetime | None = None
+    # The Idempotency-Key the order was placed with, echoed as `clientOrderId`.
+    client_order_id: str | None = None
     dex_used: str | None = None
     quotes: Mapping[str, Any] | None = None
     expected_amount_out: Decimal | None = None
@@ -189,7 +191,8 @@ def first_event(order: Order) -> OrderEvent:
             "tokenIn": order.token_in,
             "tokenOut": order.token_out,
             "amountIn": order.amount_in,
-        },
+        }
+        | ({"clientOrderId": order.client_order_id} if order.client_order_id else {}),
     )
 
 

@@ -117,6 +117,7 @@ class Intake:
             quote_id=new.quote_id,
             quote_min_amount_out=quote_min,
             quote_expires_at=quote_expiry,
+            client_order_id=idempotency_key,
         )
         record = born(order, idempotency_key, fingerprint)
         if not await self._commits.submit(record):

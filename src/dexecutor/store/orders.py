@@ -44,7 +44,7 @@ _ORDER_COLUMNS = (
     "expires_at, quote_id, quote_min_amount_out, quote_expires_at, status, seq, attempts, "
     "dex_used, quotes, "
     "expected_amount_out, min_amount_out, tx_hash, executed_price, amount_out, fail_reason, "
-    "created_at, updated_at"
+    "created_at, updated_at, idempotency_key"
 )
 
 # Columns a new order sets; the outcome columns start NULL. One statement stores any
@@ -192,6 +192,7 @@ def order_from_row(row: asyncpg.Record) -> Order:
         slippage_bps=row["slippage_bps"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        client_order_id=row["idempotency_key"],
         status=OrderStatus(row["status"]),
         seq=row["seq"],
         attempts=row["attempts"],
@@ -403,21 +404,6 @@ class OrderRepository:
             *args,
         )
         return [order_from_row(r) for r in rows]
-
-    async def client_order_ids(self, order_ids: Sequence[UUID]) -> dict[UUID, str]:
-        """The Idempotency-Key each of these orders was placed with (those that had one).
-
-        Echoed to clients as `clientOrderId`; the order itself does not carry it, as
-        nothing in its execution depends on it.
-        """
-        if not order_ids:
-            return {}
-        rows = await self._pool.fetch(
-            "SELECT id, idempotency_key FROM orders"
-            " WHERE id = ANY($1::uuid[]) AND idempotency_key IS NOT NULL",
-            list(order_ids),
-        )
-        return {row["id"]: row["idempotency_key"] for row in rows}
 
     async def quiet_unfinished(
         self, quiet_s: float, limit: int = 1000, after: tuple[datetime, UUID] | None = None
