@@ -41,6 +41,19 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class QuietWebSocketAccess(logging.Filter):
+    """uvicorn logs each WebSocket handshake (`"WebSocket /ws/…" [accepted]`) on its error
+    logger: an access log by another name, one line per watcher, dropped like the HTTP
+    access log is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "uvicorn.error"
+            and isinstance(record.msg, str)
+            and record.msg.startswith('%s - "WebSocket ')
+        )
+
+
 def _renderer(json: bool) -> structlog.typing.Processor:
     return structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
 
@@ -72,6 +85,7 @@ def configure(level: str = "info", json: bool = True) -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(QuietWebSocketAccess())
     handler.addFilter(RedactSecrets())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

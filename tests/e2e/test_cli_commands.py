@@ -12,7 +12,7 @@ import httpx
 
 from dexecutor import jsoncodec
 from tests.e2e.test_client_cli_logs import run_cli
-from tests.support import DEXECUTOR, Process, free_port, isolated, serving
+from tests.support import DEXECUTOR, Process, cli_env, free_port, isolated, serving
 
 
 async def cli_json(*args: str, url: str) -> object:
@@ -136,7 +136,7 @@ async def run_cli_env(*args: str, env: dict[str, str]) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         DEXECUTOR, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", **env},
+        env=cli_env(**env),
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return int(proc.returncode or 0), out.decode()
@@ -188,7 +188,7 @@ async def _logged_metrics_port(worker: Process) -> int:
 
 def test_environment_key_is_not_in_the_help() -> None:
     """The key may sit in the environment: --help names the variable, never its value."""
-    env = {"PATH": "/usr/bin:/bin", "DEXECUTOR_API_KEY": "s3cret-value", "COLUMNS": "200"}
+    env = cli_env(DEXECUTOR_API_KEY="s3cret-value")
     out = subprocess.run(
         [DEXECUTOR, "submit", "--help"], env=env, capture_output=True, text=True, check=True
     ).stdout
