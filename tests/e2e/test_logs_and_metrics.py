@@ -61,8 +61,9 @@ async def test_every_stderr_line_of_a_server_and_an_order_is_json(server: Proces
 
 async def test_a_start_with_embedded_backends_logs_only_json() -> None:
     """What `make run` does on a fresh clone: embedded PostgreSQL and Valkey, then an order."""
-    data = OUTPUT / f"data-{uuid4().hex[:8]}"  # not under a 0700 temp folder: as root,
-    # embedded PostgreSQL runs as an unprivileged user that must reach its data
+    # Inside the repository: run as root, embedded PostgreSQL opens up every parent
+    # folder of its data to the unprivileged user it runs as (see the README).
+    data = OUTPUT / f"data-{uuid4().hex[:8]}"
     env = {
         k: v
         for k, v in os.environ.items()
