@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Set from the suite's total on 2026-11-29 (see README, "Tests and coverage"), a few
-# points under it so that noise does not fail CI; raise it as coverage grows.
-COVERAGE_FLOOR ?= 80
+# The whole suite measured 87% on 2026-11-29; the floor sits two points under it so that
+# run-to-run noise (servers killed with -9 write no data) does not fail CI. Raise it as
+# coverage grows.
+COVERAGE_FLOOR ?= 85
 
 .PHONY: run test test-faults test-unit test-watch coverage lint fmt bench clean chromium wrk lock
 
