@@ -11,8 +11,17 @@ from uuid import uuid4
 import httpx
 
 from dexecutor import jsoncodec
+from dexecutor.client import DexecutorClient
 from tests.e2e.test_client_cli_logs import run_cli
-from tests.support import DEXECUTOR, Process, cli_env, free_port, isolated, serving
+from tests.support import (
+    DEXECUTOR,
+    Process,
+    TcpProxy,
+    cli_env,
+    free_port,
+    isolated,
+    serving,
+)
 
 
 async def cli_json(*args: str, url: str) -> object:
@@ -193,3 +202,29 @@ def test_environment_key_is_not_in_the_help() -> None:
         [DEXECUTOR, "submit", "--help"], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert "DEXECUTOR_API_KEY" in out and "s3cret-value" not in out
+
+
+async def test_watch_resumes_after_a_dropped_connection(server: Process) -> None:
+    """The stream breaks mid-order; the client reconnects with ?after= and misses nothing."""
+    proxy = TcpProxy(("127.0.0.1", server.port or 0))
+    await proxy.up()
+    try:
+        async with (
+            DexecutorClient(f"http://127.0.0.1:{proxy.port}") as via_proxy,
+            DexecutorClient(server.url) as direct,
+        ):
+            accepted = await direct.submit(
+                user_id="resume-user", token_in="SOL", token_out="USDC", amount_in=1,
+                type="limit", limit_price="100000",
+            )  # fmt: skip
+            stream = via_proxy.watch(accepted.order_id)
+            seen = [await anext(stream), await anext(stream)]
+            assert [e["status"] for e in seen] == ["pending", "waiting"]
+            await proxy.down()  # every connection through it is cut
+            await proxy.up()
+            await direct.cancel(accepted.order_id)
+            seen += [event async for event in stream]
+    finally:
+        await proxy.down()
+    assert [e["status"] for e in seen] == ["pending", "waiting", "cancelled"]
+    assert [e["seq"] for e in seen] == [1, 2, 3]
