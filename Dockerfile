@@ -14,11 +14,17 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /build
-COPY pyproject.toml README.md ./
+# The runtime dependencies exactly as locked (versions pinned, files hashed), in a layer
+# of their own that a code change does not rebuild.
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --require-hashes -r requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-# A regular (non-editable) install: the code, store/migrations/*.sql and api/static/*
-# (package data) land in site-packages; the source tree stays in this stage.
-RUN /opt/venv/bin/pip install . \
+# A regular (non-editable) install of the package alone: the code,
+# store/migrations/*.sql and api/static/* (package data) land in site-packages; the
+# source tree stays in this stage.
+RUN /opt/venv/bin/pip install --no-deps . \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/python -c "import importlib.resources as r; \
 assert r.files('dexecutor.store').joinpath('migrations').is_dir(); \
 assert r.files('dexecutor.api').joinpath('static/index.html').is_file()"
@@ -40,6 +46,12 @@ USER dexecutor
 # keep their data here; created as the app user so a volume mounted on it is writable.
 RUN mkdir /app/.data
 EXPOSE 3000
+# `up` and `api` answer /readyz on PORT (PostgreSQL and Redis reachable); a `worker`
+# serves no HTTP, so with METRICS_PORT set it is checked on its metrics listener instead
+# (docker-compose.yml does so). A worker without METRICS_PORT reports unhealthy: run it
+# with --no-healthcheck, or set METRICS_PORT.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request as u; m = os.environ.get('METRICS_PORT'); u.urlopen(f'http://127.0.0.1:{m}/metrics' if m else f\"http://127.0.0.1:{os.environ.get('PORT', '3000')}/readyz\", timeout=4)"]
 # Exec form: dexecutor is PID 1 and receives SIGTERM itself (it handles it: in-flight
 # orders finish, WebSockets close 1012). `docker run --init` / compose `init: true`
 # adds a reaper in front of it.

@@ -35,6 +35,12 @@ OUTPUT = ROOT / "test-output"
 DEXECUTOR = str(Path(sys.executable).with_name("dexecutor"))
 
 
+def cli_env(**env: str) -> dict[str, str]:
+    """A bare environment for a CLI subprocess (plus coverage's, when it measures)."""
+    measured = {k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}
+    return {"COLUMNS": "200", "PATH": "/usr/bin:/bin", **measured, **env}
+
+
 def server_dsn() -> str:
     """The PostgreSQL server the tests use (configured, or embedded by conftest)."""
     return os.environ.get("DATABASE_URL") or Settings(database_url=None).dsn()

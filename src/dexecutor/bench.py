@@ -46,6 +46,7 @@ from dexecutor import jsoncodec
 from dexecutor.store.db import database_name, with_database
 from dexecutor.store.migrate import migrate
 
+SCENARIOS = ("submission", "end-to-end", "overhead", "scale", "fan-out", "fan-out-spread")
 EXECUTING = {"routing", "building", "submitted"}
 TERMINAL = ("confirmed", "failed", "cancelled", "expired")
 
@@ -127,6 +128,8 @@ class Stack:
     port: int = 0
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     api_pid: int = 0
+    # Each child's stderr, so one that fails to start can say why.
+    stderr: dict[int, tuple[str, Any]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -142,14 +145,16 @@ class Stack:
             "PORT": str(self.port),
             "LOG_LEVEL": "warning",
         }
+        errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the stack
         proc = subprocess.Popen(
             [sys.executable, "-m", "dexecutor.cli", command],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=errors,
             start_new_session=True,  # its own group: API_PROCESSES children die with it
         )
         self.procs.append(proc)
+        self.stderr[proc.pid] = (command, errors)
         if command == "api":
             self.api_pid = proc.pid
         return proc
@@ -157,13 +162,26 @@ class Stack:
     async def ready(self) -> None:
         async with httpx.AsyncClient() as client:
             for _ in range(300):
+                for proc in self.procs:
+                    if proc.poll() is not None:
+                        name = self.stderr[proc.pid][0]
+                        raise RuntimeError(
+                            f"{name} exited with {proc.returncode} at start-up:"
+                            f"\n{self.stderr_tail(proc)}"
+                        )
                 try:
                     if (await client.get(self.url + "/readyz")).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
-        raise RuntimeError("the API did not become ready")
+        tails = "\n".join(f"{self.stderr[p.pid][0]}: {self.stderr_tail(p)}" for p in self.procs)
+        raise RuntimeError(f"the API did not become ready in 30 s; stderr:\n{tails}")
+
+    def stderr_tail(self, proc: subprocess.Popen[bytes], lines: int = 20) -> str:
+        _, errors = self.stderr[proc.pid]
+        errors.seek(0)
+        return "\n".join(errors.read().decode(errors="replace").splitlines()[-lines:])
 
     async def events(self, user_prefix: str = "") -> list[asyncpg.Record]:
         conn = await asyncpg.connect(self.dsn)
@@ -222,6 +240,7 @@ async def stack(server_dsn: str, redis_url: str, **env: str) -> AsyncIterator[St
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            s.stderr[proc.pid][1].close()
         await drop_scratch_database(server_dsn, s.dsn)
         await drop_namespace(redis_url, s.namespace)
 
@@ -511,10 +530,12 @@ async def run_all(
     runs: int,
     quick: bool,
     only: Sequence[str],
-    progress: Callable[[str], None],
+    progress: Callable[[str, int, int], None],
     watchers: int = 0,
     api_processes: int = 2,
 ) -> dict[str, dict[str, Any]]:
+    """Run the chosen scenarios `runs` times each; `progress(text, done, total)` is told
+    before each run and once at the end."""
     fans = watchers or (500 if quick else 10_000)
     plans: dict[str, Callable[[], Any]] = {
         "submission": lambda: submission(server_dsn, redis_url, 5 if quick else 10, api_processes),
@@ -526,15 +547,17 @@ async def run_all(
             server_dsn, redis_url, fans, users=fans // 10, orders_per_user=1
         ),
     }
+    assert tuple(plans) == SCENARIOS, "SCENARIOS names every plan"
+    chosen = [name for name in plans if not only or name in only]
+    total = len(chosen) * runs
     results: dict[str, dict[str, Any]] = {}
-    for name, plan in plans.items():
-        if only and name not in only:
-            continue
+    for n, name in enumerate(chosen):
         collected = []
         for i in range(runs):
-            progress(f"{name}: run {i + 1}/{runs}")
-            collected.append(await plan())
+            progress(f"{name}: run {i + 1}/{runs}", n * runs + i, total)
+            collected.append(await plans[name]())
         results[name] = _median(collected)
+    progress("done", total, total)
     return results
 
 

@@ -1,4 +1,5 @@
-"""The `dexecutor` command: run the API, the worker or both; migrate the database."""
+"""The `dexecutor` command: run the API, the worker or both; migrate the database; and
+the client commands (submit, orders, show, watch, cancel, quote) against a running API."""
 
 from __future__ import annotations
 
@@ -6,18 +7,45 @@ import asyncio
 import contextlib
 import os
 import signal
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from dexecutor import __version__
 from dexecutor.config import ConfigError, Settings, load_settings
+from dexecutor.domain.order import OrderStatus, OrderType
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from dexecutor.client import DexecutorClient
     from dexecutor.embedded import Backends
 
 app = typer.Typer(
-    help="dexecutor: order execution engine for Solana DEX swaps.", no_args_is_help=True
+    help="dexecutor: order execution engine for Solana DEX swaps.",
+    no_args_is_help=True,
+    epilog=(
+        "Client commands exit 0 when done (a watched order confirmed), 1 when the order"
+        " failed or the API refused, 2 on a usage error, 3 when the API is unreachable,"
+        " 4 when a watched order expired or was cancelled."
+    ),
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dexecutor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """dexecutor: order execution engine for Solana DEX swaps."""
 
 
 def _settings() -> Settings:
@@ -130,16 +158,35 @@ def migrate() -> None:
 
 
 def _serve(settings: Settings, run_worker: bool) -> None:
+    _setup(settings)
+    settings, backends = _with_backends(settings)
+    try:
+        asyncio.run(_migrate(settings))
+        if settings.api_processes == 1:
+            _run_uvicorn(settings, run_worker, backends)
+        else:
+            from dexecutor.metrics import shared_across_processes
+
+            # The directory is named in the environment before any child starts, so
+            # each child's metrics land where every other child's /metrics reads them.
+            with shared_across_processes():
+                _run_uvicorn(settings, run_worker, backends)
+    finally:
+        backends.stop()
+
+
+def _run_uvicorn(settings: Settings, run_worker: bool, backends: Backends) -> None:
     import uvicorn
 
     from dexecutor.api.app import create_app
 
-    _setup(settings)
-    settings, backends = _with_backends(settings)
     server_options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        # uvicorn's own logging set-up would print plain lines: its loggers go through
+        # the structlog formatter `_setup` installed instead.
+        "log_config": None,
         "loop": "uvloop",
         "http": "httptools",
         "ws": "websockets-sansio",
@@ -150,27 +197,23 @@ def _serve(settings: Settings, run_worker: bool) -> None:
         "access_log": False,
         "timeout_graceful_shutdown": 30,
     }
-    try:
-        asyncio.run(_migrate(settings))
-        if settings.api_processes == 1:
-            app_ = create_app(settings, run_worker=run_worker, on_shutdown=backends.stop)
-            uvicorn.run(app_, **server_options)
-        else:
-            # Several processes share the port; each builds its app from the environment,
-            # where the resolved backends are written for them.
-            os.environ.update(
-                DATABASE_URL=settings.dsn(),
-                REDIS_URL=settings.redis,
-                DEXECUTOR_RUN_WORKER="1" if run_worker else "0",
-            )
-            uvicorn.run(
-                "dexecutor.api.app:app_from_environment",
-                factory=True,
-                workers=settings.api_processes,
-                **server_options,
-            )
-    finally:
-        backends.stop()
+    if settings.api_processes == 1:
+        app_ = create_app(settings, run_worker=run_worker, on_shutdown=backends.stop)
+        uvicorn.run(app_, **server_options)
+        return
+    # Several processes share the port; each builds its app from the environment,
+    # where the resolved backends are written for them.
+    os.environ.update(
+        DATABASE_URL=settings.dsn(),
+        REDIS_URL=settings.redis,
+        DEXECUTOR_RUN_WORKER="1" if run_worker else "0",
+    )
+    uvicorn.run(
+        "dexecutor.api.app:app_from_environment",
+        factory=True,
+        workers=settings.api_processes,
+        **server_options,
+    )
 
 
 @app.command()
@@ -202,9 +245,14 @@ def worker() -> None:
         await _migrate(settings)
         if settings.metrics_port is not None:
             # A worker serves no HTTP; its engine metrics get a listener of their own.
+            # Off by default: a fixed default port would collide between the workers
+            # of one host. METRICS_PORT=0 lets the system pick a free one (logged).
             from prometheus_client import start_http_server
 
-            start_http_server(settings.metrics_port, addr=settings.host)
+            server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+            log.info("metrics listening", host=settings.host, port=server.server_port)
+        else:
+            log.info("metrics not served: set METRICS_PORT (0 picks a free port)")
         services = await Services.open(settings, worker=True, watchers=False)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -229,117 +277,288 @@ def _base_url(url: str | None) -> str:
     )
 
 
+# Exit codes of the client commands (also in --help and the README).
+EXIT_OK = 0  # done; for a watched order: confirmed
+EXIT_FAILED = 1  # the order failed, or the API refused the request (4xx/5xx)
+EXIT_USAGE = 2  # bad arguments, an ambiguous order-id prefix
+EXIT_UNREACHABLE = 3  # nothing answered at the URL (refused, reset, timed out)
+EXIT_ENDED = 4  # the watched order expired or was cancelled
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done (a watched order confirmed), 1 the order failed or the API"
+    " refused the request, 2 usage error, 3 the API is unreachable, 4 the watched order"
+    " expired or was cancelled."
+)
+_EXIT_FOR_STATUS = {"confirmed": EXIT_OK, "expired": EXIT_ENDED, "cancelled": EXIT_ENDED}
+
 URL_OPTION = typer.Option(
     None, "--url", help="API base URL (default $DEXECUTOR_URL or localhost:$PORT)"
 )
-USER_OPTION = typer.Option("cli", "--user", "-u", help="userId the order belongs to")
+USER_OPTION = typer.Option(
+    None,
+    "--user",
+    "-u",
+    help="userId (default: the API key's user, or 'cli' without a key)",
+)
+KEY_OPTION = typer.Option(
+    None,
+    "--api-key",
+    envvar="DEXECUTOR_API_KEY",
+    help="API key, sent as X-API-Key (when the server sets API_KEYS)",
+)
+JSON_OPTION = typer.Option(False, "--json", help="print JSON for scripts instead of tables")
+ID_ARGUMENT = typer.Argument(..., help="order id, or a unique prefix of one of the user's")
 
 
-def _fail(err: Exception) -> typer.Exit:
-    typer.echo(f"dexecutor: {err}", err=True)
-    return typer.Exit(1)
+def _user(user: str | None, api_key: str | None) -> str | None:
+    """An explicit --user wins; with a key the server knows the user; else 'cli'."""
+    if user is not None:
+        return user
+    return None if api_key else "cli"
 
 
-@app.command()
+def _print_json(value: Any) -> None:
+    from dexecutor import jsoncodec
+
+    print(jsoncodec.dumps(value).decode(), flush=True)
+
+
+def _exit_for(status: str) -> int:
+    return _EXIT_FOR_STATUS.get(status, EXIT_FAILED)
+
+
+def _client_command(
+    url: str | None, api_key: str | None, work: Callable[[DexecutorClient], Awaitable[int]]
+) -> None:
+    """Run one client command: every failure is one line on stderr and an exit code."""
+    import httpx
+    from websockets.exceptions import InvalidURI
+
+    from dexecutor.client import AmbiguousId, ApiError, DexecutorClient, Unreachable
+
+    base = _base_url(url)
+
+    async def run() -> int:
+        async with DexecutorClient(base, api_key=api_key) as client:
+            return await work(client)
+
+    try:
+        code = asyncio.run(run())
+    except Unreachable as err:
+        typer.echo(f"dexecutor: {err}", err=True)
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    except (AmbiguousId, InvalidURI, httpx.InvalidURL) as err:
+        typer.echo(f"dexecutor: {err}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except ApiError as err:
+        typer.echo(f"dexecutor: {err} ({base})", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    raise typer.Exit(code)
+
+
+async def _follow(client: DexecutorClient, order_id: str, as_json: bool) -> int:
+    """Stream the order's events to the terminal; the exit code of its final status."""
+    if as_json:
+        final = "unknown"
+        async for event in client.watch(order_id):
+            _print_json(event)
+            final = str(event.get("status"))
+        return _exit_for(final)
+    from rich.console import Console
+
+    from dexecutor.console import watch_order
+
+    return _exit_for(await watch_order(client, order_id, Console()))
+
+
+TYPE_OPTION = typer.Option(OrderType.MARKET, "--type", "-t", help="order type")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
 def submit(
     token_in: str = typer.Argument(..., help="token sold, e.g. SOL"),
     token_out: str = typer.Argument(..., help="token bought, e.g. USDC"),
     amount: str = typer.Argument(..., help="amount of token_in, e.g. 2 or 0.5"),
-    order_type: str = typer.Option("market", "--type", "-t", help="market, limit or sniper"),
+    order_type: OrderType = TYPE_OPTION,
     limit_price: str | None = typer.Option(None, "--limit-price", help="worst price (limit)"),
     ttl: int | None = typer.Option(None, "--ttl", help="seconds before a waiting order expires"),
     slippage_bps: int | None = typer.Option(None, "--slippage-bps", help="tolerance, default 50"),
-    user: str = USER_OPTION,
-    watch: bool = typer.Option(False, "--watch", "-w", help="show the lifecycle live"),
+    user: str | None = USER_OPTION,
+    watch: bool = typer.Option(False, "--watch", "-w", help="follow the order until it ends"),
+    as_json: bool = JSON_OPTION,
     url: str | None = URL_OPTION,
+    api_key: str | None = KEY_OPTION,
 ) -> None:
-    """Place an order; with --watch, follow it live until it finishes."""
-    from rich.console import Console
+    """Place an order; with --watch, follow it live until it finishes.
 
-    from dexecutor.client import ApiError, DexecutorClient
-    from dexecutor.console import watch_order
+    With --watch the exit code says how the order ended (0 confirmed, 1 failed,
+    4 expired or cancelled); --json prints the acceptance, or each event as a line.
+    """
 
-    console = Console()
+    async def work(client: DexecutorClient) -> int:
+        accepted = await client.submit(
+            user_id=_user(user, api_key),
+            token_in=token_in,
+            token_out=token_out,
+            amount_in=amount,
+            type=order_type.value,
+            limit_price=limit_price,
+            ttl_seconds=ttl,
+            slippage_bps=slippage_bps,
+        )
+        if watch:
+            return await _follow(client, accepted.order_id, as_json)
+        if as_json:
+            _print_json({"orderId": accepted.order_id, "status": accepted.status})
+        else:
+            typer.echo(f"order {accepted.order_id} accepted ({accepted.status})")
+        return EXIT_OK
 
-    async def run() -> str:
-        async with DexecutorClient(_base_url(url)) as client:
-            accepted = await client.submit(
-                user_id=user,
-                token_in=token_in,
-                token_out=token_out,
-                amount_in=amount,
-                type=order_type,
-                limit_price=limit_price,
-                ttl_seconds=ttl,
-                slippage_bps=slippage_bps,
-            )
-            if not watch:
-                console.print(f"order [bold]{accepted.order_id}[/] accepted ({accepted.status})")
-                return accepted.status
-            return await watch_order(client, accepted, console)
-
-    try:
-        final = asyncio.run(run())
-    except (ApiError, OSError) as err:
-        raise _fail(err) from None
-    if watch and final == "failed":
-        raise typer.Exit(1)
+    _client_command(url, api_key, work)
 
 
-@app.command()
+STATUS_OPTION = typer.Option(None, "--status", "-s", help="only these statuses (repeatable)")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
 def orders(
-    user: str = USER_OPTION,
-    status: str | None = typer.Option(None, "--status", help="filter, e.g. confirmed,failed"),
+    user: str | None = USER_OPTION,
+    status: list[OrderStatus] | None = STATUS_OPTION,
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=200),
+    wide: bool = typer.Option(False, "--wide", help="full order ids (default: 8 characters)"),
+    as_json: bool = JSON_OPTION,
     url: str | None = URL_OPTION,
+    api_key: str | None = KEY_OPTION,
 ) -> None:
     """List a user's orders, newest first."""
-    from rich.console import Console
+    wanted = ",".join(s.value for s in status) if status else None
 
-    from dexecutor.client import ApiError, DexecutorClient
-    from dexecutor.console import orders_table
+    async def work(client: DexecutorClient) -> int:
+        found = await client.orders(_user(user, api_key), wanted, limit)
+        if as_json:
+            _print_json(found)
+        else:
+            from rich.console import Console
 
-    async def run() -> None:
-        async with DexecutorClient(_base_url(url)) as client:
-            Console().print(orders_table(await client.orders(user, status, limit)))
+            from dexecutor.console import orders_table
 
-    try:
-        asyncio.run(run())
-    except (ApiError, OSError) as err:
-        raise _fail(err) from None
+            Console().print(orders_table(found, wide=wide))
+        return EXIT_OK
+
+    _client_command(url, api_key, work)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES_HELP)
+def show(
+    order_id: str = ID_ARGUMENT,
+    user: str | None = USER_OPTION,
+    as_json: bool = JSON_OPTION,
+    url: str | None = URL_OPTION,
+    api_key: str | None = KEY_OPTION,
+) -> None:
+    """An order's record (its fill once confirmed) and its events."""
+
+    async def work(client: DexecutorClient) -> int:
+        full = await client.resolve(order_id, _user(user, api_key))
+        record = await client.order(full)
+        history = await client.events(full)
+        if as_json:
+            _print_json({"order": record, "events": history})
+        else:
+            from rich.console import Console
+
+            from dexecutor.console import lifecycle_table, record_table
+
+            console = Console()
+            console.print(record_table(record))
+            console.print(lifecycle_table(full, history))
+        return EXIT_OK
+
+    _client_command(url, api_key, work)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def cancel(
+    order_id: str = ID_ARGUMENT,
+    user: str | None = USER_OPTION,
+    as_json: bool = JSON_OPTION,
+    url: str | None = URL_OPTION,
+    api_key: str | None = KEY_OPTION,
+) -> None:
+    """Cancel an order that has not started routing (pending or waiting)."""
+
+    async def work(client: DexecutorClient) -> int:
+        record = await client.cancel(await client.resolve(order_id, _user(user, api_key)))
+        if as_json:
+            _print_json(record)
+        else:
+            typer.echo(f"order {record['orderId']} {record['status']}")
+        return EXIT_OK
+
+    _client_command(url, api_key, work)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def watch(
+    order_id: str = ID_ARGUMENT,
+    user: str | None = USER_OPTION,
+    as_json: bool = JSON_OPTION,
+    url: str | None = URL_OPTION,
+    api_key: str | None = KEY_OPTION,
+) -> None:
+    """Follow an order live until it ends, resuming where it left off if the connection
+    drops. The exit code says how it ended: 0 confirmed, 1 failed, 4 expired or cancelled."""
+
+    async def work(client: DexecutorClient) -> int:
+        return await _follow(client, await client.resolve(order_id, _user(user, api_key)), as_json)
+
+    _client_command(url, api_key, work)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
 def quote(
     token_in: str = typer.Argument(..., help="token sold"),
     token_out: str = typer.Argument(..., help="token bought"),
     amount: str = typer.Argument(..., help="amount of token_in"),
+    as_json: bool = JSON_OPTION,
     url: str | None = URL_OPTION,
+    api_key: str | None = KEY_OPTION,
 ) -> None:
     """Both venues' quotes and the route an order would take."""
-    from rich.console import Console
 
-    from dexecutor.client import ApiError, DexecutorClient
-    from dexecutor.console import quote_table
+    async def work(client: DexecutorClient) -> int:
+        found = await client.quote(token_in, token_out, amount)
+        if as_json:
+            _print_json(found)
+        else:
+            from rich.console import Console
 
-    async def run() -> None:
-        async with DexecutorClient(_base_url(url)) as client:
-            Console().print(quote_table(await client.quote(token_in, token_out, amount)))
+            from dexecutor.console import quote_table
 
-    try:
-        asyncio.run(run())
-    except (ApiError, OSError) as err:
-        raise _fail(err) from None
+            Console().print(quote_table(found))
+        return EXIT_OK
+
+    _client_command(url, api_key, work)
 
 
-ONLY_OPTION = typer.Option([], "--only", help="scenario(s) to run; default all")
+class Scenario(StrEnum):
+    """The benchmark's scenarios (`dexecutor.bench.SCENARIOS`, kept equal by a test)."""
+
+    SUBMISSION = "submission"
+    END_TO_END = "end-to-end"
+    OVERHEAD = "overhead"
+    SCALE = "scale"
+    FAN_OUT = "fan-out"
+    FAN_OUT_SPREAD = "fan-out-spread"
+
+
+ONLY_OPTION = typer.Option([], "--only", help="scenario(s) to run (repeatable); default all")
 
 
 @app.command()
 def bench(
     runs: int = typer.Option(3, "--runs", min=1, help="repetitions per scenario (medians)"),
     quick: bool = typer.Option(False, "--quick", help="smaller loads, for a smoke run"),
-    only: list[str] = ONLY_OPTION,
+    only: list[Scenario] = ONLY_OPTION,
     out: str | None = typer.Option(None, "--out", help="results folder"),
     watchers: int = typer.Option(0, "--watchers", min=0, help="fan-out watchers (0: default)"),
     api_processes: int = typer.Option(
@@ -351,25 +570,49 @@ def bench(
     from pathlib import Path
 
     from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.table import Table
 
     from dexecutor.bench import run_all, write_results
 
     console = Console()
     settings, backends = _with_backends(_settings())
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    task = bar.add_task("starting", total=None)
+
+    def progress(text: str, done: int, total: int) -> None:
+        bar.update(task, description=text, completed=done, total=total)
+
     try:
-        results = asyncio.run(
-            run_all(
-                settings.dsn(),
-                settings.redis,
-                runs,
-                quick,
-                only,
-                lambda text: console.print(f"[dim]{text}[/]"),
-                watchers,
-                api_processes,
+        with bar:
+            results = asyncio.run(
+                run_all(
+                    settings.dsn(),
+                    settings.redis,
+                    runs,
+                    quick,
+                    [s.value for s in only],
+                    progress,
+                    watchers,
+                    api_processes,
+                )
             )
-        )
     finally:
         backends.stop()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

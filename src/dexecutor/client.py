@@ -9,10 +9,15 @@ Public API: the CLI uses it, the tests can, and so can user code:
             print(event["status"])
 
 Amounts come back as `Decimal` (the API's numbers are decoded exactly, never as floats).
+With authentication on, pass `api_key=` (sent as `X-API-Key`); the key names the user,
+so `user_id` may then be left out. A server that cannot be reached (refused, reset,
+timed out) raises `Unreachable`, an error answer `ApiError`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,7 +26,7 @@ from typing import Any, TypedDict, cast
 
 import httpx
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from dexecutor import jsoncodec
 
@@ -35,6 +40,19 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+
+class Unreachable(ConnectionError):
+    """The API did not answer: nothing listens there, the connection broke or timed out."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        reason = str(cause) or type(cause).__name__
+        super().__init__(f"cannot reach the API at {url}: {reason}")
+        self.url = url
+
+
+class AmbiguousId(ValueError):
+    """An order-id prefix that matches more than one of the user's orders."""
 
 
 class VenueQuote(TypedDict, total=False):
@@ -104,12 +122,28 @@ class Accepted:
 
 
 TERMINAL = frozenset({"confirmed", "failed", "cancelled", "expired"})
+# Close codes after which reconnecting cannot help (see docs/websocket.md).
+_FINAL_CLOSES = {
+    4401: (401, "unauthorized"),
+    4403: (403, "forbidden"),
+    4404: (404, "not_found"),
+    4429: (429, "rate_limited"),
+}
+ORDER_ID_LENGTH = 36  # a UUID in its text form
 
 
 class DexecutorClient:
-    def __init__(self, base_url: str = "http://localhost:3000", timeout: float = 30) -> None:
+    def __init__(
+        self,
+        base_url: str = "http://localhost:3000",
+        timeout: float = 30,
+        api_key: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        self._headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, headers=self._headers
+        )
 
     async def __aenter__(self) -> DexecutorClient:
         return self
@@ -125,23 +159,23 @@ class DexecutorClient:
     async def close(self) -> None:
         await self._http.aclose()
 
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as err:
+            raise Unreachable(self.base_url, err) from err
+
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._http.request(method, path, **kwargs)
-        body = jsoncodec.loads(response.content) if response.content else None
+        response = await self._request(method, path, **kwargs)
+        body = _decoded(response)
         if response.is_error:
-            error = body if isinstance(body, dict) else {}
-            raise ApiError(
-                response.status_code,
-                str(error.get("error", "error")),
-                str(error.get("message", response.text)),
-                error.get("details"),
-            )
+            raise _api_error(response, body)
         return body
 
     async def submit(
         self,
         *,
-        user_id: str,
+        user_id: str | None = None,
         token_in: str,
         token_out: str,
         amount_in: Decimal | int | str,
@@ -152,15 +186,18 @@ class DexecutorClient:
         quote_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> Accepted:
-        """Place an order; 202 means it is stored. Raises ApiError otherwise."""
+        """Place an order; 202 means it is stored. Raises ApiError otherwise.
+
+        Without `user_id` the body carries none: the API key names the user.
+        """
         order: dict[str, Any] = {
-            "userId": user_id,
             "type": type,
             "tokenIn": token_in,
             "tokenOut": token_out,
             "amountIn": Decimal(str(amount_in)),
         }
         optional = {
+            "userId": user_id,
             "slippageBps": slippage_bps,
             "limitPrice": Decimal(str(limit_price)) if limit_price is not None else None,
             "ttlSeconds": ttl_seconds,
@@ -170,17 +207,12 @@ class DexecutorClient:
         headers = {"content-type": "application/json"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
-        response = await self._http.post(
-            "/api/orders/execute", content=jsoncodec.dumps(order), headers=headers
+        response = await self._request(
+            "POST", "/api/orders/execute", content=jsoncodec.dumps(order), headers=headers
         )
-        body = jsoncodec.loads(response.content) if response.content else {}
-        if response.status_code != 202:
-            raise ApiError(
-                response.status_code,
-                str(body.get("error", "error")),
-                str(body.get("message", response.text)),
-                body.get("details"),
-            )
+        body = _decoded(response)
+        if response.status_code != 202 or not isinstance(body, dict):
+            raise _api_error(response, body)
         return Accepted(
             str(body["orderId"]),
             str(body["status"]),
@@ -198,15 +230,47 @@ class DexecutorClient:
         return cast(list[OrderEvent], body["events"])
 
     async def orders(
-        self, user_id: str, status: str | None = None, limit: int = 50, before: str | None = None
+        self,
+        user_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
     ) -> list[OrderRecord]:
-        params: dict[str, Any] = {"userId": user_id, "limit": limit}
+        """A user's orders, newest first (without `user_id`: the API key's user)."""
+        params: dict[str, Any] = {"limit": limit}
+        if user_id is not None:
+            params["userId"] = user_id
         if status:
             params["status"] = status
         if before:
             params["before"] = before
         body = await self._call("GET", "/api/orders", params=params)
         return cast(list[OrderRecord], body["orders"])
+
+    async def resolve(self, id_or_prefix: str, user_id: str | None = None) -> str:
+        """The full id of the user's one order whose id starts with `id_or_prefix`.
+
+        A full id is returned as it is. Raises `ApiError` (404) when no order of the
+        user matches and `AmbiguousId` when several do.
+        """
+        prefix = id_or_prefix.strip().lower()
+        if len(prefix) == ORDER_ID_LENGTH:
+            return prefix
+        matches: list[str] = []
+        before: str | None = None
+        while True:
+            page = await self.orders(user_id, limit=200, before=before)
+            matches += [o["orderId"] for o in page if o["orderId"].startswith(prefix)]
+            if len(matches) > 1:
+                shown = ", ".join(m[:12] for m in matches[:5])
+                raise AmbiguousId(f"{id_or_prefix!r} matches several orders ({shown}, …)")
+            if len(page) < 200:
+                break
+            before = page[-1]["orderId"]
+        if not matches:
+            whose = f"user {user_id}" if user_id else "this API key's user"
+            raise ApiError(404, "not_found", f"no order of {whose} starts with {id_or_prefix!r}")
+        return matches[0]
 
     async def cancel(self, order_id: str) -> OrderRecord:
         return cast(OrderRecord, await self._call("DELETE", f"/api/orders/{order_id}"))
@@ -223,19 +287,76 @@ class DexecutorClient:
     def _ws(self, path: str) -> str:
         return self.base_url.replace("http://", "ws://").replace("https://", "wss://") + path
 
-    async def watch(self, order_id: str, after: int = 0) -> AsyncIterator[OrderEvent]:
-        """Every event of the order (replayed, then live) until its terminal one."""
-        async with connect(self._ws(f"/ws/orders/{order_id}?after={after}")) as ws:
+    async def watch(
+        self, order_id: str, after: int = 0, resume_for: float = 60
+    ) -> AsyncIterator[OrderEvent]:
+        """Every event of the order (replayed, then live) until its terminal one.
+
+        When an open stream drops (a restarting server, a network blip), it reconnects
+        with `?after=` the last sequence number it delivered, for up to `resume_for`
+        seconds, so no event is lost or repeated. A first connection that fails raises
+        `Unreachable` at once.
+        """
+        last = after
+        connected_once = False
+        gave_up_at: float | None = None
+        pause = 0.2
+        while True:
             try:
-                async for raw in ws:
-                    yield cast(OrderEvent, jsoncodec.loads(raw))
-            except ConnectionClosed:
-                pass
-            if ws.close_code == 4404:
-                raise ApiError(404, "not_found", f"order {order_id} does not exist")
+                async with connect(
+                    self._ws(f"/ws/orders/{order_id}?after={last}"),
+                    additional_headers=self._headers,
+                ) as ws:
+                    connected_once, gave_up_at, pause = True, None, 0.2
+                    try:
+                        async for raw in ws:
+                            event = cast(OrderEvent, jsoncodec.loads(raw))
+                            last = int(event.get("seq", last))
+                            yield event
+                            if event.get("status") in TERMINAL:
+                                return
+                    except ConnectionClosed:
+                        pass
+                    code = ws.close_code
+                    if code in _FINAL_CLOSES:
+                        status, error = _FINAL_CLOSES[code]
+                        raise ApiError(status, error, ws.close_reason or f"closed {code}")
+                    if code == 1000:
+                        return
+            except InvalidStatus as err:
+                raise ApiError(err.response.status_code, "error", str(err)) from None
+            except (OSError, TimeoutError, InvalidHandshake) as err:
+                if not connected_once:
+                    raise Unreachable(self.base_url, err) from err
+                gave_up_at = gave_up_at or time.monotonic() + resume_for
+                if time.monotonic() > gave_up_at:
+                    raise Unreachable(self.base_url, err) from err
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     async def watch_user(self, user_id: str) -> AsyncIterator[OrderEvent]:
         """Every event of the user's orders, live, until the caller stops."""
-        async with connect(self._ws(f"/ws/orders?userId={user_id}")) as ws:
+        async with connect(
+            self._ws(f"/ws/orders?userId={user_id}"), additional_headers=self._headers
+        ) as ws:
             async for raw in ws:
                 yield cast(OrderEvent, jsoncodec.loads(raw))
+
+
+def _decoded(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return jsoncodec.loads(response.content)
+    except ValueError:
+        return None  # not JSON (a proxy's error page): the status says enough
+
+
+def _api_error(response: httpx.Response, body: Any) -> ApiError:
+    error = body if isinstance(body, dict) else {}
+    return ApiError(
+        response.status_code,
+        str(error.get("error", "error")),
+        str(error.get("message", response.text[:200])),
+        error.get("details"),
+    )

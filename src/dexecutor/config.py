@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     max_amount_in: Annotated[Decimal, Field(gt=0)] = Decimal("1000000000000")
     max_queue_depth: Annotated[int, Field(ge=1)] = 10_000
     pg_pool_size: Annotated[int, Field(ge=2, le=500)] = 20
-    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None  # 0: any free port
     api_processes: Annotated[int, Field(ge=1, le=64)] = 1
 
     # Hostile input: limits and authentication (off unless API_KEYS is set).

@@ -1,4 +1,5 @@
-"""Terminal views for the CLI: an order's lifecycle live, order history, quotes (rich)."""
+"""Terminal views for the CLI: an order's lifecycle live, its record, order history,
+quotes (rich)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from dexecutor.client import TERMINAL, Accepted, DexecutorClient, OrderEvent, OrderRecord
+from dexecutor.client import TERMINAL, DexecutorClient, OrderEvent, OrderRecord
 
 STATUS_STYLE = {
     "pending": "grey70",
@@ -77,19 +78,54 @@ def lifecycle_table(order_id: str, events: Sequence[OrderEvent]) -> Table:
     return table
 
 
-async def watch_order(client: DexecutorClient, accepted: Accepted, console: Console) -> str:
-    """Show the order's events live; return its final status."""
-    events: list[OrderEvent] = []
-    with Live(
-        lifecycle_table(accepted.order_id, events), console=console, refresh_per_second=8
-    ) as live:
-        async for event in client.watch(accepted.order_id):
+async def watch_order(client: DexecutorClient, order_id: str, console: Console) -> str:
+    """Show the order's events live; return its final status.
+
+    Nothing is drawn before the first event, so a stream that cannot open leaves the
+    terminal with the error line alone.
+    """
+    stream = client.watch(order_id)
+    first = await anext(stream, None)
+    if first is None:
+        return "unknown"
+    events: list[OrderEvent] = [first]
+    with Live(lifecycle_table(order_id, events), console=console, refresh_per_second=8) as live:
+        async for event in stream:
             events.append(event)
-            live.update(lifecycle_table(accepted.order_id, events))
+            live.update(lifecycle_table(order_id, events))
     return str(events[-1]["status"]) if events else "unknown"
 
 
-def orders_table(orders: Sequence[OrderRecord]) -> Table:
+# The record's fields in reading order: what was asked, then what happened.
+_RECORD_FIELDS = (
+    "orderId", "userId", "type", "status", "tokenIn", "tokenOut", "amountIn", "slippageBps",
+    "limitPrice", "expiresAt", "dexUsed", "route", "expectedAmountOut", "minAmountOut",
+    "amountOut", "executedPrice", "txHash", "failReason", "attempts", "createdAt", "updatedAt",
+)  # fmt: skip
+
+
+def record_table(record: OrderRecord) -> Table:
+    """One order's record, field by field (the fill once it is confirmed)."""
+    fields: dict[str, Any] = dict(record)
+    table = Table(title=f"order {record.get('orderId')}", title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    shown = [name for name in _RECORD_FIELDS if fields.get(name) is not None]
+    shown += [
+        n for n in fields if n not in _RECORD_FIELDS and n != "quotes" and fields[n] is not None
+    ]
+    for name in shown:
+        value = fields[name]
+        if name == "status":
+            table.add_row(name, status_text(str(value)))
+        elif isinstance(value, list):
+            table.add_row(name, " → ".join(map(str, value)))
+        elif not isinstance(value, dict):
+            table.add_row(name, num(value))
+    return table
+
+
+def orders_table(orders: Sequence[OrderRecord], wide: bool = False) -> Table:
     table = Table(title="orders (newest first)", title_justify="left")
     for column in (
         "created",
@@ -106,7 +142,7 @@ def orders_table(orders: Sequence[OrderRecord]) -> Table:
     for o in orders:
         table.add_row(
             str(o.get("createdAt", ""))[:19].replace("T", " "),
-            str(o.get("orderId", ""))[:8],
+            str(o.get("orderId", "")) if wide else str(o.get("orderId", ""))[:8],
             str(o.get("type")),
             f"{o.get('tokenIn')}→{o.get('tokenOut')}",
             str(o.get("amountIn")),
@@ -143,4 +179,11 @@ def quote_table(quote: dict[str, Any]) -> Table:
     return table
 
 
-__all__ = ["TERMINAL", "lifecycle_table", "orders_table", "quote_table", "watch_order"]
+__all__ = [
+    "TERMINAL",
+    "lifecycle_table",
+    "orders_table",
+    "quote_table",
+    "record_table",
+    "watch_order",
+]

@@ -9,14 +9,14 @@ from decimal import Decimal
 import pytest
 
 from dexecutor.client import ApiError, DexecutorClient
-from tests.support import DEXECUTOR, Process
+from tests.support import DEXECUTOR, Process, cli_env
 
 
 async def run_cli(*args: str, url: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         DEXECUTOR, *args, "--url", url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env=cli_env(),
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return int(proc.returncode or 0), out.decode()

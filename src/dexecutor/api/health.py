@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import PlainTextResponse, Response
 
 from dexecutor.api import examples as ex
 from dexecutor.api import views
 from dexecutor.api.deps import ServicesDep
 from dexecutor.api.responses import JSONResponse
-from dexecutor.metrics import QUEUE_DEPTH
+from dexecutor.metrics import QUEUE_DEPTH, exposition
 
 router = APIRouter(tags=["health"])
 
@@ -71,4 +71,4 @@ async def metrics(svc: ServicesDep) -> Response:
             QUEUE_DEPTH.labels(state).set(count)
     except (OSError, TimeoutError):
         pass
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,18 @@
+"""A benchmark child that fails to start says why (its stderr), not only "not ready"."""
+
+from __future__ import annotations
+
+import pytest
+
+from dexecutor.bench import stack
+from tests.support import redis_url, server_dsn
+
+
+async def test_a_child_that_fails_to_start_shows_its_stderr_tail() -> None:
+    async with stack(server_dsn(), redis_url(), MAX_ATTEMPTS="many") as s:
+        s.spawn("api")
+        with pytest.raises(RuntimeError) as caught:
+            await s.ready()
+    message = str(caught.value)
+    assert "api exited with 2 at start-up" in message
+    assert "MAX_ATTEMPTS" in message  # the child's own words, from its stderr

@@ -1,0 +1,84 @@
+"""What `queue/` relies on inside BullMQ for Python, checked against the pinned version.
+
+`queue/orders.py` reads BullMQ's Redis keys directly (one pipelined round trip for the
+backlog and for "which orders have no live job"), and `queue/worker.py` wakes idle
+workers through the marker key and delays jobs with `moveToDelayed` + `DelayedError`.
+None of that is public API: an upgrade that moves it must fail here, loudly, rather
+than leave orders unqueued or workers asleep. pyproject pins the minor version.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import bullmq
+import pytest
+from bullmq import Job, Queue, Worker
+from bullmq.custom_errors import DelayedError
+from redis.asyncio import Redis
+
+from dexecutor.queue.orders import QUEUE_NAME, OrderQueue
+from tests.support import drop_namespace, redis_url
+
+
+def test_the_pinned_minor_version() -> None:
+    assert bullmq.__version__.startswith("3.4."), (
+        f"bullmq {bullmq.__version__}: queue/ was written against 3.4's internals;"
+        " re-check this file's assertions, then move the pin in pyproject.toml"
+    )
+
+
+def test_the_private_surface_queue_uses() -> None:
+    assert issubclass(DelayedError, Exception)
+    assert callable(getattr(Job, "moveToDelayed", None))
+    for name in ("addBulk", "getJobState", "remove", "setGlobalConcurrency", "getJobCounts"):
+        assert callable(getattr(Queue, name, None)), name
+    assert callable(getattr(Worker, "on", None)) and callable(getattr(Worker, "run", None))
+    # Worker options queue/worker.py sets; an unknown option would be silently ignored.
+    source = inspect.getsource(bullmq.worker)
+    for option in ("drainDelay", "lockDuration", "stalledInterval", "maxStalledCount", "autorun"):
+        assert option in source, option
+
+
+@pytest.fixture
+async def namespace() -> AsyncIterator[str]:
+    ns = f"dxbq{uuid4().hex[:10]}"
+    yield ns
+    await drop_namespace(ns)
+
+
+async def test_the_redis_keys_queue_reads(namespace: str) -> None:
+    url = redis_url()
+    redis = Redis.from_url(url)
+    queue = OrderQueue(url, namespace, redis)
+    raw = Queue(QUEUE_NAME, {"connection": url, "prefix": namespace})
+    prefix = f"{namespace}:{QUEUE_NAME}"
+    try:
+        keys = raw.keys
+        for kind in ("wait", "delayed", "prioritized", "failed", "marker"):
+            assert keys[kind] == f"{prefix}:{kind}", (kind, keys[kind])
+
+        order_id = uuid4()
+        await queue.enqueue(order_id)
+        assert await redis.type(f"{prefix}:{order_id}") == b"hash"  # the job: missing()
+        assert await redis.type(f"{prefix}:wait") == b"list"  # backlog()
+        assert await redis.lrange(f"{prefix}:wait", 0, -1) == [str(order_id).encode()]
+        # worker.py wakes idle workers with ZADD on the marker: it must be a sorted set
+        assert await redis.type(f"{prefix}:marker") == b"zset"
+        other = uuid4()
+        assert await queue.missing([order_id, other]) == [other]
+        assert await queue.backlog(max_age_s=0) == 1
+
+        later = str(uuid4())
+        delay_ms = 60_000
+        await raw.add("execute", {"orderId": later}, {"jobId": later, "delay": delay_ms})
+        assert await redis.type(f"{prefix}:delayed") == b"zset"
+        assert await redis.zscore(f"{prefix}:delayed", later) is not None
+        assert await queue.backlog(max_age_s=0) == 2
+        assert (await queue.counts())["delayed"] == 1
+    finally:
+        await raw.close()
+        await queue.close()
+        await redis.aclose()
