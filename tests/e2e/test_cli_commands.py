@@ -169,6 +169,13 @@ async def test_cli_with_an_api_key_and_a_worker_metrics_port() -> None:
             assert code == 0, out
             (order,) = jsoncodec.loads(out)
             assert order["status"] == "confirmed"
+            # The key alone names the user: no --user to submit or to list.
+            code, out = await run_cli_env("submit", "SOL", "USDC", "1", "--watch", env=keyed)
+            assert code == 0 and "confirmed" in out, out
+            code, out = await run_cli_env("orders", "--json", env=keyed)
+            assert code == 0, out
+            listed = jsoncodec.loads(out)
+            assert len(listed) == 2 and {o["userId"] for o in listed} == {"alice"}
             code, out = await run_cli_env("show", order["orderId"][:8], "-u", "alice", env=keyed)
             assert code == 0 and "confirmed" in out, out
             code, out = await run_cli_env("watch", order["orderId"], "--json", env=keyed)
@@ -184,7 +191,7 @@ async def test_cli_with_an_api_key_and_a_worker_metrics_port() -> None:
             port = await _logged_metrics_port(worker)
             async with httpx.AsyncClient() as http:
                 scraped = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
-            assert 'dexecutor_order_events_total{status="confirmed"} 1.0' in scraped
+            assert 'dexecutor_order_events_total{status="confirmed"} 2.0' in scraped
 
 
 async def _logged_metrics_port(worker: Process) -> int:

@@ -234,7 +234,14 @@ async def check_backlog(svc: Services) -> None:
 async def history(
     svc: ServicesDep,
     who: PrincipalDep,
-    user_id: Annotated[str, Query(alias="userId", pattern=USER_ID_PATTERN)],
+    user_id: Annotated[
+        str | None,
+        Query(
+            alias="userId",
+            pattern=USER_ID_PATTERN,
+            description="whose orders; optional with an API key, which names the user",
+        ),
+    ] = None,
     status: Annotated[
         str | None, Query(description="one status or several, comma-separated")
     ] = None,
@@ -249,7 +256,11 @@ async def history(
         ),
     ] = None,
 ) -> Response:
-    if who.user_id is not None and user_id != who.user_id:
+    if user_id is None:
+        if who.user_id is None:
+            raise ApiError(422, "validation_error", "userId: required without an API key")
+        user_id = who.user_id
+    elif who.user_id is not None and user_id != who.user_id:
         raise ApiError(403, "forbidden", "you can list only your own orders")
     statuses = None
     if status:
