@@ -149,7 +149,7 @@ class _BinsAfter:
 class DlmmPool:
     """One DLMM pool: its bins, active bin, price and fee volatility.
 
-    `price` is the arbitrage-tracked price; the active bin is always the bin containing
+    `price` is the arbitrage-tracked price; the active bin is always the bin nearest
     it, except right after a trade, which moves the active bin (and the price with it).
     `now` is the time trades happen at: the last tick's, set by `relax`.
     """
@@ -359,7 +359,7 @@ class DlmmPool:
         self._follow_price()
 
     def _follow_price(self) -> None:
-        """Make the bin holding the price active, as arbitrageurs would.
+        """Make the bin nearest the price active, as arbitrageurs would.
 
         Bins the price crosses are reset to the liquidity curve: arbitrage converts
         them and the liquidity providers re-spread around the new price. The pool's
@@ -372,6 +372,10 @@ class DlmmPool:
             index += 1
         while price < self.bin_price(index):
             index -= 1
+        # Arbitrage stops at the bin nearest the price: past it, the next bin costs more
+        # than it gains. So the active bin's price is within half a bin of the market.
+        if self.bin_price(index + 1) - price < price - self.bin_price(index):
+            index += 1
         if index != self.active:
             # Arbitrage moved the active bin: a swap, as far as the fee is concerned.
             self.volatility = swapped(self.volatility, self.fees, self.active, index, self.now)
