@@ -433,15 +433,15 @@ def test_a_violent_market_spreads_the_venues_wider_than_a_calm_one() -> None:
 def test_an_hour_of_market_time_is_cheap_to_simulate() -> None:
     market = Market(seed=15)
     started = time.perf_counter()
-    market.advance(3600.0)
-    assert time.perf_counter() - started < 2.0  # about 0.25 s on a laptop
+    market.advance(3600.0)  # 9,000 slots
+    assert time.perf_counter() - started < 8.0  # about 1-2.5 s on a busy 2-core machine
 
 
 def test_a_week_idle_catches_up_quickly_and_stays_sane() -> None:
     market = Market(seed=16)
     started = time.perf_counter()
     quote = market.quote("raydium", "SOL", "USDC", TWO, 7 * 24 * 3600.0)
-    assert time.perf_counter() - started < 3.0
+    assert time.perf_counter() - started < 10.0  # about 2-3 s on a busy 2-core machine
     assert quote.amount_out > 0
     assert Decimal(10) < market.reference_price("SOL", 7 * 24 * 3600.0) < Decimal(1000)
 
@@ -454,4 +454,13 @@ def test_quotes_are_fast() -> None:
         for venue in VENUES:
             market.quote(venue, "SOL", "USDC", TWO, 1.0)
     per_quote = (time.perf_counter() - started) / 1000
-    assert per_quote < 0.0005  # about 15 µs on a laptop
+    assert per_quote < 0.0005  # about 50 µs on a busy 2-core machine
+
+
+def test_a_quote_that_steps_the_market_one_slot_stays_well_under_a_millisecond() -> None:
+    market = Market(seed=18)
+    started = time.perf_counter()
+    for slot in range(1, 501):
+        market.quote("meteora", "SOL", "USDC", TWO, slot * 0.4)
+    per_quote = (time.perf_counter() - started) / 500
+    assert per_quote < 0.001  # about 0.25 ms on a busy 2-core machine
