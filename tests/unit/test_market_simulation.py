@@ -373,6 +373,15 @@ def test_how_often_someone_quotes_does_not_change_the_prices() -> None:
         )
 
 
+def test_the_slot_counts_400_ms_ticks_reached() -> None:
+    market = Market(seed=13)
+    assert market.slot == 0
+    market.advance(1.0)
+    assert market.slot == 2  # 0.8 s is the last slot boundary at or before 1.0 s
+    market.quote("raydium", "SOL", "USDC", TWO, 3600.0)
+    assert market.slot == 9000
+
+
 def test_time_never_runs_backwards() -> None:
     market = Market(seed=13)
     later = market.quote("raydium", "SOL", "USDC", TWO, 100.0)

@@ -140,6 +140,15 @@ class Market:
         """The latest time the market has been advanced to."""
         return self._now
 
+    @property
+    def slot(self) -> int:
+        """How many slots (ticks of `tick_seconds`) the market has run since it started.
+
+        Quotes and fills see the market as of this slot; a chain can report it as its
+        slot height.
+        """
+        return self._tick
+
     def pairs(self, venue: str) -> tuple[tuple[str, str], ...]:
         """The (base, quote) pairs that have a pool on `venue`, in listing order."""
         self._venue(venue)
