@@ -91,6 +91,14 @@ def test_a_round_trip_across_the_venues_never_pays_for_more_than_a_slot_or_two(
 
 @settings(max_examples=4, deadline=None)
 @given(st.integers(min_value=1, max_value=10_000))
+def test_any_seed_keeps_the_default_venues_together(seed: int) -> None:
+    ten_minutes = _hour("normal", seed=seed, slots=1500)
+    assert statistics.median(ten_minutes.gaps) <= Decimal("0.001")
+    assert _longest_profitable_run(ten_minutes.profits) <= 2
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.integers(min_value=1, max_value=10_000))
 def test_in_violent_bursts_the_gap_stays_within_about_one_percent(seed: int) -> None:
     hour = _hour("violent", seed=seed, slots=750)  # five minutes
     assert max(hour.gaps) < Decimal("0.015")
