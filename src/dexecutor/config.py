@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     mock_swap_latency_ms: str = "2000-3000"
     mock_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     mock_seed: int | None = None
-    mock_market: Literal["calm", "normal", "violent"] = "normal"
+    mock_market: Literal["normal", "calm", "violent", "wide"] = "normal"
     mock_controls: bool | None = None
 
     quote_ttl_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000

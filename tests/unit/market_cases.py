@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from dexecutor.domain.money import quantize_down
 from dexecutor.market.cpmm import CpmmPool
-from dexecutor.market.dlmm import DlmmPool
+from dexecutor.market.dlmm import DlmmPool, FeeParams
 from dexecutor.market.tokens import TOKENS, find_token
 
 CPMM_FEE = Decimal("0.0025")
@@ -52,17 +52,27 @@ def cpmm_pool() -> CpmmPool:
     return CpmmPool("SOL", "USDC", Decimal(10_000), Decimal("98.5"), CPMM_FEE, Decimal("0.5"))
 
 
+# Control 10,000 makes the variable fee exactly (v_a × bin step)².
+DLMM_FEES = FeeParams(
+    base_fee=DLMM_BASE_FEE,
+    bin_step=DLMM_STEP,
+    control=10_000,
+    filter_seconds=Decimal(10),
+    decay_seconds=Decimal(120),
+    reduction=Decimal("0.5"),
+    max_accumulator=Decimal(50),
+    max_fee=Decimal("0.05"),
+)
+
+
 def dlmm_pool() -> DlmmPool:
     """A SOL/USDC bin pool at 100: 1,000 SOL and 100,000 USDC a side, 0.1 % bins."""
     return DlmmPool(
         "SOL",
         "USDC",
         price=Decimal(100),
-        bin_step=DLMM_STEP,
-        base_fee=DLMM_BASE_FEE,
+        fees=DLMM_FEES,
         width=Decimal("0.05"),
         base_per_side=Decimal(1000),
         quote_per_side=Decimal(100_000),
-        variable_fee_control=Decimal(1),
-        max_fee=Decimal("0.05"),
     )

@@ -1,4 +1,4 @@
-"""DLMM bins: walking order, exact fees, the dynamic fee and liquidity limits."""
+"""DLMM bins: walking order, exact fees, the dynamic fee, its windows and liquidity limits."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dexecutor.domain.money import decimal_places, math_context, quantize_down
-from dexecutor.market.dlmm import dynamic_fee, liquidity_curve
+from dexecutor.market.dlmm import (
+    Volatility,
+    accumulator_at,
+    dynamic_fee,
+    liquidity_curve,
+    refresh_references,
+    swapped,
+)
 from dexecutor.market.types import MarketError
 from tests.unit.market_cases import DLMM_BASE_FEE as BASE_FEE
+from tests.unit.market_cases import DLMM_FEES as FEES
 from tests.unit.market_cases import DLMM_STEP as STEP
 from tests.unit.market_cases import dlmm_pool as _pool
 
@@ -26,13 +34,47 @@ def test_the_liquidity_curve_is_normalised_and_falls_away_from_the_centre() -> N
 
 
 def test_dynamic_fee_is_the_base_fee_when_quiet_and_grows_with_volatility() -> None:
-    control = Decimal(1)
+    control = 10_000
     assert dynamic_fee(BASE_FEE, control, Decimal(0), STEP, Decimal("0.05")) == BASE_FEE
     # 10 bins of 0.1 %: (0.01)² = 0.0001 on top of the base fee.
     assert dynamic_fee(BASE_FEE, control, Decimal(10), STEP, Decimal("0.05")) == Decimal("0.0021")
     fees = [dynamic_fee(BASE_FEE, control, Decimal(v), STEP, Decimal("0.05")) for v in range(60)]
     assert fees == sorted(fees)
     assert dynamic_fee(BASE_FEE, control, Decimal(10**6), STEP, Decimal("0.05")) == Decimal("0.05")
+    # Meteora's integer units: control 7,500 and 10 bins of 10 bps give 0.0075 %.
+    assert dynamic_fee(Decimal(0), 7_500, Decimal(10), STEP, Decimal("0.1")) == Decimal("0.000075")
+
+
+def test_swaps_within_the_filter_period_are_measured_from_one_reference_bin() -> None:
+    first = swapped(Volatility(), FEES, 0, 3, Decimal(0))
+    assert (first.index_reference, first.reference, first.accumulator) == (0, 0, 3)
+    # 4 s later (inside the 10 s filter): still measured from bin 0, not from bin 3.
+    second = swapped(first, FEES, 3, 8, Decimal(4))
+    assert (second.index_reference, second.accumulator) == (0, 8)
+    # Coming back part of the way lowers v_a: it is a distance, not a count of bins.
+    third = swapped(second, FEES, 8, 6, Decimal("4.5"))
+    assert (third.index_reference, third.accumulator, third.last_swap) == (0, 6, Decimal("4.5"))
+
+
+def test_between_filter_and_decay_the_reference_keeps_a_share_of_the_accumulator() -> None:
+    state = Volatility(accumulator=Decimal(6), index_reference=0, last_swap=Decimal("4.5"))
+    # 9.9 s after the last swap: nothing moves yet.
+    assert refresh_references(state, FEES, 6, Decimal("14.4")) == state
+    later = refresh_references(state, FEES, 6, Decimal("14.5"))
+    assert (later.index_reference, later.reference) == (6, 3)  # reduction 0.5 × v_a 6
+    assert accumulator_at(later, FEES, 6) == 3
+    assert accumulator_at(later, FEES, 2) == 7
+    # After the decay period the volatility reference is forgotten.
+    idle = refresh_references(state, FEES, 9, Decimal("124.5"))
+    assert (idle.index_reference, idle.reference) == (9, 0)
+
+
+def test_the_accumulator_is_capped() -> None:
+    state = Volatility(reference=Decimal(30), index_reference=0, last_swap=Decimal(0))
+    assert accumulator_at(state, FEES, 10) == 40
+    assert accumulator_at(state, FEES, -400) == FEES.max_accumulator
+    capped = dynamic_fee(BASE_FEE, FEES.control, FEES.max_accumulator, STEP, Decimal("0.05"))
+    assert capped == BASE_FEE + Decimal("0.0025")  # (50 × 0.001)²
 
 
 def test_a_trade_inside_the_active_bin_pays_the_exact_fee_at_the_bin_price() -> None:
@@ -84,10 +126,29 @@ def test_crossing_bins_raises_the_fee_within_a_trade_and_after_it() -> None:
     assert fill.fee_rate > BASE_FEE
     before = pool.fee_rate()
     pool.commit(fill)
-    assert pool.fee_rate() > before
-    # Time with no price movement lets the volatility decay back to the base fee.
-    pool.relax(pool.price, Decimal(0), Decimal("0.0001"), Decimal(1))
+    after = pool.fee_rate()
+    assert after > before
+    # Inside the filter period nothing decays ...
+    pool.relax(pool.price, Decimal(0), Decimal(5), Decimal(1))
+    assert pool.fee_rate() == after
+    # ... between filter and decay half the accumulator remains ...
+    pool.relax(pool.price, Decimal(0), Decimal(60), Decimal(1))
+    assert BASE_FEE < pool.fee_rate() < after
+    # ... and after the decay period the fee is back to its base.
+    pool.relax(pool.price, Decimal(0), Decimal(1000), Decimal(1))
     assert pool.fee_rate() == BASE_FEE
+
+
+def test_splitting_a_trade_in_a_burst_does_not_dodge_the_variable_fee() -> None:
+    whole = _pool().simulate("SOL", Decimal(200), 6)
+    split = _pool()
+    first = split.simulate("SOL", Decimal(100), 6)
+    split.commit(first)
+    second = split.simulate("SOL", Decimal(100), 6)
+    # The second half pays the fee of the bins it reaches, measured from the same
+    # reference bin as the first: the halves together pay what the whole pays.
+    assert abs((first.fee_amount + second.fee_amount) / whole.fee_amount - 1) < Decimal("0.01")
+    assert second.fee_rate > first.fee_rate
 
 
 def test_a_trade_beyond_the_bins_is_insufficient_liquidity() -> None:
@@ -141,6 +202,7 @@ def test_arbitrage_moves_the_active_bin_and_resets_crossed_bins() -> None:
     pool = _pool()
     pool.commit(pool.simulate("SOL", Decimal(300), 6))
     low = pool.active
+    swapped_fee = pool.fee_rate()
     pool.relax(Decimal(100), Decimal(1), Decimal(1), Decimal(1))
     assert pool.active == 0
     assert pool.centre == 0
@@ -149,13 +211,17 @@ def test_arbitrage_moves_the_active_bin_and_resets_crossed_bins() -> None:
     fresh = _pool()
     for index in range(low, 0):
         assert pool.bin(index) == fresh.bin(index)
-    # And the move counted as volatility.
-    assert pool.fee_rate() > BASE_FEE
+    # The arbitrage back was a swap too: within the filter period v_a is measured from
+    # the reference bin the sell started in, which the price is back at.
+    assert swapped_fee > BASE_FEE
+    assert pool.volatility.last_swap == 1
+    assert pool.fee_rate() == BASE_FEE
 
 
 def test_a_shift_moves_the_price_and_the_active_bin() -> None:
     pool = _pool()
     pool.shift(Decimal("1.03"))
     assert pool.price == Decimal(103)
-    assert pool.bin_price(pool.active) <= Decimal(103) < pool.bin_price(pool.active + 1)
+    # The nearest bin: within half a bin of the new price.
+    assert abs(pool.bin_price(pool.active) / Decimal(103) - 1) <= STEP / 2
     assert pool.spot("SOL") == pool.bin_price(pool.active)

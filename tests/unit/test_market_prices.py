@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from dexecutor.market.params import MarketParams
-from dexecutor.market.prices import PriceWalks, Stream, normal_quantiles
+from dexecutor.market.prices import PriceWalks, Stream, normal_quantiles, poisson_odds
 from dexecutor.market.tokens import TOKENS
 
 
@@ -58,14 +58,25 @@ def test_venue_prices_stay_within_a_few_deviations_of_the_reference() -> None:
         assert abs(ratio - 1) < Decimal("0.2")
 
 
-def test_a_shift_scales_one_venue_price_only() -> None:
+def test_a_move_scales_the_reference_and_every_venue_price_of_the_token() -> None:
     walks = _walk(5, 10)
-    before_r = walks.venue_price("raydium", "SOL")
-    before_m = walks.venue_price("meteora", "SOL")
-    walks.shift("raydium", "SOL", Decimal("1.02"))
-    ratio = walks.venue_price("raydium", "SOL") / before_r
-    assert abs(ratio - Decimal("1.02")) < Decimal("1e-20")
-    assert walks.venue_price("meteora", "SOL") == before_m
+    before = {v: walks.venue_price(v, "SOL") for v in ("raydium", "meteora")}
+    usdc = walks.venue_price("raydium", "USDC")
+    walks.move("SOL", Decimal("1.02"))
+    for venue, price in before.items():
+        assert abs(walks.venue_price(venue, "SOL") / price - Decimal("1.02")) < Decimal("1e-20")
+    assert walks.venue_price("raydium", "USDC") == usdc
+
+
+def test_poisson_odds_are_cumulative_and_count_events_at_their_rate() -> None:
+    assert poisson_odds(Decimal(0), Decimal(1)) == ()
+    odds = poisson_odds(Decimal(3600), Decimal("0.5"))  # a mean of 0.5 per step
+    assert list(odds) == sorted(odds)
+    assert odds[-1] == 1 << 32
+    assert abs(odds[0] / Decimal(1 << 32) - Decimal("0.6065306597")) < Decimal("1e-9")
+    stream = Stream(3, "events")
+    counts = [stream.count(odds) for _ in range(20_000)]
+    assert abs(Decimal(sum(counts)) / len(counts) - Decimal("0.5")) < Decimal("0.02")
 
 
 def test_zero_volatility_and_deviation_freeze_the_market() -> None:

@@ -158,10 +158,13 @@ class CpmmPool:
             self._price = after.quote / after.base
         self._cache = after
 
-    def relax(self, target: Decimal, pull: Decimal, calm: Decimal, flow: Decimal) -> None:
+    def relax(self, target: Decimal, pull: Decimal, now: Decimal, flow: Decimal) -> None:
         with localcontext(_CTX):
             self._price = (self._price + pull * (target - self._price)) * flow
         self._cache = None
+
+    def set_base_fee(self, fee: Decimal) -> None:
+        self.fee_rate = fee
 
     def shift(self, factor: Decimal) -> None:
         with localcontext(_CTX):

@@ -4,9 +4,10 @@ Bin i trades at the fixed price origin · (1 + bin_step)^i (quote per base). Bin
 the active bin hold only base, bins below only quote, the active bin a mix; inside a bin
 the price does not move, so a trade empties the active bin and then walks to the next
 bin in order. The fee is the pair's base fee plus a variable fee that grows with the
-square of a volatility accumulator, which counts bins crossed (by trades, and the
-price movement arbitrage makes) and decays over time, so a busy, moving pool charges
-more, as on Meteora.
+square of a volatility accumulator, kept as Meteora's DLMM program keeps it: a
+reference bin, a volatility reference, and filter and decay windows measured from the
+last swap (`Volatility`, `refresh_references`, `accumulator_at`, `dynamic_fee`).
+Trades and the swaps arbitrage makes when it moves the active bin are swaps.
 
 Liquidity providers are modelled by a curve: a bin that nobody has traded against
 holds an amount that falls off exponentially with its distance from the pool's centre
@@ -14,12 +15,12 @@ holds an amount that falls off exponentially with its distance from the pool's c
 actual contents until arbitrage moves the price back across them.
 
 No clock and no randomness here: the simulation calls `relax` once per tick with the
-elapsed time already folded into its arguments.
+tick's time, which trades until the next tick then use as their time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal, localcontext
 
 from dexecutor.domain.money import math_context, quantize_down
@@ -31,26 +32,92 @@ _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _HALF = Decimal("0.5")
 _FEE_QUANTUM = Decimal("1e-8")
+_CONTROL_SCALE = Decimal(10_000)
 # The liquidity curve is cut where it has fallen to e^-4 (under 2 %) of its peak.
 _CURVE_REACH = 4
 
 
+@dataclass(frozen=True, slots=True)
+class FeeParams:
+    """One DLMM pool's static fee parameters (Meteora's, in fractions and seconds).
+
+    `control` is Meteora's integer variable fee control; `max_accumulator` caps the
+    volatility accumulator, in bins; `reduction` is the share of the accumulator the
+    volatility reference keeps between the filter and decay windows.
+    """
+
+    base_fee: Decimal
+    bin_step: Decimal
+    control: int
+    filter_seconds: Decimal
+    decay_seconds: Decimal
+    reduction: Decimal
+    max_accumulator: Decimal
+    max_fee: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Volatility:
+    """A DLMM pool's variable fee state: v_a, v_r, i_r and the last swap's time.
+
+    `accumulator` (v_a) and `reference` (v_r) count bins; `index_reference` (i_r) is a
+    bin index; `last_swap` is None before the first swap.
+    """
+
+    accumulator: Decimal = _ZERO
+    reference: Decimal = _ZERO
+    index_reference: int = 0
+    last_swap: Decimal | None = None
+
+
+def refresh_references(state: Volatility, fees: FeeParams, active: int, now: Decimal) -> Volatility:
+    """The state a swap at `now` starts from (Meteora's reference update).
+
+    Within `filter_seconds` of the last swap nothing changes, so a burst of small swaps
+    is measured from one reference bin and cannot be split to dodge the fee. After it,
+    the reference bin moves to the active bin and the volatility reference keeps
+    `reduction` of the accumulator; after `decay_seconds` it resets to zero.
+    """
+    if state.last_swap is None:
+        return replace(state, index_reference=active)
+    elapsed = now - state.last_swap
+    if elapsed < fees.filter_seconds:
+        return state
+    with localcontext(_CTX):
+        reference = state.accumulator * fees.reduction if elapsed < fees.decay_seconds else _ZERO
+    return replace(state, reference=reference, index_reference=active)
+
+
+def accumulator_at(state: Volatility, fees: FeeParams, index: int) -> Decimal:
+    """v_a while a swap trades in bin `index`: v_r + |i_r − index|, capped."""
+    with localcontext(_CTX):
+        return min(state.reference + abs(state.index_reference - index), fees.max_accumulator)
+
+
+def swapped(state: Volatility, fees: FeeParams, start: int, end: int, now: Decimal) -> Volatility:
+    """The state after a swap at `now` that moved the active bin from `start` to `end`."""
+    refreshed = refresh_references(state, fees, start, now)
+    return replace(refreshed, accumulator=accumulator_at(refreshed, fees, end), last_swap=now)
+
+
 def dynamic_fee(
     base_fee: Decimal,
-    variable_fee_control: Decimal,
+    variable_fee_control: int,
     volatility_bins: Decimal,
     bin_step: Decimal,
     max_fee: Decimal,
 ) -> Decimal:
-    """base + control × (volatility × bin_step)², capped at `max_fee`.
+    """base + control × (v_a × bin_step)² / 10⁴, capped at `max_fee`.
 
+    This is Meteora's variable fee with v_a in bins and the bin step as a fraction
+    (on chain: v_a ×10⁴, bin step in bps, divided by 10¹¹ into a numerator over 10⁹).
     Squaring makes the fee barely move in a quiet pool and climb fast in a violent one;
     the cap keeps a runaway accumulator from pricing every trader out. The variable part
     is rounded down to 1e-8 so that quoted rates stay short, exact decimals.
     """
     with localcontext(_CTX):
         movement = volatility_bins * bin_step
-        variable = variable_fee_control * movement * movement
+        variable = variable_fee_control * movement * movement / _CONTROL_SCALE
         variable = min(variable, max(max_fee - base_fee, _ZERO))
         variable = variable.quantize(_FEE_QUANTUM, rounding=ROUND_DOWN)
         return base_fee if variable == 0 else base_fee + variable
@@ -77,14 +144,14 @@ def liquidity_curve(bin_step: Decimal, width: Decimal) -> tuple[Decimal, ...]:
 class _BinsAfter:
     bins: dict[int, tuple[Decimal, Decimal]]
     active: int
-    crossed: int
 
 
 class DlmmPool:
     """One DLMM pool: its bins, active bin, price and fee volatility.
 
-    `price` is the arbitrage-tracked price; the active bin is always the bin containing
+    `price` is the arbitrage-tracked price; the active bin is always the bin nearest
     it, except right after a trade, which moves the active bin (and the price with it).
+    `now` is the time trades happen at: the last tick's, set by `relax`.
     """
 
     def __init__(
@@ -92,21 +159,19 @@ class DlmmPool:
         base: str,
         quote: str,
         price: Decimal,
-        bin_step: Decimal,
-        base_fee: Decimal,
+        fees: FeeParams,
         width: Decimal,
         base_per_side: Decimal,
         quote_per_side: Decimal,
-        variable_fee_control: Decimal,
-        max_fee: Decimal,
+        now: Decimal = _ZERO,
     ) -> None:
         self.base = base
         self.quote = quote
-        self.bin_step = bin_step
-        self.base_fee = base_fee
-        self.variable_fee_control = variable_fee_control
-        self.max_fee = max_fee
-        self.volatility = _ZERO
+        self.fees = fees
+        self.bin_step = fees.bin_step
+        self.volatility = Volatility()
+        self.now = now
+        bin_step = fees.bin_step
         weights = liquidity_curve(bin_step, width)
         self.reach = len(weights) - 1
         with localcontext(_CTX):
@@ -155,15 +220,28 @@ class DlmmPool:
             return (_ZERO, self._quote_curve[-distance])
         return (_ZERO, _ZERO)
 
-    def fee_rate(self, extra_bins: int = 0) -> Decimal:
-        """The fee a trade pays in its current bin, after crossing `extra_bins` bins."""
+    @property
+    def base_fee(self) -> Decimal:
+        return self.fees.base_fee
+
+    def set_base_fee(self, fee: Decimal) -> None:
+        if fee != self.fees.base_fee:
+            self.fees = replace(self.fees, base_fee=fee)
+
+    def _fee_at(self, state: Volatility, index: int) -> Decimal:
+        fees = self.fees
         return dynamic_fee(
-            self.base_fee,
-            self.variable_fee_control,
-            self.volatility + extra_bins,
-            self.bin_step,
-            self.max_fee,
+            fees.base_fee,
+            fees.control,
+            accumulator_at(state, fees, index),
+            fees.bin_step,
+            fees.max_fee,
         )
+
+    def fee_rate(self) -> Decimal:
+        """The fee a small trade would pay now, in the active bin."""
+        state = refresh_references(self.volatility, self.fees, self.active, self.now)
+        return self._fee_at(state, self.active)
 
     def spot(self, token_in: str) -> Decimal:
         price = self.bin_price(self.active)
@@ -187,9 +265,9 @@ class DlmmPool:
         direction = -1 if selling_base else 1
         updates: dict[int, tuple[Decimal, Decimal]] = {}
         index = self.active
-        crossed = 0
         last_bin: int | None = None
         rates: set[Decimal] = set()
+        state = refresh_references(self.volatility, self.fees, self.active, self.now)
         with localcontext(_CTX):
             remaining = amount_in
             out = _ZERO
@@ -206,7 +284,7 @@ class DlmmPool:
                 base_amt, quote_amt = self.bin(index)
                 available = quote_amt if selling_base else base_amt
                 if available > 0:
-                    rate = self.fee_rate(crossed)
+                    rate = self._fee_at(state, index)
                     rates.add(rate)
                     price = self.bin_price(index)
                     net_cap = available / price if selling_base else available * price
@@ -231,7 +309,6 @@ class DlmmPool:
                     )
                     remaining -= gross_cap
                 index += direction
-                crossed += 1
             amount_out = quantize_down(out, out_decimals)
             if amount_out <= 0:
                 raise MarketError("insufficient_liquidity", "the trade is too small to fill")
@@ -254,7 +331,7 @@ class DlmmPool:
             fee_amount=fee,
             fee_rate=fee_rate,
             spot=spot,
-            after=_BinsAfter(updates, index, crossed),
+            after=_BinsAfter(updates, index),
         )
 
     def commit(self, fill: HopFill) -> None:
@@ -262,29 +339,27 @@ class DlmmPool:
         if not isinstance(after, _BinsAfter):
             raise TypeError("this fill was not produced by a DLMM pool")
         self._bins.update(after.bins)
+        self.volatility = swapped(self.volatility, self.fees, self.active, after.active, self.now)
         if after.active != self.active:
             self.active = after.active
             self._price = self.bin_price(after.active)
-        self.volatility += after.crossed
 
     # -- time and arbitrage -------------------------------------------------------------
 
-    def relax(self, target: Decimal, pull: Decimal, calm: Decimal, flow: Decimal) -> None:
+    def relax(self, target: Decimal, pull: Decimal, now: Decimal, flow: Decimal) -> None:
+        self.now = now
         with localcontext(_CTX):
             old = self._price
             self._price = (old + pull * (target - old)) * flow
-            moved = abs(self._price - old) / old / self.bin_step
-            self.volatility = self.volatility * calm + moved
         self._follow_price()
 
     def shift(self, factor: Decimal) -> None:
         with localcontext(_CTX):
             self._price *= factor
-            self.volatility += abs(factor - _ONE) / self.bin_step
         self._follow_price()
 
     def _follow_price(self) -> None:
-        """Make the bin holding the price active, as arbitrageurs would.
+        """Make the bin nearest the price active, as arbitrageurs would.
 
         Bins the price crosses are reset to the liquidity curve: arbitrage converts
         them and the liquidity providers re-spread around the new price. The pool's
@@ -297,7 +372,13 @@ class DlmmPool:
             index += 1
         while price < self.bin_price(index):
             index -= 1
+        # Arbitrage stops at the bin nearest the price: past it, the next bin costs more
+        # than it gains. So the active bin's price is within half a bin of the market.
+        if self.bin_price(index + 1) - price < price - self.bin_price(index):
+            index += 1
         if index != self.active:
+            # Arbitrage moved the active bin: a swap, as far as the fee is concerned.
+            self.volatility = swapped(self.volatility, self.fees, self.active, index, self.now)
             low, high = sorted((self.active, index))
             for crossed in range(low, high + 1):
                 if crossed != index:

@@ -57,13 +57,17 @@ class Pool(Protocol):
         """Apply a fill produced by this pool's `simulate` on its current state."""
         ...
 
-    def relax(self, target: Decimal, pull: Decimal, calm: Decimal, flow: Decimal) -> None:
-        """One step of time: arbitrage, then other traders' flow.
+    def relax(self, target: Decimal, pull: Decimal, now: Decimal, flow: Decimal) -> None:
+        """One step of time, ending at `now` (seconds): arbitrage, then other traders' flow.
 
         The price moves a fraction `pull` of the way to `target`, then is multiplied by
-        `flow`. `calm` is the fraction of the fee volatility that survives the step;
-        pools without a dynamic fee ignore it.
+        `flow`. Trades until the next step happen at `now` (pools whose fee depends on
+        time, like the DLMM's, read it); pools without such a fee ignore it.
         """
+        ...
+
+    def set_base_fee(self, fee: Decimal) -> None:
+        """Change the pool's base fee (a launch pool's fee scheduler moves it)."""
         ...
 
     def shift(self, factor: Decimal) -> None:

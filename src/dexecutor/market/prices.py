@@ -1,17 +1,20 @@
 """Seeded random walks: every token's USD reference, and each venue's deviation from it.
 
-A token's reference takes a multiplicative Gaussian step each tick (or, for a pegged
-token, reverts toward its starting value). Each venue's price of a token is the
-reference times (1 + deviation), where the deviation is a mean-reverting walk of its
-own; pools are then pulled toward the ratio of their two tokens' venue prices (see
-`simulation`). Because a venue's prices of all tokens share the same deviations, a
-venue is internally consistent: going A → SOL → B costs about what A → B costs.
+A token's reference takes a multiplicative step each tick: a Gaussian part plus, now
+and then, a jump (a compound Poisson process, which gives the fat tails real returns
+have); a pegged token also reverts toward its starting value. Each venue's price of a
+token is the reference times (1 + deviation), where the deviation is a mean-reverting
+walk of its own; pools are then pulled toward the ratio of their two tokens' venue
+prices (see `simulation`), and knocked off it by other traders' flow and large
+orders. Because a venue's prices of all tokens share the same deviations, a venue is
+internally consistent: going A → SOL → B costs about what A → B costs.
 
 Pure: time enters only as a number of ticks, randomness only through `random.Random`
 instances seeded from the market seed and a per-walk name, so adding a token or a
 pool never changes the numbers any other walk draws. A draw is an integer picking one
 of 2^14 equally likely normal quantiles held as Decimals, so no float ever touches a
-price, and a draw costs a fraction of `random.gauss`.
+price, and a draw costs a fraction of `random.gauss`. How many jumps a step holds is
+one 32-bit draw compared against the step's Poisson odds, precomputed as integers.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dexecutor.market.tokens import TOKENS
 from dexecutor.market.types import VENUES
 
 _CTX = math_context()
+_ZERO = Decimal(0)
 _ONE = Decimal(1)
 _HOUR = Decimal(3600)
 # A single step never more than halves a reference, and a venue never prices a token
@@ -44,6 +48,10 @@ def seconds(value: float) -> Decimal:
 
 
 _QUANTILE_BITS = 14
+_ODDS_BITS = 32
+_ODDS_SCALE = 1 << _ODDS_BITS
+# More jumps than this in one step are counted as this many (odds below 1e-12).
+_MAX_EVENTS = 12
 
 
 @cache
@@ -72,24 +80,78 @@ class Stream:
         """A N(0, 1) draw as a Decimal with 9 places (plenty for a price step)."""
         return self._table[self._bits(_QUANTILE_BITS)]
 
+    def count(self, odds: tuple[int, ...]) -> int:
+        """How many events a step holds, given its cumulative Poisson `odds`."""
+        draw = self._bits(_ODDS_BITS)
+        events = 0
+        while events < len(odds) and draw >= odds[events]:
+            events += 1
+        return events
+
+    def jumps(self, odds: tuple[int, ...], size: Decimal) -> Decimal:
+        """The summed fractional move of this step's jumps (0 when there are none)."""
+        draw = self._bits(_ODDS_BITS)
+        total = _ZERO
+        events = 0
+        while events < len(odds) and draw >= odds[events]:
+            events += 1
+            total += size * self._table[self._bits(_QUANTILE_BITS)]
+        return total
+
+
+def poisson_odds(events_per_hour: Decimal, span_seconds: Decimal) -> tuple[int, ...]:
+    """Cumulative odds P(N ≤ k), k = 0, 1, …, as integers out of 2^32.
+
+    `Stream.count` turns one 32-bit draw into a Poisson count with them. An empty
+    tuple means no event can happen (rate 0).
+    """
+    if events_per_hour == 0:
+        return ()
+    with localcontext(_CTX):
+        mean = events_per_hour * span_seconds / _HOUR
+        term = (-mean).exp()
+        total = term
+        odds = []
+        for k in range(_MAX_EVENTS):
+            odds.append(int(total * _ODDS_SCALE))
+            if odds[-1] >= _ODDS_SCALE - 1:
+                break
+            term = term * mean / (k + 1)
+            total += term
+        # The last count takes the whole tail, so every draw counts some events.
+        odds[-1] = _ODDS_SCALE
+        return tuple(odds)
+
 
 class _Reference:
-    __slots__ = ("hourly", "peg", "start", "stream", "value")
+    __slots__ = ("hourly", "jump", "jumps", "peg", "start", "stream", "value")
 
-    def __init__(self, start: Decimal, hourly: Decimal, peg: Decimal | None, stream: Stream):
+    def __init__(
+        self,
+        start: Decimal,
+        hourly: Decimal,
+        jump: Decimal,
+        peg: Decimal | None,
+        stream: Stream,
+        jumps: Stream,
+    ) -> None:
         self.start = start
         self.value = start
         self.hourly = hourly
+        self.jump = jump
         self.peg = peg
         self.stream = stream
+        self.jumps = jumps
 
 
 class _Flow:
-    __slots__ = ("factor", "sigma", "stream")
+    __slots__ = ("factor", "sigma", "stream", "whale", "whales")
 
-    def __init__(self, sigma: Decimal, stream: Stream) -> None:
+    def __init__(self, sigma: Decimal, whale: Decimal, stream: Stream, whales: Stream) -> None:
         self.sigma = sigma
+        self.whale = whale
         self.stream = stream
+        self.whales = whales
         self.factor = _ONE
 
 
@@ -111,20 +173,22 @@ def _clamp(deviation: Decimal) -> Decimal:
 class StepRates:
     """Per-step constants for a step of `ticks` ticks, derived once and cached.
 
-    `pull` is the fraction of the gap to target that arbitrage closes, `calm` the
-    fraction of DLMM fee volatility that survives, `keep` the part of a deviation that
-    survives and `spread` the matching noise factor (sqrt(1 − keep²), which keeps the
-    deviation's spread stationary), `root_hours` and `root_seconds` the square root of
-    the step's length in hours and in seconds.
+    `pull` is the fraction of the gap to target that arbitrage closes, `keep` the part
+    of a deviation that survives and `spread` the matching noise factor
+    (sqrt(1 − keep²), which keeps the deviation's spread stationary), `root_hours` and
+    `root_seconds` the square root of the step's length in hours and in seconds,
+    `jump_odds` and `whale_odds` the step's Poisson odds of reference jumps and of
+    large orders hitting a pool.
     """
 
     pull: Decimal
-    calm: Decimal
     keep: Decimal
     spread: Decimal
     root_hours: Decimal
     root_seconds: Decimal
     peg_keep: dict[Decimal, Decimal]
+    jump_odds: tuple[int, ...]
+    whale_odds: tuple[int, ...]
 
 
 class PriceWalks:
@@ -146,8 +210,10 @@ class PriceWalks:
                 self._references[token.symbol] = _Reference(
                     token.reference_usd,
                     params.volatility * tp.volatility_scale,
+                    params.jump_size * tp.volatility_scale,
                     peg,
                     Stream(seed, f"reference/{token.symbol}"),
+                    Stream(seed, f"jumps/{token.symbol}"),
                 )
                 for venue in VENUES:
                     self._deviations[(venue, token.symbol)] = _Deviation(
@@ -165,6 +231,10 @@ class PriceWalks:
     def venue_price(self, venue: str, token: str) -> Decimal:
         """The USD price this venue's arbitrageurs are pulling the token toward."""
         return self._venue_prices[(venue, token)]
+
+    def venue_prices(self) -> dict[tuple[str, str], Decimal]:
+        """Every (venue, token) → `venue_price`, for a caller that reads them all (read only)."""
+        return self._venue_prices
 
     def pair_factor(self, venue: str, pair: str) -> Decimal:
         """1 + the pair's own extra deviation on this venue (1 when it has none)."""
@@ -187,12 +257,13 @@ class PriceWalks:
             }
             rates = StepRates(
                 pull=_ONE - (-span / seconds(params.arbitrage_seconds)).exp(),
-                calm=(-span / seconds(params.dlmm.volatility_seconds)).exp(),
                 keep=keep,
                 spread=(_ONE - keep * keep).sqrt(),
                 root_hours=(span / _HOUR).sqrt(),
                 root_seconds=span.sqrt(),
                 peg_keep=pegs,
+                jump_odds=poisson_odds(params.jump_rate, span),
+                whale_odds=poisson_odds(params.whale_rate, span),
             )
         if len(self._rates) < 64:
             self._rates[ticks] = rates
@@ -200,20 +271,28 @@ class PriceWalks:
 
     # -- moving ------------------------------------------------------------------
 
-    def add_pool(self, venue: str, pair: str, extra_deviation: Decimal, flow: Decimal) -> None:
+    def add_pool(
+        self, venue: str, pair: str, extra_deviation: Decimal, flow: Decimal, whale: Decimal
+    ) -> None:
         """Register one venue pool of `pair` ("BASE/QUOTE") and its own randomness.
 
         `extra_deviation` gives the pool a wobble of its own on top of its tokens'
         deviations; `flow` (per-second standard deviation) is the random nudge other
-        traders' orders give the pool each step, which arbitrage then pulls back.
+        traders' orders give the pool each step and `whale` the standard deviation of
+        the move a large order makes; arbitrage then pulls the pool back.
         """
         key = (venue, pair)
         if extra_deviation > 0 and key not in self._deviations:
             self._deviations[key] = _Deviation(
                 extra_deviation, Stream(self._seed, f"deviation/{venue}/{pair}")
             )
-        if flow > 0 and key not in self._flows:
-            self._flows[key] = _Flow(flow, Stream(self._seed, f"flow/{venue}/{pair}"))
+        if (flow > 0 or whale > 0) and key not in self._flows:
+            self._flows[key] = _Flow(
+                flow,
+                whale,
+                Stream(self._seed, f"flow/{venue}/{pair}"),
+                Stream(self._seed, f"whales/{venue}/{pair}"),
+            )
 
     def flow(self, venue: str, pair: str) -> Decimal:
         """The factor other traders' flow moved this pool by in the last step."""
@@ -226,9 +305,13 @@ class PriceWalks:
         root = rates.root_hours
         keep = rates.keep
         spread = rates.spread
+        jump_odds = rates.jump_odds
+        whale_odds = rates.whale_odds
         with localcontext(_CTX):
             for ref in self._references.values():
                 noise = ref.hourly * root * ref.stream.normal()
+                if jump_odds:
+                    noise += ref.jumps.jumps(jump_odds, ref.jump)
                 if ref.peg is None:
                     ref.value *= max(_ONE + noise, _FLOOR_FACTOR)
                 else:
@@ -244,14 +327,16 @@ class PriceWalks:
             root_seconds = rates.root_seconds
             for flow in self._flows.values():
                 nudge = flow.sigma * root_seconds * flow.stream.normal()
+                if whale_odds:
+                    nudge += flow.whales.jumps(whale_odds, flow.whale)
                 flow.factor = max(_ONE + nudge, _FLOOR_FACTOR)
         self._refresh()
 
-    def shift(self, venue: str, token: str, factor: Decimal) -> None:
-        """Scale one venue's price of a token at once; the deviation then reverts."""
-        dev = self._deviations[(venue, token)]
+    def move(self, token: str, factor: Decimal) -> None:
+        """Scale a token's reference at once (every venue's target moves with it)."""
+        ref = self._references[token]
         with localcontext(_CTX):
-            dev.value = _clamp((_ONE + dev.value) * factor - _ONE)
+            ref.value *= factor
         self._refresh()
 
     def _refresh(self) -> None:

@@ -7,11 +7,11 @@ only from its own seeded streams. The same seed and the same calls with the same
 values give identical results. Latency and injected faults are not modelled here;
 they belong to the edge layer that wraps the market for the engine.
 
-Time moves on a fixed grid of ticks (`MarketParams.tick_seconds`): every tick the
-reference and venue walks step, arbitrage pulls each pool part of the way toward its
-venue's target price, and DLMM fee volatility decays. Quotes and fills see the state
-as of the last tick at or before `now`, so how often someone quotes never changes the
-prices anyone else gets.
+Time moves on a fixed grid of ticks (`MarketParams.tick_seconds`, Solana's 400 ms
+slot): every tick the reference and venue walks step, arbitrage pulls each pool most of
+the way toward its venue's target price, other traders' flow nudges it, and launch
+fees fall. Quotes and fills see the state as of the last tick at or before `now`, so
+how often someone quotes never changes the prices anyone else gets.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from itertools import pairwise
 
 from dexecutor.domain.money import decimal_places, math_context, price_of
 from dexecutor.market.cpmm import CpmmPool
-from dexecutor.market.dlmm import DlmmPool
+from dexecutor.market.dlmm import DlmmPool, FeeParams
 from dexecutor.market.params import (
     LaunchParams,
     MarketParams,
@@ -61,17 +61,46 @@ def _tidy(value: Decimal) -> Decimal:
 
 
 class _Listing:
-    """A pool as listed on one venue, with the name its extra wobble is keyed by."""
+    """A pool as listed on one venue, with the name its extra wobble is keyed by.
 
-    __slots__ = ("base", "name", "pool", "quote", "venue", "wobbles")
+    A launch pool also keeps when it opened and its own fee, for the launch fee
+    scheduler (`launch_fee`).
+    """
 
-    def __init__(self, venue: str, name: str, pool: Pool, wobbles: bool) -> None:
+    __slots__ = ("base", "fee", "name", "opened", "pool", "quote", "venue", "wobbles")
+
+    def __init__(
+        self,
+        venue: str,
+        name: str,
+        pool: Pool,
+        wobbles: bool,
+        opened: Decimal | None = None,
+        fee: Decimal = _ZERO,
+    ) -> None:
         self.venue = venue
         self.name = name
         self.pool = pool
         self.base = pool.base
         self.quote = pool.quote
         self.wobbles = wobbles
+        self.opened = opened
+        self.fee = fee
+
+
+def launch_fee(launch: LaunchParams, own_fee: Decimal, age: Decimal) -> Decimal:
+    """A launch pool's base fee `age` seconds after it opened (Meteora-style scheduler).
+
+    The fee starts at `cliff_fee` and falls by `fee_reduction` of itself every
+    `fee_period_seconds` (exponential time scheduler), never below the pool's own fee;
+    after `fee_periods` periods the pool's own fee applies.
+    """
+    with localcontext(_CTX):
+        periods = int((age / seconds(launch.fee_period_seconds)).to_integral_value(ROUND_FLOOR))
+        if periods >= launch.fee_periods or launch.cliff_fee <= own_fee:
+            return own_fee
+        scheduled = launch.cliff_fee * (_ONE - launch.fee_reduction) ** max(periods, 0)
+        return max(scheduled.quantize(_IMPACT_QUANTUM), own_fee)
 
 
 class Market:
@@ -87,6 +116,8 @@ class Market:
         self._listings: list[_Listing] = []
         self._pools: dict[str, dict[frozenset[str], Pool]] = {venue: {} for venue in VENUES}
         self._paths: dict[tuple[str, str, str], tuple[Path, ...]] = {}
+        # Per token, the tick of the last scripted jump and the move it made there.
+        self._jumped: dict[str, tuple[int, Decimal]] = {}
         for pair in self._params.pairs:
             for venue in pair.venues:
                 self._list_pool(venue, pair)
@@ -108,6 +139,15 @@ class Market:
     def now(self) -> float:
         """The latest time the market has been advanced to."""
         return self._now
+
+    @property
+    def slot(self) -> int:
+        """How many slots (ticks of `tick_seconds`) the market has run since it started.
+
+        Quotes and fills see the market as of this slot; a chain can report it as its
+        slot height.
+        """
+        return self._tick
 
     def pairs(self, venue: str) -> tuple[tuple[str, str], ...]:
         """The (base, quote) pairs that have a pool on `venue`, in listing order."""
@@ -157,35 +197,50 @@ class Market:
     def _step(self, ticks: int) -> None:
         walks = self._walks
         walks.step(ticks)
-        rates = walks.rates(ticks)
-        pull = rates.pull
-        calm = rates.calm
-        for listing in self._listings:
-            flow = walks.flow(listing.venue, listing.name)
-            listing.pool.relax(self._target(listing), pull, calm, flow)
-
-    def _target(self, listing: _Listing) -> Decimal:
-        """The price arbitrage pulls a pool toward: its venue's token prices' ratio."""
-        walks = self._walks
+        pull = walks.rates(ticks).pull
+        prices = walks.venue_prices()
+        launch = self._params.launch
         with localcontext(_CTX):
-            target = walks.venue_price(listing.venue, listing.base) / walks.venue_price(
-                listing.venue, listing.quote
-            )
-            if listing.wobbles:
-                target *= walks.pair_factor(listing.venue, listing.name)
-            return target
+            now = self._tick_length * (self._tick + ticks)
+            for listing in self._listings:
+                venue = listing.venue
+                # Arbitrage pulls a pool toward its venue's token prices' ratio (inline:
+                # this loop is the hot path of every tick).
+                target = prices[(venue, listing.base)] / prices[(venue, listing.quote)]
+                if listing.wobbles:
+                    target *= walks.pair_factor(venue, listing.name)
+                pool = listing.pool
+                pool.relax(target, pull, now, walks.flow(venue, listing.name))
+                if listing.opened is not None:
+                    age = now - listing.opened
+                    pool.set_base_fee(launch_fee(launch, listing.fee, age))
+                    if age >= seconds(launch.fee_period_seconds) * launch.fee_periods:
+                        listing.opened = None  # the schedule is over for good
 
     # -- pools -----------------------------------------------------------------------
 
-    def _list_pool(self, venue: str, pair: PairParams) -> None:
+    def _clock(self) -> Decimal:
+        """The time of the last tick: when trades happen, as far as pools know."""
+        with localcontext(_CTX):
+            return self._tick_length * self._tick
+
+    def _list_pool(self, venue: str, pair: PairParams, launched: bool = False) -> None:
         params = self._params
         name = f"{pair.base}/{pair.quote}"
         scale = max(
             params.token(pair.base).deviation_scale, params.token(pair.quote).deviation_scale
         )
-        self._walks.add_pool(venue, name, pair.extra_deviation, params.flow_noise * scale)
+        self._walks.add_pool(
+            venue,
+            name,
+            pair.extra_deviation,
+            params.flow_noise * scale,
+            params.whale_size * scale,
+        )
+        now = self._clock()
+        launch = params.launch
         with localcontext(_CTX):
-            half_tvl = pair.liquidity_usd * params.liquidity_scale / 2
+            half_tvl = pair.liquidity_on(venue) * params.liquidity_scale / 2
             base_side = half_tvl / self._walks.reference(pair.base)
             quote_side = half_tvl / self._walks.reference(pair.quote)
             price = (
@@ -195,28 +250,38 @@ class Market:
             )
             pool: Pool
             if venue == "raydium":
-                pool = CpmmPool(
-                    pair.base,
-                    pair.quote,
-                    base_side,
-                    price,
-                    params.raydium_fee,
-                    params.cpmm_max_fill,
-                )
+                fee = params.raydium_fee if pair.raydium_fee is None else pair.raydium_fee
+                pool = CpmmPool(pair.base, pair.quote, base_side, price, fee, params.cpmm_max_fill)
             else:
+                dlmm = params.dlmm
+                fee = pair.meteora_base_fee
+                control = pair.meteora_fee_control
+                fees = FeeParams(
+                    base_fee=fee,
+                    bin_step=Decimal(pair.bin_step_bps) / _BPS,
+                    control=dlmm.variable_fee_control if control is None else control,
+                    filter_seconds=seconds(dlmm.filter_seconds),
+                    decay_seconds=seconds(dlmm.decay_seconds),
+                    reduction=dlmm.reduction_factor,
+                    max_accumulator=dlmm.max_volatility_accumulator,
+                    max_fee=dlmm.max_fee,
+                )
                 pool = DlmmPool(
                     pair.base,
                     pair.quote,
                     price,
-                    Decimal(pair.bin_step_bps) / _BPS,
-                    pair.meteora_base_fee,
+                    fees,
                     pair.meteora_width,
                     base_side,
                     quote_side,
-                    params.dlmm.variable_fee_control,
-                    params.dlmm.max_fee,
+                    now,
                 )
-        self._listings.append(_Listing(venue, name, pool, pair.extra_deviation > 0))
+        listing = _Listing(venue, name, pool, pair.extra_deviation > 0)
+        if launched and launch.fee_periods > 0:
+            listing.opened = now
+            listing.fee = fee
+            pool.set_base_fee(launch_fee(launch, fee, _ZERO))
+        self._listings.append(listing)
         self._pools[venue][frozenset((pair.base, pair.quote))] = pool
         self._paths.clear()
 
@@ -231,10 +296,13 @@ class Market:
                 "SOL",
                 venues=(venue,),
                 liquidity_usd=launch.liquidity_usd,
+                raydium_fee=launch.raydium_fee,
                 bin_step_bps=launch.bin_step_bps,
                 meteora_base_fee=launch.meteora_base_fee,
                 meteora_width=launch.meteora_width,
+                meteora_fee_control=launch.meteora_fee_control,
             ),
+            launched=True,
         )
 
     def launch(self, token: str, venue: str, now: float) -> None:
@@ -260,9 +328,11 @@ class Market:
     def jump(self, venue: str, token: str, bps: int, now: float) -> None:
         """Move `venue`'s price of `token` by `bps` at once (positive: token dearer).
 
-        Every pool of the token on that venue moves by the same factor immediately,
-        and so does the venue's target, which then reverts toward the reference like
-        any deviation (time constant `deviation_seconds`).
+        A scripted move moves the market: every pool of the token on that venue moves by
+        the factor immediately, the token's reference moves with it (the new price
+        holds), and arbitrage carries the move to the other venues within a few slots.
+        Moving one token on several venues in the same tick moves the reference once:
+        only by as much as the new move goes beyond the moves already made there.
         """
         self._venue(venue)
         symbol = self._token(token).symbol
@@ -272,7 +342,18 @@ class Market:
         with localcontext(_CTX):
             factor = _ONE + Decimal(bps) / _BPS
             inverse = _ONE / factor
-        self._walks.shift(venue, symbol, factor)
+            tick, done = self._jumped.get(symbol, (self._tick, _ONE))
+            if tick != self._tick:
+                done = _ONE
+            if (factor - _ONE) * (done - _ONE) > 0:  # the same way as this tick's moves
+                extra = factor / done if abs(factor - _ONE) > abs(done - _ONE) else _ONE
+                moved = done * extra
+            else:
+                extra = factor
+                moved = done * factor
+        self._jumped[symbol] = (self._tick, moved)
+        if extra != _ONE:
+            self._walks.move(symbol, extra)
         for listing in self._listings:
             pool = listing.pool
             if listing.venue != venue:
