@@ -75,6 +75,7 @@ class Row:
     lower_price_bps: float | None
     split_gain_bps: float
     depth_share: float
+    single_reported: bool
     wall_us: float
     cpu_us: float
 
@@ -310,6 +311,8 @@ def run(orders: int, seed: int) -> tuple[list[Row], dict[str, Any]]:
                 lower_price_bps=_bps(node, best) if node > 0 else None,
                 split_gain_bps=_bps(plan.amount_out - plan.leg_cost, single.amount_out),
                 depth_share=usd / shallowest,
+                single_reported=plan.best_single is not None
+                and plan.best_single.amount_out == single.amount_out,
                 wall_us=wall * 1e6,
                 cpu_us=cpu * 1e6,
             )
@@ -347,6 +350,7 @@ def summarise(rows: Sequence[Row], seed: int) -> dict[str, Any]:
         "lower_price_rule_failed": len(rows) - len(node),
         "deep_orders": len(deep),
         "split_gain_deep_bps": dist([r.split_gain_bps for r in deep]) if deep else {},
+        "best_single_misreported": sum(not r.single_reported for r in rows),
         "split_orders_share": round(sum(r.legs > 1 for r in rows) / len(rows), 4),
         "single_leg_under_100_usd_share": round(
             sum(r.legs == 1 for r in rows if r.usd < 100) / max(sum(r.usd < 100 for r in rows), 1),

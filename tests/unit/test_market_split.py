@@ -25,6 +25,7 @@ from dexecutor.market.split import (
     RoutePlan,
     candidates,
     disjoint_sets,
+    leg_cost_in,
     percents,
     price_legs,
     route,
@@ -149,6 +150,23 @@ def test_price_legs_refuses_legs_through_one_pool() -> None:
     option = candidates(market.venue_pools(), "SOL", "USDT")[0]
     with pytest.raises(ValueError, match="share a pool"):
         price_legs([(option, Decimal(1)), (option, Decimal(2))])
+
+
+def test_the_leg_cost_is_converted_at_the_pools_spot_price() -> None:
+    market = _triangle()
+    pools = market.venue_pools()
+    sol = Decimal("0.00001")
+    assert leg_cost_in("SOL", pools, sol) == sol
+    spots = [pool.spot("SOL") for _, pool in pools if {pool.base, pool.quote} == {"SOL", "USDT"}]
+    expected = sol * max(spots)
+    assert abs(leg_cost_in("USDT", pools, sol) - expected) <= expected * Decimal("1e-20")
+
+
+def test_an_amount_finer_than_the_token_is_refused() -> None:
+    market = _both_venues()
+    options = candidates(market.venue_pools(), "SOL", "USDT")
+    with pytest.raises(ValueError, match="9 decimals"):
+        route(options, Decimal("1.0000000001"))
 
 
 # -- venue filters ---------------------------------------------------------------------

@@ -66,6 +66,7 @@ __all__ = [
     "RoutePlan",
     "best_single",
     "candidates",
+    "disjoint_sets",
     "leg_cost_in",
     "percents",
     "price_legs",
