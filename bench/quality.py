@@ -385,6 +385,7 @@ def plot(rows: Sequence[Row], path: Path) -> None:
         axes[0].scatter(xs, ys, s=4, alpha=0.5, label=label, color=colour)
     axes[0].set_xscale("log")
     axes[0].set_yscale("symlog", linthresh=0.1)
+    axes[0].set_ylim(top=1)
     axes[0].set_xlabel("order size (USD)")
     axes[0].set_ylabel("output against the optimum (bps)")
     axes[0].set_title("execution against the brute-force optimum")
@@ -401,11 +402,17 @@ def plot(rows: Sequence[Row], path: Path) -> None:
     axes[1].set_xlabel("order size, % of the best single route's shallowest pool")
     axes[1].set_ylabel("split gain over best single (bps)")
     axes[1].set_title("what splitting adds")
-    walls = [r.wall_us for r in rows if r.candidates > 1]
-    axes[2].hist(walls, bins=60, color="#4c72b0")
-    axes[2].axvline(_pct(walls, 99), color="#c44e52", linestyle="--", label="p99")
-    axes[2].axvline(2000, color="grey", linestyle=":", label="2 ms target")
-    axes[2].set_xlabel("router time per quote (µs, wall)")
+    considered = [r for r in rows if r.candidates > 1]
+    bins = np.geomspace(50, 50_000, 70)
+    for label, values, colour in (
+        ("wall", [r.wall_us for r in considered], "#8c8c8c"),
+        ("CPU (this thread)", [r.cpu_us for r in considered], "#4c72b0"),
+    ):
+        axes[2].hist(values, bins=bins, alpha=0.6, color=colour, label=label)
+        axes[2].axvline(_pct(values, 99), color=colour, linestyle="--", linewidth=1)
+    axes[2].axvline(2000, color="#c44e52", linestyle=":", label="2 ms target")
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("router time per quote (µs; dashed: p99)")
     axes[2].set_title("quotes that consider splits")
     axes[2].legend()
     fig.tight_layout()
