@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dexecutor import jsoncodec
 from dexecutor.market import split
 from dexecutor.market.dlmm import DlmmPool
 from dexecutor.market.pools import Pool
@@ -93,6 +94,22 @@ def test_a_large_order_splits_and_beats_the_best_single_venue() -> None:
     assert plan.best_single is not None
     assert plan.amount_out > plan.best_single.amount_out
     assert plan.split_gain_bps > 0
+
+
+def test_the_plan_reads_as_the_api_route_plan() -> None:
+    market = _both_venues()
+    options = candidates(market.venue_pools(), "SOL", "USDT")
+    plan = route(options, _sol(market, Decimal(200_000)))
+    shown = jsoncodec.loads(jsoncodec.dumps(plan.as_fields()))
+    assert shown["swapMode"] == "ExactIn"
+    assert [set(leg) for leg in shown["routePlan"]] == [
+        {"venue", "path", "percent", "amountIn", "amountOut", "fee", "priceImpact"}
+    ] * len(plan.legs)
+    assert [leg["percent"] for leg in shown["routePlan"]] == [leg.percent for leg in plan.legs]
+    assert shown["routePlan"][0]["path"] == ["wSOL", "USDT"]
+    assert Decimal(str(shown["amountOut"])) == plan.amount_out
+    assert shown["bestSingle"]["percent"] == 100
+    assert Decimal(str(shown["splitGainBps"])) == plan.split_gain_bps
 
 
 def test_a_small_order_stays_on_one_leg() -> None:

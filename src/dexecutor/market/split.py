@@ -209,6 +209,18 @@ class Leg:
     fills: tuple[HopFill, ...] = field(repr=False, compare=False)
     candidate: Candidate = field(repr=False, compare=False)
 
+    def as_fields(self) -> dict[str, object]:
+        """The leg as a `routePlan` entry of the API (SPEC §10), amounts as Decimals."""
+        return {
+            "venue": self.venue,
+            "path": list(self.path),
+            "percent": self.percent,
+            "amountIn": self.amount_in,
+            "amountOut": self.amount_out,
+            "fee": self.fee,
+            "priceImpact": self.price_impact,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class RoutePlan:
@@ -238,6 +250,18 @@ class RoutePlan:
         with localcontext(_CTX):
             gain = (self.amount_out / single.amount_out - _ONE) * 10_000
             return gain.quantize(Decimal("0.0001"))
+
+    def as_fields(self) -> dict[str, object]:
+        """The plan as the API shows it: `routePlan`, totals, the best single beside it."""
+        single = self.best_single
+        return {
+            "swapMode": self.swap_mode,
+            "amountIn": self.amount_in,
+            "amountOut": self.amount_out,
+            "routePlan": [leg.as_fields() for leg in self.legs],
+            "bestSingle": None if single is None else single.as_fields(),
+            "splitGainBps": self.split_gain_bps,
+        }
 
 
 def percents(amounts: Sequence[Decimal]) -> tuple[int, ...]:
@@ -784,6 +808,8 @@ def route(
     token_in, token_out = options[0].path[0], options[0].path[-1]
     if not isinstance(amount_in, Decimal) or not amount_in.is_finite() or amount_in <= 0:
         raise ValueError(f"amount_in must be a positive, finite Decimal, got {amount_in!r}")
+    if not leg_cost.is_finite() or leg_cost < 0:
+        raise ValueError(f"leg_cost must be a finite amount >= 0, got {leg_cost!r}")
     if decimal_places(amount_in) > _decimals(token_in):
         raise ValueError(f"{token_in} has {_decimals(token_in)} decimals; got {amount_in}")
     search = _search(options, amount_in, float(leg_cost))
@@ -881,7 +907,7 @@ def route_exact_out(
         raise MarketError(
             "insufficient_liquidity", f"no route can deliver {amount_out} {token_out}"
         )
-    plan = _least_input(options, plan, amount_out, low, quantum)
+    plan = _least_input(options, plan, amount_out, low, quantum, leg_cost)
     if max_amount_in is not None and plan.amount_in > max_amount_in:
         raise MarketError(
             "slippage_exceeded",
@@ -911,6 +937,7 @@ def _least_input(
     amount_out: Decimal,
     low: Decimal,
     quantum: Decimal,
+    leg_cost: Decimal,
 ) -> RoutePlan:
     """Bisect the input between `low` (short) and the plan's (enough), legs fixed."""
     chosen = [leg.candidate for leg in plan.legs]
@@ -940,7 +967,7 @@ def _least_input(
         amount_out=sum((leg.amount_out for leg in legs), _ZERO),
         legs=legs,
         best_single=best_single(options, amount),
-        leg_cost=plan.leg_cost,
+        leg_cost=leg_cost * (len(legs) - 1),
     )
 
 
