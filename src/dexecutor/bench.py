@@ -546,6 +546,17 @@ async def run_all(
         "fan-out-spread": lambda: fan_out(
             server_dsn, redis_url, fans, users=fans // 10, orders_per_user=1
         ),
+        # Execution quality of split routing: in-process, no stack (bench/quality.py).
+        "quality": lambda: asyncio.to_thread(
+            lambda: json.loads(
+                subprocess.run(
+                    [sys.executable, "bench/quality.py", "--json"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )
+        ),
     }
     assert tuple(plans) == SCENARIOS, "SCENARIOS names every plan"
     chosen = [name for name in plans if not only or name in only]

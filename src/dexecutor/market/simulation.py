@@ -556,3 +556,14 @@ class Market:
     @staticmethod
     def _no_route(venue: str, a: str, b: str) -> MarketError:
         return MarketError("no_route", f"{venue} has no pool path from {a} to {b}")
+
+    # -- pools for split routing ---------------------------------------------------------
+
+    def venue_pools(self) -> tuple[tuple[str, Pool], ...]:
+        """Every listed pool with its venue, as of the last `advance`.
+
+        For the split router (`market.split`), which reads pools across venues. The
+        pools are the market's own: callers may `simulate` on them but never `commit`
+        outside `Market`, or the market's books would no longer add up.
+        """
+        return tuple((item.venue, item.pool) for item in self._listings)
