@@ -17,8 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dexecutor import jsoncodec
-from dexecutor.market import split
-from dexecutor.market.dlmm import DlmmPool
 from dexecutor.market.pools import Pool
 from dexecutor.market.simulation import Market, MarketParams, PairParams
 from dexecutor.market.split import (
@@ -406,23 +404,3 @@ def test_the_router_lies_between_the_best_single_and_the_brute_force_optimum(
     assert plan.amount_out <= optimum * (1 + Decimal("1e-9")) + 2 * out_token.quantum
     # And it finds that optimum, to a tenth of a basis point.
     assert plan.amount_out >= optimum * (1 - Decimal("1e-5")) - 2 * out_token.quantum
-
-
-def test_without_a_per_bin_fee_the_router_still_beats_the_best_single(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A DLMM pool whose fee cannot be read per bin is modelled from two trial swaps.
-
-    The amounts stay exact; only the split may be a little less good than with the
-    pool's own per-bin fee.
-    """
-    market = _both_venues(Decimal(300_000))
-    options = candidates(market.venue_pools(), "SOL", "USDT")
-    amount = _sol(market, Decimal(100_000))
-    exact = route(options, amount)
-    monkeypatch.setitem(split._FEE_BY_CROSSING, DlmmPool, False)
-    modelled = route(options, amount)
-    _check_plan(modelled)
-    assert modelled.best_single is not None
-    assert modelled.amount_out >= modelled.best_single.amount_out
-    assert modelled.amount_out >= exact.amount_out * Decimal("0.9997")

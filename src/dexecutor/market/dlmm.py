@@ -20,6 +20,7 @@ tick's time, which trades until the next tick then use as their time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal, localcontext
 
@@ -240,8 +241,16 @@ class DlmmPool:
 
     def fee_rate(self) -> Decimal:
         """The fee a small trade would pay now, in the active bin."""
+        return self.bin_fees([self.active])[0]
+
+    def bin_fees(self, indices: Sequence[int]) -> list[Decimal]:
+        """The fee a swap starting now pays in each of these bins, as `simulate` charges.
+
+        The dynamic fee grows with the bins a swap crosses from the active one, so a
+        router that models the bins itself (see `split`) needs each bin's rate.
+        """
         state = refresh_references(self.volatility, self.fees, self.active, self.now)
-        return self._fee_at(state, self.active)
+        return [self._fee_at(state, index) for index in indices]
 
     def spot(self, token_in: str) -> Decimal:
         price = self.bin_price(self.active)

@@ -46,9 +46,8 @@ Pure: no clock, no I/O, no environment. Pools are read, never committed.
 from __future__ import annotations
 
 import heapq
-import inspect
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, localcontext
 from typing import Literal
@@ -440,13 +439,12 @@ def _dlmm_curve(pool: DlmmPool, token_in: str, need: float) -> _LadderCurve:
 
     In a bin the price is fixed, so the output is linear per bin: the ladder is each
     bin's capacity at its price and fee, read through the pool's public `bin`,
-    `bin_price` and fee (see `_bin_fees`).
+    `bin_price` and `bin_fees`.
     """
     selling_base = token_in == pool.base
     direction = -1 if selling_base else 1
-    ladder: list[tuple[int, float, float]] = []  # (bins crossed, output held, net input)
+    ladder: list[tuple[int, float, float]] = []  # (bin index, output held, net input)
     index = pool.active
-    crossed = 0
     net_total = 0.0
     capped = False
     # Net input never exceeds gross input, so walking until the net capacity covers
@@ -457,86 +455,21 @@ def _dlmm_curve(pool: DlmmPool, token_in: str, need: float) -> _LadderCurve:
         if available > 0:
             price = float(pool.bin_price(index))
             net_cap = available / price if selling_base else available * price
-            ladder.append((crossed, available, net_cap))
+            ladder.append((index, available, net_cap))
             net_total += net_cap
         elif abs(index - pool.centre) > pool.reach:
             capped = True
             break
         index += direction
-        crossed += 1
     if not ladder:
         return _LadderCurve([0.0, 1.0], [0.0, 0.0], capped=True)
-    fees = _bin_fees(pool, token_in, ladder, need)
+    fees = [float(rate) for rate in pool.bin_fees([i for i, _, _ in ladder])]
     xs = [0.0]
     ys = [0.0]
     for (_, available, net_cap), fee in zip(ladder, fees, strict=True):
         xs.append(xs[-1] + net_cap / (1.0 - fee))
         ys.append(ys[-1] + available)
     return _LadderCurve(xs, ys, capped=capped)
-
-
-_FEE_BY_CROSSING: dict[type, bool] = {}
-
-
-def _bin_fees(
-    pool: DlmmPool, token_in: str, ladder: Sequence[tuple[int, float, float]], need: float
-) -> list[float]:
-    """The fee rate a swap pays in each bin of `ladder`.
-
-    Exact when the pool's `fee_rate` takes the number of bins crossed. Otherwise the
-    fee is modelled as the dynamic fee grows, f0 + c·k² after k bins, with f0 the
-    pool's fee for a small trade and c fitted so that the whole size pays the fee the
-    pool charges it (two trial swaps).
-    """
-    kind = type(pool)
-    by_crossing = _FEE_BY_CROSSING.get(kind)
-    if by_crossing is None:
-        by_crossing = len(inspect.signature(pool.fee_rate).parameters) > 0
-        _FEE_BY_CROSSING[kind] = by_crossing
-    if by_crossing:
-        fee_rate: Callable[[int], Decimal] = pool.fee_rate
-        return [float(fee_rate(k)) for k, _, _ in ladder]
-    first = ladder[0][2] / 1024
-    base = _probe_fee(pool, token_in, min(need, first))
-    whole = _probe_fee(pool, token_in, need)
-    if whole <= base:
-        return [base] * len(ladder)
-
-    def charged(c: float) -> float:
-        """The fee the model charges on `need` with growth `c`."""
-        gross = fee = 0.0
-        for k, _, net_cap in ladder:
-            rate = min(base + c * k * k, 0.99)
-            take = min(net_cap / (1.0 - rate), need - gross)
-            gross += take
-            fee += take * rate
-            if gross >= need:
-                break
-        return fee / need
-
-    low, high = 0.0, 1.0
-    for _ in range(40):
-        mid = (low + high) / 2
-        if charged(mid) < whole:
-            low = mid
-        else:
-            high = mid
-    return [min(base + low * k * k, 0.99) for k, _, _ in ladder]
-
-
-def _probe_fee(pool: Pool, token_in: str, size: float) -> float:
-    """The fee rate the pool charges for about `size`, falling back to smaller sizes."""
-    decimals = _decimals(pool.quote if token_in == pool.base else pool.base)
-    quantum = _ONE.scaleb(-_decimals(token_in))
-    for _ in range(8):
-        amount = Decimal(repr(size)).quantize(quantum, rounding=ROUND_DOWN)
-        if amount <= 0:
-            break
-        try:
-            return float(pool.simulate(token_in, amount, decimals).fee_rate)
-        except MarketError:
-            size /= 16
-    return 0.0
 
 
 def _sampled_curve(pool: Pool, token_in: str, need: float) -> _LadderCurve:
