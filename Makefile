@@ -38,7 +38,7 @@ chaos: $(STAMP)
 
 # The short variant CI runs after the fault tests (about two minutes in all).
 chaos-short: $(STAMP)
-	CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.chaos --minutes 1
+	CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.chaos --minutes 1.5
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

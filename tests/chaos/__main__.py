@@ -104,7 +104,9 @@ async def _met_limits(cluster: Cluster, snap: Snapshot) -> dict[str, Decimal]:
             continue
         params = {"tokenIn": o["token_in"], "tokenOut": o["token_out"],
                   "amountIn": str(o["amount_in"])}  # fmt: skip
-        response = await cluster.call("GET", "/api/quote", params=params)
+        response = await cluster.call("GET", "/api/quote", params=params, ok=(200, 422))
+        if response.status_code != 200:
+            continue  # no venue quotes it at all: nothing can meet the limit
         price = Decimal(str(jsoncodec.loads(response.content)["route"]["price"]))
         if price >= o["limit_price"] * Decimal("1.01"):
             met[order_id] = price

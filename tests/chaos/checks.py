@@ -80,6 +80,7 @@ class Invariant:
     name: str
     failures: list[dict[str, Any]] = field(default_factory=list)
     checked: int = 0
+    note: str = ""
 
     @property
     def passed(self) -> bool:
@@ -296,11 +297,15 @@ def _in_window(at: datetime, faults: list[Fault]) -> bool:
 def _cap(snap: Snapshot, faults: list[Fault]) -> Invariant:
     name = f"cap {CAP} held (up to {2 * CAP} within {CAP_WINDOW_S:.0f}s of a backend fault)"
     inv = Invariant(name)
+    peaks = {False: 0, True: 0}
     for at, level in cap_levels(snap):
         inv.checked += 1
-        bound = 2 * CAP if _in_window(at, faults) else CAP
+        window = _in_window(at, faults)
+        peaks[window] = max(peaks[window], level)
+        bound = 2 * CAP if window else CAP
         if level > bound:
             inv.failures.append({"at": at.isoformat(), "executing": level, "bound": bound})
+    inv.note = f"peak {peaks[False]} outside windows, {peaks[True]} within"
     return inv
 
 

@@ -290,15 +290,18 @@ class Cluster:
                     node.start()
             await asyncio.gather(*(n.process.wait_ready(60) for n in self.apis))
 
-    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A control call the run cannot do without: retried on any live API until 2xx."""
+    async def call(
+        self, method: str, path: str, ok: tuple[int, ...] = (), **kwargs: Any
+    ) -> httpx.Response:
+        """A call the run cannot do without: retried on any live API until it answers
+        2xx (or a status in `ok`)."""
         async with asyncio.timeout(60):
             while True:
                 api = self.live_api()
                 if api is not None:
                     try:
                         response = await self.http.request(method, api.url + path, **kwargs)
-                        if response.is_success:
+                        if response.is_success or response.status_code in ok:
                             return response
                     except httpx.TransportError:
                         pass

@@ -34,6 +34,14 @@ def print_report(
     settled_s: float,
 ) -> None:
     console.rule(f"chaos run, seed {seed}, {minutes} min")
+    if cluster.faults:
+        origin = cluster.faults[0].started
+        console.print("fault schedule (s from the first fault):")
+        for f in cluster.faults:
+            took = f" healed +{(f.healed - f.started).total_seconds():.1f}s" if f.healed else ""
+            skipped = f" [dim]skipped: {f.skipped}[/]" if f.skipped else ""
+            at = (f.started - origin).total_seconds()
+            console.print(f"  {at:6.1f} {f.kind:<13} {f.detail}{took}{skipped}", highlight=False)
 
     faults = Table(title="Faults injected")
     for column in ("kind", "injected", "skipped", "outage s (median / max)"):
@@ -97,11 +105,11 @@ def print_report(
     console.print(procs)
 
     table = Table(title="Invariants")
-    for column in ("invariant", "checked", "result"):
+    for column in ("invariant", "checked", "result", "note"):
         table.add_column(column)
     for inv in invariants:
         result = "[green]ok[/]" if inv.passed else f"[red]FAILED ({len(inv.failures)})[/]"
-        table.add_row(inv.name, str(inv.checked), result)
+        table.add_row(inv.name, str(inv.checked), result, inv.note)
     console.print(table)
     for inv in invariants:
         if inv.passed:
