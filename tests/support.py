@@ -230,6 +230,7 @@ class TcpProxy:
         self._writers.clear()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)  # from now on: a cut made meanwhile must drop it too
         try:
             if isinstance(self.target, str):
                 up_reader, up_writer = await asyncio.open_unix_connection(self.target)
@@ -237,8 +238,13 @@ class TcpProxy:
                 up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            self._writers.discard(writer)
             return
-        self._writers.update((writer, up_writer))
+        if self._server is None:  # cut while we were connecting upstream
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
+        self._writers.add(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from decimal import Decimal
@@ -32,6 +33,7 @@ WATCH_S = 30  # then how long watchers get to see their orders' last event
 
 async def campaign(seed: int, minutes: float, console: Console) -> bool:
     out = OUTPUT / f"chaos-{seed}"
+    shutil.rmtree(out, ignore_errors=True)  # a replay's logs must not mix with the last run's
     cluster = Cluster(out, seed)
     fault_rng = random.Random(seed)
     load = Load(cluster, random.Random(seed + 1))
@@ -47,12 +49,14 @@ async def campaign(seed: int, minutes: float, console: Console) -> bool:
         faults = asyncio.create_task(_inject(cluster, fault_rng, stop_at))
         await load.run(stop_at, launches)
         await faults
-        console.print(f"load done: {len(load.accepted)} orders accepted; healing")
+        cluster.milestone(f"load done, {len(load.accepted)} orders accepted; healing")
         await cluster.heal()
         healed_at = time.monotonic()
+        cluster.milestone("healed; finale: faults cleared, tokens launched, prices up")
         await _finale(cluster, load)
         snap = await _settle(cluster)
         settled_s = time.monotonic() - healed_at
+        cluster.milestone(f"settled after {settled_s:.1f}s, {len(snap.unfinished())} unfinished")
         terminal = {i for i, o in snap.orders.items() if o["status"] in ("confirmed", "failed",
                     "cancelled", "expired")}  # fmt: skip
         await load.stop_watchers(terminal, WATCH_S)
@@ -61,6 +65,7 @@ async def campaign(seed: int, minutes: float, console: Console) -> bool:
         recoveries = recovery(snap, cluster.faults)
         print_report(console, seed, minutes, cluster, load, snap, invariants, recoveries, settled_s)
         _write(out / "report.json", seed, minutes, cluster, load, invariants, recoveries)
+        snap.dump(out / "database.json")
         return all(inv.passed for inv in invariants)
     finally:
         await cluster.stop()

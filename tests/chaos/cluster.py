@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +123,8 @@ class Cluster:
     outages: set[asyncio.Task[None]] = field(default_factory=set)  # faults healing themselves
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10))
     chooser: random.Random = field(default_factory=random.Random)
+    milestones: list[tuple[datetime, str]] = field(default_factory=list)
+    stalls: list[tuple[datetime, float]] = field(default_factory=list)  # our own event loop
 
     async def start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -155,6 +158,22 @@ class Cluster:
             node.start()
         await asyncio.gather(*(n.process.wait_ready(60) for n in self.apis))
         self._spawn(self._supervise())
+        self._spawn(self._watch_loop())
+        self.milestone("deployment up")
+
+    def milestone(self, text: str) -> None:
+        self.milestones.append((now(), text))
+        print(f"{now():%H:%M:%S} {text}", flush=True)
+
+    async def _watch_loop(self) -> None:
+        """Record any stall of this event loop: the proxies run on it, so a stall here
+        would look like a network fault to the deployment and must not be blamed on it."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.1)
+            late = time.monotonic() - before - 0.1
+            if late > 0.5:
+                self.stalls.append((now(), late))
 
     @property
     def apis(self) -> list[Node]:

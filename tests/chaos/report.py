@@ -34,14 +34,18 @@ def print_report(
     settled_s: float,
 ) -> None:
     console.rule(f"chaos run, seed {seed}, {minutes} min")
+    for at, text in cluster.milestones:
+        console.print(f"  {at:%H:%M:%S.%f}"[:-3], text, highlight=False)
+    if cluster.stalls:
+        console.print("[yellow]the harness's own event loop stalled (its proxies too):[/]",
+                      [(f"{at:%H:%M:%S}", round(s, 1)) for at, s in cluster.stalls])  # fmt: skip
     if cluster.faults:
-        origin = cluster.faults[0].started
-        console.print("fault schedule (s from the first fault):")
+        console.print("fault schedule:")
         for f in cluster.faults:
             took = f" healed +{(f.healed - f.started).total_seconds():.1f}s" if f.healed else ""
             skipped = f" [dim]skipped: {f.skipped}[/]" if f.skipped else ""
-            at = (f.started - origin).total_seconds()
-            console.print(f"  {at:6.1f} {f.kind:<13} {f.detail}{took}{skipped}", highlight=False)
+            when = f"{f.started:%H:%M:%S.%f}"[:-3]
+            console.print(f"  {when} {f.kind:<13} {f.detail}{took}{skipped}", highlight=False)
 
     faults = Table(title="Faults injected")
     for column in ("kind", "injected", "skipped", "outage s (median / max)"):
