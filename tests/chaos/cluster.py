@@ -10,7 +10,9 @@ is restarted, and counted.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from dexecutor import jsoncodec
 from dexecutor.bench import free_port
@@ -339,5 +343,20 @@ class Cluster:
             if proxy is not None:
                 await proxy.down()
         if self.redis is not None:
+            await self._keep_redis_slowlog()
             await self.redis.stop()
+        if self.pg.log_path.exists():
+            shutil.copy(self.pg.log_path, self.out / "postgres.log")
         await self.pg.remove()
+
+    async def _keep_redis_slowlog(self) -> None:
+        """Redis's slow log tells whether a stall was Redis itself being busy."""
+        assert self.redis is not None
+        client = Redis.from_url(self.redis.url)
+        try:
+            entries = await client.slowlog_get(50)
+            (self.out / "redis-slowlog.json").write_text(json.dumps(entries, default=str))
+        except RedisError:
+            pass  # it is down: nothing to keep
+        finally:
+            await client.aclose()
