@@ -14,10 +14,12 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from rich.console import Console
 
 from dexecutor import jsoncodec
@@ -28,6 +30,7 @@ from tests.chaos.report import print_report
 from tests.support import OUTPUT
 
 SETTLE_S = 120  # how long healed orders get to finish before the checks
+QUIET_S = 60  # how long in-flight orders get to finish after healing, with no new work
 WATCH_S = 30  # then how long watchers get to see their orders' last event
 
 
@@ -52,16 +55,19 @@ async def campaign(seed: int, minutes: float, console: Console) -> bool:
         cluster.milestone(f"load done, {len(load.accepted)} orders accepted; healing")
         await cluster.heal()
         healed_at = time.monotonic()
-        cluster.milestone("healed; finale: faults cleared, tokens launched, prices up")
+        cluster.milestone("healed; waiting for in-flight orders, with no new work")
+        quiet = await _settle(cluster, QUIET_S, lambda o: o["status"] != "waiting")
+        cluster.milestone(f"{len(quiet.unfinished())} unfinished; finale: faults cleared, "
+                          "tokens launched, prices up")  # fmt: skip
         await _finale(cluster, load)
-        snap = await _settle(cluster)
+        snap = await _settle(cluster, SETTLE_S, lambda o: True)
         settled_s = time.monotonic() - healed_at
         cluster.milestone(f"settled after {settled_s:.1f}s, {len(snap.unfinished())} unfinished")
         terminal = {i for i, o in snap.orders.items() if o["status"] in ("confirmed", "failed",
                     "cancelled", "expired")}  # fmt: skip
         await load.stop_watchers(terminal, WATCH_S)
         met = await _met_limits(cluster, snap)
-        invariants = check_all(snap, load, cluster.faults, transitions, met)
+        invariants = check_all(snap, load, cluster.faults, transitions, met, quiet)
         recoveries = recovery(snap, cluster.faults)
         print_report(console, seed, minutes, cluster, load, snap, invariants, recoveries, settled_s)
         _write(out / "report.json", seed, minutes, cluster, load, invariants, recoveries)
@@ -89,12 +95,15 @@ async def _finale(cluster: Cluster, load: Load) -> None:
         await cluster.call("POST", "/api/mock/price", json=body)
 
 
-async def _settle(cluster: Cluster) -> Snapshot:
-    """Poll PostgreSQL until every order is terminal, or SETTLE_S have passed."""
-    deadline = time.monotonic() + SETTLE_S
+async def _settle(
+    cluster: Cluster, timeout: float, counts: Callable[[asyncpg.Record], bool]
+) -> Snapshot:
+    """Poll PostgreSQL until every order that `counts` is terminal, or `timeout` passed."""
+    deadline = time.monotonic() + timeout
     while True:
         snap = await Snapshot.take(cluster.dsn)
-        if not snap.unfinished() or time.monotonic() > deadline:
+        left = [i for i in snap.unfinished() if counts(snap.orders[i])]
+        if not left or time.monotonic() > deadline:
             return snap
         await asyncio.sleep(0.5)
 

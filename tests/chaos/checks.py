@@ -106,10 +106,13 @@ def check_all(
     faults: list[Fault],
     transitions: dict[str, list[str]],
     met_limits: dict[str, Decimal],
+    quiet: Snapshot,
 ) -> list[Invariant]:
-    """Every invariant of the run. `met_limits`: waiting limit orders whose price is met."""
+    """Every invariant of the run. `met_limits`: waiting limit orders whose price is met;
+    `quiet`: the database once in-flight orders had a while to finish, before the finale."""
     return [
         _accepted_stored(snap, load),
+        _recovered_unprompted(quiet),
         _finished_or_can_fire(snap, load, met_limits),
         _exactly_one_swap(snap),
         _events_whole(snap, transitions),
@@ -150,6 +153,19 @@ def _finished_or_can_fire(snap: Snapshot, load: Load, met: dict[str, Decimal]) -
             inv.failures.append(
                 snap.describe(order_id, f"limit {o['limit_price']} met by quote {met[order_id]}")
             )
+    return inv
+
+
+def _recovered_unprompted(quiet: Snapshot) -> Invariant:
+    """Once everything is healed, orders in flight finish with no new work arriving: new
+    jobs must not be what wakes a stuck worker."""
+    inv = Invariant("in-flight orders finish after healing, with no new work")
+    for order_id, o in quiet.orders.items():
+        if o["status"] == "waiting":
+            continue
+        inv.checked += 1
+        if o["status"] not in TERMINAL:
+            inv.failures.append(quiet.describe(order_id, f"still {o['status']} before the finale"))
     return inv
 
 
