@@ -123,6 +123,7 @@ def check_all(
         _idempotency(snap, load),
         _order_watchers(snap, load),
         _user_streams(snap, load),
+        _user_streams_ordered(snap, load),
         _cap(snap, faults),
         _no_long_stall(snap),
         _answers(load),
@@ -261,14 +262,15 @@ def _idempotency(snap: Snapshot, load: Load) -> Invariant:
 
 
 def _order_watchers(snap: Snapshot, load: Load) -> Invariant:
-    inv = Invariant("every order watcher saw its terminal event, gap-free")
+    inv = Invariant("every order watcher saw its terminal event, each event once")
     for watch in load.order_watches:
         order = snap.orders.get(watch.order_id)
         if order is None or order["status"] not in TERMINAL:
             continue
         inv.checked += 1
-        if watch.gaps:
-            inv.failures.append(snap.describe(watch.order_id, f"watcher gaps {watch.gaps}"))
+        if watch.gaps or watch.repeats:
+            why = f"watcher gaps {watch.gaps}, seqs sent twice {watch.repeats}"
+            inv.failures.append(snap.describe(watch.order_id, why))
         elif not watch.statuses or watch.statuses[-1] != order["status"]:
             seen = ",".join(watch.statuses)
             why = f"watcher saw [{seen}] ({watch.reconnects} reconnects), no terminal event"
@@ -294,6 +296,18 @@ def _user_streams(snap: Snapshot, load: Load) -> Invariant:
             inv.checked += 1
             if (order_id, last["seq"]) not in watch.seen:
                 inv.failures.append(snap.describe(order_id, f"{watch.user}'s stream missed it"))
+    return inv
+
+
+def _user_streams_ordered(snap: Snapshot, load: Load) -> Invariant:
+    """On a user stream, each order's events arrive in their order (routing never
+    before pending)."""
+    inv = Invariant("user streams deliver each order's events in order")
+    for watch in load.user_watches:
+        inv.checked += len(watch.seen)
+        for order_id, seq, after in watch.disorder:
+            why = f"{watch.user}'s stream sent seq {seq} after seq {after}"
+            inv.failures.append(snap.describe(order_id, why))
     return inv
 
 

@@ -32,7 +32,8 @@ LIMIT_TOKENS = {"SOL": (Decimal("0.2"), Decimal("2")), "RAY": (Decimal(5), Decim
                 "JUP": (Decimal(10), Decimal(80))}  # fmt: skip
 MARKET_PAIRS = [("SOL", "USDC"), ("USDC", "SOL"), ("SOL", "JUP")]
 ACTIONS = {  # relative weights
-    "market": 40,
+    "market": 36,
+    "socket": 4,  # submit-and-watch on one WebSocket
     "burst": 4,
     "limit": 20,
     "sniper": 9,
@@ -69,8 +70,21 @@ class OrderWatch:
     last: int = 0
     statuses: list[str] = field(default_factory=list)
     gaps: list[tuple[int, int]] = field(default_factory=list)
+    repeats: list[int] = field(default_factory=list)  # seqs received twice
     reconnects: int = 0
     closed_normally: bool = False
+
+    def take(self, message: dict[str, Any]) -> None:
+        if "seq" not in message:
+            return
+        seq = int(message["seq"])
+        if seq <= self.last:
+            self.repeats.append(seq)
+            return
+        if seq != self.last + 1:
+            self.gaps.append((self.last + 1, seq))
+        self.last = seq
+        self.statuses.append(message["status"])
 
 
 @dataclass
@@ -80,6 +94,8 @@ class UserWatch:
     user: str
     segments: list[tuple[datetime, datetime | None]] = field(default_factory=list)
     seen: set[tuple[str, int]] = field(default_factory=set)
+    latest: dict[str, int] = field(default_factory=dict)  # per order, the highest seq seen
+    disorder: list[tuple[str, int, int]] = field(default_factory=list)  # (order, seq, after)
 
 
 @dataclass
@@ -155,6 +171,10 @@ class Load:
                         "amountIn": amount, "slippageBps": rng.choice([50, 100, 300])}  # fmt: skip
                 key = self._next_key() if keyed else None
                 self._spawn(self.submit("market", body, key, replay, watched))
+        elif action == "socket":
+            body = {"userId": user, "tokenIn": "SOL", "tokenOut": "USDC",
+                    "amountIn": Decimal(rng.randint(1, 20)) / 10, "slippageBps": 100}  # fmt: skip
+            self._spawn(self.submit_socket(body))
         elif action == "limit":
             token = rng.choice(list(LIMIT_TOKENS))
             low, high = LIMIT_TOKENS[token]
@@ -233,6 +253,36 @@ class Load:
         if replay and key is not None:
             await self._replay(kind, content, headers, order_id)
         return order_id
+
+    async def submit_socket(self, body: dict[str, Any]) -> None:
+        """Submit on `/api/orders/execute` as a WebSocket and watch the order on it; if the
+        socket drops, follow the order on `/ws/orders/{id}` like any watcher."""
+        api = self.cluster.live_api()
+        if api is None:
+            return
+        watch: OrderWatch | None = None
+        try:
+            async with connect(f"{api.process.ws_url}/api/orders/execute", open_timeout=5) as ws:
+                await ws.send(jsoncodec.dumps(body).decode())
+                first = jsoncodec.loads(await ws.recv())
+                if "orderId" not in first:
+                    self._record("socket", str(first.get("error")), {"body": str(first)[:300]})
+                    return
+                self._record("socket", "accepted", {})
+                order_id = str(first["orderId"])
+                self.accepted.setdefault(order_id, Accepted(order_id, "market", body["userId"],
+                                                            None, now()))  # fmt: skip
+                watch = OrderWatch(order_id)
+                self.order_watches.append(watch)
+                async for raw in ws:
+                    watch.take(jsoncodec.loads(raw))
+                if ws.close_code == 1000:
+                    watch.closed_normally = True
+                    return
+        except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as err:
+            self._record("socket", type(err).__name__, {})
+        if watch is not None:
+            self._order_tasks[watch.order_id] = self._spawn(self._follow_order(watch), True)
 
     async def _replay(
         self, kind: str, content: bytes, headers: dict[str, str], order_id: str
@@ -352,13 +402,7 @@ class Load:
                 try:
                     async with connect(url, open_timeout=5) as ws:
                         async for raw in ws:
-                            message = jsoncodec.loads(raw)
-                            if "seq" not in message:
-                                continue
-                            if message["seq"] != watch.last + 1:
-                                watch.gaps.append((watch.last + 1, message["seq"]))
-                            watch.last = max(watch.last, message["seq"])
-                            watch.statuses.append(message["status"])
+                            watch.take(jsoncodec.loads(raw))
                         if ws.close_code == 1000:
                             watch.closed_normally = True
                             return
@@ -379,7 +423,12 @@ class Load:
                             async for raw in ws:
                                 message = jsoncodec.loads(raw)
                                 if "seq" in message:
-                                    watch.seen.add((message["orderId"], message["seq"]))
+                                    order_id, seq = message["orderId"], int(message["seq"])
+                                    watch.seen.add((order_id, seq))
+                                    latest = watch.latest.get(order_id, 0)
+                                    if seq < latest:
+                                        watch.disorder.append((order_id, seq, latest))
+                                    watch.latest[order_id] = max(latest, seq)
                         finally:
                             watch.segments[-1] = (watch.segments[-1][0], now())
                 except (OSError, TimeoutError, InvalidHandshake, WebSocketException):
