@@ -117,15 +117,15 @@ def check_all(
         _exactly_one_swap(snap),
         _events_whole(snap, transitions),
         _waiting_first(snap),
-        _expiry_respected(snap),
+        _expiry_respected(snap, faults),
         _limit_respected(snap),
         _cancels_stick(snap, load),
         _idempotency(snap, load),
         _order_watchers(snap, load),
-        _user_streams(snap, load),
+        _user_streams(snap, load, faults),
         _user_streams_ordered(snap, load),
         _cap(snap, faults),
-        _no_long_stall(snap),
+        _no_long_stall(snap, faults),
         _answers(load),
     ]
 
@@ -216,14 +216,26 @@ def _waiting_first(snap: Snapshot) -> Invariant:
     return inv
 
 
-def _expiry_respected(snap: Snapshot) -> Invariant:
+def faults_near(at: datetime, faults: list[Fault]) -> list[str]:
+    """The faults under way around `at` (from 1 s before one began to 6 s after it
+    healed): where to look first for a counter-example's cause."""
+    return [
+        f"{f.kind} {f.detail.split(' for ')[0]} @{f.started:%H:%M:%S.%f}"[:-3]
+        for f in faults
+        if f.skipped is None
+        and f.started - timedelta(seconds=1) <= at <= (f.healed or f.started) + timedelta(seconds=6)
+    ]
+
+
+def _expiry_respected(snap: Snapshot, faults: list[Fault]) -> Invariant:
     inv = Invariant("nothing starts routing after its expiry", checked=len(snap.orders))
     for order_id, o in snap.orders.items():
         if o["expires_at"] is None:
             continue
         first = next((e for e in snap.events.get(order_id, []) if e["status"] == "routing"), None)
         if first is not None and first["at"] > o["expires_at"] + EXPIRY_GRACE:
-            inv.failures.append(snap.describe(order_id, f"routed after expiry {o['expires_at']}"))
+            failure = snap.describe(order_id, f"routed after expiry {o['expires_at']}")
+            inv.failures.append({**failure, "faults": faults_near(o["expires_at"], faults)})
     return inv
 
 
@@ -278,7 +290,7 @@ def _order_watchers(snap: Snapshot, load: Load) -> Invariant:
     return inv
 
 
-def _user_streams(snap: Snapshot, load: Load) -> Invariant:
+def _user_streams(snap: Snapshot, load: Load, faults: list[Fault]) -> Invariant:
     """A live user stream delivers each terminal event committed while it was connected."""
     inv = Invariant("user streams saw every terminal event while connected")
     margin = timedelta(seconds=1)
@@ -295,7 +307,8 @@ def _user_streams(snap: Snapshot, load: Load) -> Invariant:
                 continue
             inv.checked += 1
             if (order_id, last["seq"]) not in watch.seen:
-                inv.failures.append(snap.describe(order_id, f"{watch.user}'s stream missed it"))
+                failure = snap.describe(order_id, f"{watch.user}'s stream missed it")
+                inv.failures.append({**failure, "faults": faults_near(last["at"], faults)})
     return inv
 
 
@@ -360,13 +373,14 @@ def _cap(snap: Snapshot, faults: list[Fault]) -> Invariant:
                 for oid, (status, since) in running.items()
             }
             inv.failures.append(
-                {"at": at.isoformat(), "executing": level, "bound": bound, "orders": orders}
-            )
+                {"at": at.isoformat(), "executing": level, "bound": bound, "orders": orders,
+                 "faults": faults_near(at, faults)}
+            )  # fmt: skip
     inv.note = f"peak {peaks[False]} outside windows, {peaks[True]} within"
     return inv
 
 
-def _no_long_stall(snap: Snapshot) -> Invariant:
+def _no_long_stall(snap: Snapshot, faults: list[Fault]) -> Invariant:
     """The engine is never idle for long while an order waits for it (pending, or in an
     executing or retrying status): a generous bound on every recovery."""
     inv = Invariant(f"engine never idle > {STALL_BOUND_S:.0f}s with work queued")
@@ -386,8 +400,9 @@ def _no_long_stall(snap: Snapshot) -> Invariant:
         longest = max(longest, gap)
         if gap > timedelta(seconds=STALL_BOUND_S):
             inv.failures.append(
-                {"from": a.isoformat(), "to": b.isoformat(), "orders": [q[:8] for q in queued[:8]]}
-            )
+                {"from": a.isoformat(), "to": b.isoformat(), "orders": [q[:8] for q in queued[:8]],
+                 "faults": faults_near(a, faults)}
+            )  # fmt: skip
     inv.note = f"longest idle with work: {longest.total_seconds():.1f}s"
     return inv
 
