@@ -12,9 +12,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,13 @@ def _write(path: Path, seed: int, minutes: float, cluster: Cluster, load: Load,
     path.write_text(json.dumps(report, indent=1, default=str))
 
 
+async def _stoppable(run: Coroutine[Any, Any, bool]) -> bool:
+    """Run the campaign so that SIGTERM (a CI timeout) still stops what it started."""
+    task = asyncio.create_task(run)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await task
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     minutes = float(os.environ.get("CHAOS_MINUTES") or 3)
@@ -154,7 +162,7 @@ def main() -> None:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
     console = Console(width=140)
     console.print(f"[bold]CHAOS_SEED={seed}[/]")
-    ok = asyncio.run(campaign(seed, args.minutes, console))
+    ok = asyncio.run(_stoppable(campaign(seed, args.minutes, console)))
     verdict = "[green]PASSED[/]" if ok else "[red]FAILED[/]"
     replay = f"make chaos CHAOS_SEED={seed} CHAOS_MINUTES={args.minutes}"
     console.print(f"chaos {verdict}: replay with  {replay}")

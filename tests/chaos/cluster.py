@@ -331,23 +331,26 @@ class Cluster:
                 await asyncio.sleep(0.3)
 
     async def stop(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        for node in self.nodes:
-            node.killed = True
-            if node.running():
-                await node.process.terminate(10)
-        await self.http.aclose()
-        for proxy in (self.pg_proxy, self.redis_proxy):
-            if proxy is not None:
-                await proxy.down()
-        if self.redis is not None:
-            await self._keep_redis_slowlog()
-            await self.redis.stop()
-        if self.pg.log_path.exists():
-            shutil.copy(self.pg.log_path, self.out / "postgres.log")
-        await self.pg.remove()
+        """Stop everything the run started, whatever state it is in."""
+        try:
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            for node in self.nodes:
+                node.killed = True
+                if node.running():
+                    await node.process.terminate(10)
+            await self.http.aclose()
+            for proxy in (self.pg_proxy, self.redis_proxy):
+                if proxy is not None:
+                    await proxy.down()
+            if self.redis is not None:
+                await self._keep_redis_slowlog()
+                await self.redis.stop()
+        finally:
+            if self.pg.log_path.exists():
+                shutil.copy(self.pg.log_path, self.out / "postgres.log")
+            await self.pg.remove()
 
     async def _keep_redis_slowlog(self) -> None:
         """Redis's slow log tells whether a stall was Redis itself being busy."""
