@@ -3,38 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from tests.support import Process, free_port, isolated, order_body, serving
+from tests.support import PrivateRedis, Process, free_port, isolated, order_body, serving
 
 pytestmark = pytest.mark.faults
 
 
 @pytest.fixture
-def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+async def private_redis() -> AsyncIterator[PrivateRedis]:
     """A redis-server of this test's own: it is killed, which the shared one must never be."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    yield proc, f"redis://127.0.0.1:{port}"
-    proc.kill()
-    proc.wait()
+    redis = PrivateRedis()
+    await redis.start()
+    yield redis
+    await redis.stop()
 
 
 async def test_cancel_that_cannot_be_published_answers_the_cancelled_order(
-    private_redis: tuple[subprocess.Popen[bytes], str],
+    private_redis: PrivateRedis,
 ) -> None:
-    redis_proc, url = private_redis
     async with isolated("dxc") as iso:
-        api = Process("up", iso.env(REDIS_URL=url), port=free_port())
+        api = Process("up", iso.env(REDIS_URL=private_redis.url), port=free_port())
         async with serving(api), httpx.AsyncClient(base_url=api.url, timeout=30) as client:
             body = order_body(type="limit", amountIn=1, limitPrice=1_000_000)
             order_id = (await client.post("/api/orders/execute", json=body)).json()["orderId"]
@@ -42,8 +35,7 @@ async def test_cancel_that_cannot_be_published_answers_the_cancelled_order(
             while (await client.get(f"/api/orders/{order_id}")).json()["status"] != "waiting":
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
-            redis_proc.kill()
-            redis_proc.wait()
+            await private_redis.kill()
             response = await client.delete(f"/api/orders/{order_id}")
             assert response.status_code == 200, response.text
             assert response.json()["status"] == "cancelled"
