@@ -94,7 +94,10 @@ class UserWatch:
     user: str
     segments: list[tuple[datetime, datetime | None]] = field(default_factory=list)
     seen: set[tuple[str, int]] = field(default_factory=set)
-    latest: dict[str, int] = field(default_factory=dict)  # per order, the highest seq seen
+    # Per order, the highest seq the current connection has sent. Order holds within one
+    # connection: a new one may start an order again from the events of its first
+    # seconds (the stream's look-back), which is no disorder.
+    latest: dict[str, int] = field(default_factory=dict)
     disorder: list[tuple[str, int, int]] = field(default_factory=list)  # (order, seq, after)
 
 
@@ -419,6 +422,7 @@ class Load:
                 try:
                     async with connect(url, open_timeout=5) as ws:
                         watch.segments.append((now(), None))
+                        watch.latest.clear()
                         try:
                             async for raw in ws:
                                 message = jsoncodec.loads(raw)
