@@ -14,6 +14,8 @@ import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import compile_path
@@ -110,6 +112,22 @@ def database_down_response(exc: Exception) -> Response:
     )
 
 
+# What a lost Redis looks like from redis-py. Orders do not need it to be accepted (the
+# reconciler queues what was committed), but a request that only Redis can serve (a
+# fault to arm, a price to move on every process) cannot be done without it.
+REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+
+
+def redis_down_response(exc: Exception) -> Response:
+    log.warning("redis unavailable", error=repr(exc))
+    return error_response(
+        503,
+        "redis_unavailable",
+        "Redis is unreachable, so this request could not be carried out. Retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
 def api_error_response(exc: ApiError) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
@@ -142,6 +160,12 @@ def install(app: FastAPI) -> None:
 
     for exc_type in DATABASE_DOWN:
         app.add_exception_handler(exc_type, _database_down)
+
+    async def _redis_down(_: Request, exc: Exception) -> Response:
+        return redis_down_response(exc)
+
+    for exc_type in REDIS_DOWN:
+        app.add_exception_handler(exc_type, _redis_down)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:

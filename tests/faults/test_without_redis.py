@@ -1,4 +1,4 @@
-"""A cancel committed while Redis is away is a cancel: answered as such, not a 500."""
+"""Redis away: a committed cancel is still a cancel, and what needs Redis is a 503, not a 500."""
 
 from __future__ import annotations
 
@@ -41,3 +41,20 @@ async def test_cancel_that_cannot_be_published_answers_the_cancelled_order(
             assert response.json()["status"] == "cancelled"
             stored = (await client.get(f"/api/orders/{order_id}")).json()
             assert stored["status"] == "cancelled"
+
+
+async def test_a_mock_control_that_needs_redis_answers_503_without_it(
+    private_redis: PrivateRedis,
+) -> None:
+    """Moving a price on every process needs Redis: without it the answer is a 503 that
+    says so, never a 500."""
+    async with isolated("dxm") as iso:
+        api = Process("up", iso.env(REDIS_URL=private_redis.url), port=free_port())
+        async with serving(api), httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+            await private_redis.kill()
+            response = await client.post(
+                "/api/mock/price", json={"token": "SOL", "venue": "raydium", "bps": 50}
+            )
+            assert response.status_code == 503, response.text
+            assert response.json()["error"] == "redis_unavailable"
+            assert response.headers["Retry-After"] == "1"
