@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +95,32 @@ class BackendUnreachable(Exception):
 
 
 async def _check_reachable(settings: Settings) -> None:
-    """A configured server that does not answer is an error, never a silent fallback."""
+    """Wait up to STARTUP_WAIT_S for the configured servers, then give up naming one.
+
+    A server that is starting or restarting beside us (a deployment coming up, a
+    process manager restarting us during an outage) is waited for; one that never
+    answers is an error, never a silent fallback to another.
+    """
+    deadline = time.monotonic() + settings.startup_wait_s
+    logged = False
+    while True:
+        try:
+            await _reach_once(settings)
+            return
+        except BackendUnreachable as err:
+            if time.monotonic() >= deadline:
+                raise
+            if not logged:
+                import structlog
+
+                structlog.get_logger(__name__).warning(
+                    "waiting for a backend", error=str(err), wait_s=settings.startup_wait_s
+                )
+                logged = True
+            await asyncio.sleep(0.5)
+
+
+async def _reach_once(settings: Settings) -> None:
     import asyncpg
     from redis.asyncio import Redis
     from redis.exceptions import RedisError

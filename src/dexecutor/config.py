@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     max_concurrent_orders: Annotated[int, Field(ge=1, le=100_000)] = 10
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     internal_error_limit: Annotated[int, Field(ge=1, le=1_000)] = 5
+    # How long a starting process waits for a configured PostgreSQL or Redis to answer
+    # (they may be starting beside it, or restarting), then exits 3 naming the one that
+    # did not. 0: fail at once.
+    startup_wait_s: Annotated[float, Field(ge=0, le=3_600)] = 30
     backoff_base_ms: Annotated[int, Field(ge=0, le=600_000)] = 500
     quote_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 1500
     max_amount_in: Annotated[Decimal, Field(gt=0)] = Decimal("1000000000000")

@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.support import PrivateRedis, Process, free_port, isolated, order_body, serving
+from tests.support import (
+    PrivateRedis,
+    Process,
+    free_port,
+    isolated,
+    order_body,
+    serving,
+    wait_terminal,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -58,3 +66,42 @@ async def test_a_mock_control_that_needs_redis_answers_503_without_it(
             assert response.status_code == 503, response.text
             assert response.json()["error"] == "redis_unavailable"
             assert response.headers["Retry-After"] == "1"
+
+
+async def test_a_process_started_before_its_redis_waits_for_it() -> None:
+    """A deployment coming up (or a process manager restarting a worker mid-outage) may
+    start a process before Redis answers: it waits, up to STARTUP_WAIT_S, then works."""
+    redis = PrivateRedis()
+    async with isolated("dxw") as iso:
+        api = Process("up", iso.env(REDIS_URL=redis.url, STARTUP_WAIT_S="30"), port=free_port())
+        api.start()
+        try:
+            await _logged(api, "waiting for a backend")
+            await redis.start()
+            await api.wait_ready()
+            async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+                accepted = await client.post("/api/orders/execute", json=order_body())
+                assert accepted.status_code == 202, accepted.text
+                assert (await wait_terminal(client, accepted.json()["orderId"]))[
+                    "status"
+                ] == "confirmed"
+        finally:
+            await api.terminate()
+            await redis.stop()
+
+
+async def test_a_redis_that_never_answers_stops_start_up_naming_it() -> None:
+    never = PrivateRedis()  # a free port nobody listens on
+    async with isolated("dxn") as iso:
+        worker = Process("worker", iso.env(REDIS_URL=never.url, STARTUP_WAIT_S="1")).start()
+        assert worker.proc is not None
+        code = await asyncio.to_thread(worker.proc.wait, 30)
+        assert code == 3
+        assert f"Redis (configured) at {never.url} is unreachable" in worker.log_path.read_text()
+
+
+async def _logged(proc: Process, event: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while event not in (proc.log_path.read_text() if proc.log_path.exists() else ""):
+        assert time.monotonic() < deadline, f"no {event!r} in {proc.log_path}"
+        await asyncio.sleep(0.05)
