@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.faults.conftest import RECOVERY_BOUND_S, TERMINAL, Deployment, Progress
-from tests.support import Process, connected, free_port, order_body
+from tests.support import Process, connected, free_port, order_body, watch
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -70,6 +70,10 @@ async def test_postgres_down_for_10s_under_load(
     ready = await client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["redis"] == "ok" and ready.json()["checks"]["postgres"] != "ok"
+    # A watcher cannot be served its history now: told to come back, not a failed handshake.
+    some_order = next(body["orderId"] for _, _, s, body in answers if s == 202)
+    stream = await watch(f"{deployment.api.ws_url}/ws/orders/{some_order}", timeout=20)
+    assert stream.close_code == 1013 and stream.messages == []
     await asyncio.sleep(10)  # the outage itself
     await deployment.proxy.up()
     back_at = time.monotonic()

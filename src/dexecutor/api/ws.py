@@ -39,7 +39,7 @@ router = APIRouter()
 
 CLOSE_NORMAL = 1000
 CLOSE_TOO_BIG = 1009
-CLOSE_TRY_LATER = 1013  # this process holds its maximum of WebSocket connections
+CLOSE_TRY_LATER = 1013  # too many connections on this process, or PostgreSQL unreachable
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -94,6 +94,11 @@ async def admitted(ws: WebSocket, kind: str) -> AsyncIterator[Principal | None]:
         yield who
     except TooSlow:
         await _close(ws, CLOSE_TOO_SLOW, "client too slow to read")
+    except DATABASE_DOWN as err:
+        # The stream cannot replay or fill a gap without PostgreSQL: the client
+        # reconnects (with `after`) once it is back, and misses nothing.
+        log.warning("watcher closed: database unavailable", kind=kind, error=repr(err))
+        await _close(ws, CLOSE_TRY_LATER, "database_unavailable")
     finally:
         state.ws_open -= 1
         WEBSOCKETS.labels(kind).dec()
