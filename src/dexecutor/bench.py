@@ -154,16 +154,16 @@ class Stack:
             self.api_pid = proc.pid
         return proc
 
-    async def ready(self) -> None:
+    async def ready(self, url: str = "", path: str = "/readyz") -> None:
         async with httpx.AsyncClient() as client:
             for _ in range(300):
                 try:
-                    if (await client.get(self.url + "/readyz")).status_code == 200:
+                    if (await client.get((url or self.url) + path)).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
-        raise RuntimeError("the API did not become ready")
+        raise RuntimeError(f"{url or 'the API'} did not become ready")
 
     async def events(self, user_prefix: str = "") -> list[asyncpg.Record]:
         conn = await asyncpg.connect(self.dsn)
@@ -215,7 +215,12 @@ async def stack(server_dsn: str, redis_url: str, **env: str) -> AsyncIterator[St
     s.dsn = await create_scratch_database(server_dsn, "dexecutor_bench")
     s.namespace = f"bench{uuid4().hex[:8]}"
     s.port = free_port()
+    # One chain for the whole deployment: every quote and swap goes through it.
+    chain_port = free_port()
+    s.env.update(CHAIN_PORT=str(chain_port), CHAIN_URL=f"http://127.0.0.1:{chain_port}")
     try:
+        s.spawn("chain")
+        await s.ready(s.env["CHAIN_URL"], "/health")
         yield s
     finally:
         for proc in s.procs:

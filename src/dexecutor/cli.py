@@ -136,6 +136,19 @@ def _serve(settings: Settings, run_worker: bool) -> None:
 
     _setup(settings)
     settings, backends = _with_backends(settings)
+    own_chain = None
+    if run_worker and settings.chain_url is None:
+        from dexecutor.chain.child import start_chain
+
+        try:
+            own_chain = start_chain(
+                settings, explicit_port="chain_port" in settings.model_fields_set
+            )
+        except RuntimeError as err:
+            backends.stop()
+            typer.echo(f"dexecutor: {err}", err=True)
+            raise typer.Exit(3) from None
+        settings = settings.model_copy(update={"chain_url": own_chain.url})
     server_options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -161,6 +174,7 @@ def _serve(settings: Settings, run_worker: bool) -> None:
             os.environ.update(
                 DATABASE_URL=settings.dsn(),
                 REDIS_URL=settings.redis,
+                CHAIN_URL=settings.chain,
                 DEXECUTOR_RUN_WORKER="1" if run_worker else "0",
             )
             uvicorn.run(
@@ -169,6 +183,26 @@ def _serve(settings: Settings, run_worker: bool) -> None:
                 workers=settings.api_processes,
                 **server_options,
             )
+    finally:
+        if own_chain is not None:
+            own_chain.stop()
+        backends.stop()
+
+
+@app.command()
+def chain() -> None:
+    """Run the chain service: the one simulated market, ledger and slot clock (CHAIN_PORT)."""
+    settings = _settings()
+    _setup(settings)
+    settings, backends = _with_backends(settings)
+
+    async def main() -> None:
+        from dexecutor.chain.service import serve
+
+        await serve(settings)
+
+    try:
+        asyncio.run(main())
     finally:
         backends.stop()
 
@@ -181,7 +215,7 @@ def api() -> None:
 
 @app.command()
 def up() -> None:
-    """Run the API and a worker in one process (one-machine use)."""
+    """Run the API and a worker in one process, and the chain beside it unless CHAIN_URL is set."""
     _serve(_settings(), run_worker=True)
 
 

@@ -1,4 +1,6 @@
-"""A deployment the fault tests can break: API, workers, and PostgreSQL behind a proxy."""
+"""A deployment the fault tests can break: a chain, an API, workers, and PostgreSQL
+behind a proxy (the chain reaches PostgreSQL directly: an outage of the engine's
+database is not one of the chain's)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from dexecutor import jsoncodec
 from tests.support import (
     Process,
     TcpProxy,
+    chain_process,
     create_database,
     drop_database,
     drop_namespace,
@@ -40,6 +43,7 @@ class Deployment:
     proxy: TcpProxy
     env: dict[str, str]
     api: Process
+    chain: Process
     workers: list[Process] = field(default_factory=list)
 
     def start_worker(self) -> Process:
@@ -47,10 +51,10 @@ class Deployment:
         self.workers.append(worker)
         return worker
 
-    def kill(self, worker: Process) -> None:
-        assert worker.proc is not None
-        worker.proc.send_signal(signal.SIGKILL)
-        worker.proc.wait()
+    def kill(self, proc: Process) -> None:
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGKILL)
+        proc.proc.wait()
 
     async def submit(self, client: httpx.AsyncClient, user: str, n: int) -> list[str]:
         responses = await asyncio.gather(
@@ -70,7 +74,7 @@ class Deployment:
         try:
             rows = await conn.fetch(
                 "SELECT o.id::text AS id, count(l.*) FILTER (WHERE l.status = 'landed') AS landed"
-                " FROM orders o LEFT JOIN mock_ledger l ON l.order_id = o.id"
+                " FROM orders o LEFT JOIN chain_txs l ON l.order_id = o.id"
                 " WHERE o.id = ANY($1::uuid[]) GROUP BY o.id",
                 ids,
             )
@@ -138,13 +142,16 @@ async def deployment() -> AsyncIterator[Deployment]:
         BACKOFF_BASE_MS="100",
         RECONCILE_INTERVAL_MS="1000",
     )
+    chain = chain_process({**env, "DATABASE_URL": dsn}).start()
+    env["CHAIN_URL"] = chain.url
     api = Process("api", env, port=free_port()).start()
-    dep = Deployment(dsn, ns, proxy, env, api)
+    dep = Deployment(dsn, ns, proxy, env, api, chain)
     try:
+        await chain.wait_ready()
         await api.wait_ready()
         yield dep
     finally:
-        for p in (api, *dep.workers):
+        for p in (api, *dep.workers, dep.chain):
             p.stop(signal.SIGKILL)
         await proxy.down()
         await drop_namespace(ns)

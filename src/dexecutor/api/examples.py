@@ -68,8 +68,9 @@ def ok(example: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
 HEALTH = {"status": "ok"}
 READY = {
     "status": "ready",
-    "checks": {"postgres": "ok", "redis": "ok"},
+    "checks": {"postgres": "ok", "redis": "ok", "chain": "ok"},
     "mode": {"postgres": "embedded", "redis": "embedded"},
+    "chain": "http://127.0.0.1:8899",
 }
 STATUS = {"orderId": ORDER_ID, "status": "submitted", "attempt": 1, "updatedAt": AT}
 HISTORY = {"orders": [ORDER], "nextBefore": None}

@@ -29,7 +29,7 @@ async def healthz() -> Response:
 
 @router.get(
     "/readyz",
-    summary="PostgreSQL and Redis are reachable",
+    summary="PostgreSQL, Redis and the chain are reachable",
     response_model=views.ReadyView,
     responses=ex.ok(ex.READY),
 )
@@ -45,12 +45,18 @@ async def readyz(svc: ServicesDep) -> Response:
         checks["redis"] = "ok"
     except Exception as err:  # any failure means the dependency is down for us
         checks["redis"] = f"down: {type(err).__name__}: {err}"[:200]
+    try:
+        answer = await asyncio.wait_for(svc.chain.health(), 2)
+        checks["chain"] = "ok" if answer == "ok" else f"unhealthy: {answer[:100]}"
+    except Exception as err:  # any failure means the dependency is down for us
+        checks["chain"] = f"down: {type(err).__name__}: {err}"[:200]
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {
             "status": "ready" if ready else "unavailable",
             "checks": checks,
             "mode": svc.settings.backend_modes or {"postgres": "configured", "redis": "configured"},
+            "chain": svc.settings.chain,
         },
         status_code=200 if ready else 503,
     )

@@ -175,3 +175,4 @@ class ReadyView(View):
     status: str
     checks: dict[str, str]
     mode: dict[str, str]
+    chain: str
