@@ -67,6 +67,8 @@ class Deployment:
         streams = await asyncio.gather(
             *(watch(f"{self.api.ws_url}/ws/orders/{i}", timeout=timeout) for i in ids)
         )
+        for s in streams:
+            assert s.statuses, f"a stream closed {s.close_code} with no status: {s.messages}"
         return [s.statuses[-1] for s in streams]
 
     async def landed_per_order(self, ids: list[str]) -> dict[str, int]:

@@ -90,7 +90,8 @@ STATE_MACHINE = {
     "refusedByType": {"limit": {"pending": ["routing"]}, "sniper": {"pending": ["routing"]}},
 }
 PRICES = {"tokenIn": "SOL", "tokenOut": "USDC", "at": AT,
-          "venues": {"raydium": 98.42, "meteora": 97.95}, "reference": 98.1}  # fmt: skip
+          "venues": {"raydium": 98.42, "meteora": 97.95}, "reference": 98.1,
+          "slot": 1234}  # fmt: skip
 FAULTS = {
     "armed": [{"venue": "raydium", "kind": "drop", "remaining": 2, "expiresInMs": None, "bps": 0}]
 }

@@ -105,7 +105,7 @@ async def prices(
     reference = snap.reference[(a, b)]
     return JSONResponse(
         {"tokenIn": a, "tokenOut": b, "at": datetime.now(UTC), "venues": venues,
-         "reference": reference.quantize(Decimal("1e-12"))}
+         "reference": reference.quantize(Decimal("1e-12")), "slot": snap.slot}
     )  # fmt: skip
 
 

@@ -118,6 +118,7 @@ class PricesView(View):
     at: str
     venues: dict[str, Num | None]
     reference: Num
+    slot: int  # the chain's slot they were read at
 
 
 class RouteView(View):

@@ -286,6 +286,7 @@ class ChainClient:
             return Decimal(value) if value is not None else None
 
         return MarketSnapshot(
+            slot=int(answer["slot"]),
             mids={
                 pair: {v: dec(m) for v, m in mids.items()}
                 for pair, mids in zip(pairs, answer["mids"], strict=True)

@@ -182,9 +182,9 @@ class Cluster:
     def slot(self) -> int:
         return self.clock.slot()
 
-    def now(self) -> float:
-        """The current slot's market time, with the market advanced to it."""
-        at = market_time(self.clock.slot())
+    def now(self, slot: int | None = None) -> float:
+        """The market time of `slot` (default: the current one), the market advanced to it."""
+        at = market_time(self.clock.slot() if slot is None else slot)
         self.market.advance(at)
         return at
 
@@ -344,8 +344,7 @@ class Cluster:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def mids(self, token_in: str, token_out: str) -> dict[str, Decimal | None]:
-        at = self.now()
+    def mids(self, token_in: str, token_out: str, at: float) -> dict[str, Decimal | None]:
         out: dict[str, Decimal | None] = {}
         for venue in VENUES:
             try:
@@ -354,15 +353,15 @@ class Cluster:
                 out[venue] = None
         return out
 
-    def reference(self, token_in: str, token_out: str) -> Decimal:
-        at = self.now()
+    def reference(self, token_in: str, token_out: str, at: float) -> Decimal:
         return self.market.reference_price(token_in, at) / self.market.reference_price(
             token_out, at
         )
 
-    def best_price(self, token_in: str, token_out: str, amount: Decimal) -> Decimal | None:
-        """The best price any venue quotes for this size now (no latency, no faults)."""
-        at = self.now()
+    def best_price(
+        self, token_in: str, token_out: str, amount: Decimal, at: float
+    ) -> Decimal | None:
+        """The best price any venue quotes for this size at `at` (no latency, no faults)."""
         best: Decimal | None = None
         for venue in VENUES:
             try:

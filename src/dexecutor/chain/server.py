@@ -381,26 +381,28 @@ def create_chain_app(cluster: Cluster) -> Starlette:
             tokens = [_mint(m, "tokens") for m in body.get("tokens", [])]
         except (_Bad, ValueError, TypeError) as err:
             return _error(400, "INVALID_REQUEST", str(err))
+        slot = cluster.slot()
+        at = cluster.now(slot)  # everything below reads the market as of this one slot
         mids = [
             {
                 v: (str(m) if m is not None else None)
-                for v, m in cluster.mids(a.symbol, b.symbol).items()
+                for v, m in cluster.mids(a.symbol, b.symbol, at).items()
             }
             for a, b in pairs
         ]
         references = (
-            [str(cluster.reference(a.symbol, b.symbol)) for a, b in pairs]
+            [str(cluster.reference(a.symbol, b.symbol, at)) for a, b in pairs]
             if body.get("reference")
             else []
         )
         prices = []
         for a, b, units in quotes:
-            best = cluster.best_price(a.symbol, b.symbol, p.from_base_units(units, a))
+            best = cluster.best_price(a.symbol, b.symbol, p.from_base_units(units, a), at)
             prices.append(str(best) if best is not None else None)
         tradable = [cluster.market.is_tradable(t.symbol) for t in tokens]
         return _json(
             {
-                "slot": cluster.slot(),
+                "slot": slot,
                 "mids": mids,
                 "reference": references,
                 "prices": prices,

@@ -94,6 +94,7 @@ class Venue(Protocol):
 class MarketSnapshot:
     """What a trigger book needs of the market at one moment, read in one call."""
 
+    slot: int
     mids: dict[tuple[str, str], dict[str, Decimal | None]]
     prices: dict[tuple[str, str, Decimal], Decimal | None]
     tradable: dict[str, bool]
