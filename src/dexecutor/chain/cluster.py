@@ -14,6 +14,7 @@ import random
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 from uuid import UUID
 
@@ -35,6 +36,8 @@ log = structlog.get_logger(__name__)
 SLOT_S = p.SLOT_MS / 1000
 # Save the slot at least this often while idle, so a restart resumes near where it was.
 SLOT_SAVE_S = 2.0
+# Final transactions kept in memory for status reads; older ones are read from PostgreSQL.
+KEEP_IN_MEMORY = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,21 +119,29 @@ class Cluster:
 
     @classmethod
     async def restore(
-        cls, store: ChainStore, params_of: Any, seed: int, preset: str, latencies: Latencies
+        cls,
+        store: ChainStore,
+        params_of: Any,
+        seed: int | None,
+        preset: str,
+        latencies: Latencies,
     ) -> Cluster:
         """Open the chain: its stored genesis, the market rebuilt by replaying its actions.
 
-        `params_of(preset)` builds the market params of a preset name. A chain already
-        started keeps its own seed and preset, whatever this start asked for.
+        `params_of(preset)` builds the market params of a preset name. A chain started
+        before goes on where it was, with its own seed (when `seed` is None) and preset.
+        Asking for another preset or seed starts a new genesis: a fresh market (its
+        journal goes), the same ledger.
         """
         started = time.perf_counter()
-        gen = await store.genesis(seed, preset, p.blockhash_of(f"genesis:{seed}", 0))
-        if (gen.seed, gen.preset) != (seed, preset):
+        first_seed = seed if seed is not None else random.randrange(2**31)
+        gen = await store.genesis(first_seed, preset, _genesis_hash(first_seed))
+        if gen.preset != preset or (seed is not None and gen.seed != seed):
             log.warning(
-                "chain keeps its stored seed and preset",
-                stored_seed=gen.seed, stored_preset=gen.preset,
-                asked_seed=seed, asked_preset=preset,
+                "new genesis: the market starts afresh",
+                stored_seed=gen.seed, stored_preset=gen.preset, seed=first_seed, preset=preset,
             )  # fmt: skip
+            gen = await store.new_genesis(first_seed, preset, _genesis_hash(first_seed))
         market = Market(params_of(gen.preset), seed=gen.seed)
         actions = await store.actions()
         for action in actions:
@@ -316,7 +327,14 @@ class Cluster:
 
     def _saved(self, txs: list[ChainTx]) -> None:
         for tx in txs:
+            self._public.pop(tx.signature, None)  # newest last: pruning drops the oldest
             self._public[tx.signature] = tx
+        excess = len(self._public) - KEEP_IN_MEMORY
+        if excess > 0:
+            for signature in list(islice(self._public, excess + KEEP_IN_MEMORY // 10)):
+                if self._public[signature].final:
+                    del self._public[signature]
+                    self._txs.pop(signature, None)
 
     async def statuses(self, signatures: list[str]) -> list[ChainTx | None]:
         """Each transaction's latest saved state (None: unknown, or not saved yet)."""
@@ -370,6 +388,10 @@ class Cluster:
                 continue
             best = q.price if best is None else max(best, q.price)
         return best
+
+
+def _genesis_hash(seed: int) -> str:
+    return p.blockhash_of(f"genesis:{seed}:{time.time_ns()}", 0)
 
 
 def params_of(preset: str) -> MarketParams:

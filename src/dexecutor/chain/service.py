@@ -7,7 +7,6 @@ no CHAIN_URL is configured; tests run `running_chain` inside their own event loo
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,9 +38,12 @@ async def open_cluster(settings: Settings) -> AsyncIterator[Cluster]:
             await migrate(conn)
         finally:
             await conn.close()
-        seed = settings.mock_seed if settings.mock_seed is not None else random.randrange(2**31)
         cluster = await Cluster.restore(
-            ChainStore(pool), params_of, seed, settings.mock_market, latencies_of(settings)
+            ChainStore(pool),
+            params_of,
+            settings.mock_seed,
+            settings.mock_market,
+            latencies_of(settings),
         )
         await cluster.start()
         launches = [

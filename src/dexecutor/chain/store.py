@@ -54,6 +54,19 @@ class ChainStore:
         assert row is not None
         return Genesis(int(row["seed"]), row["preset"], row["genesis"], int(row["slot"]))
 
+    async def new_genesis(self, seed: int, preset: str, genesis: str) -> Genesis:
+        """Start the market afresh (another seed or preset): its journal goes, its ledger stays."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM chain_actions")
+            await conn.execute(
+                "UPDATE chain_state SET seed = $1, preset = $2, genesis = $3, slot = 0,"
+                " created_at = now(), updated_at = now() WHERE id = 1",
+                seed,
+                preset,
+                genesis,
+            )
+        return Genesis(seed, preset, genesis, 0)
+
     async def actions(self) -> list[Action]:
         rows = await self._pool.fetch(
             "SELECT id, slot, at, kind, data FROM chain_actions ORDER BY id"
