@@ -147,3 +147,18 @@ async def test_a_restarted_chain_has_its_fills_and_the_same_market(chain_dsn: st
         assert landed is not None and landed.status == "landed"
         # Prices go on from there: the restored chain resumes after its last saved slot.
         assert at >= market_time(0) and second.slot() > 0
+
+
+async def test_a_failed_transaction_sent_again_after_a_restart_stays_failed(chain_dsn: str) -> None:
+    settings = chain_settings(chain_dsn, mock_swap_latency_ms="0")
+    swap = p.SwapTx("raydium", "SOL", "USDC", Decimal(1), Decimal(1), uuid4(), 1, "h", 10**9)
+    async with open_cluster(settings) as first:
+        first.faults.arm("raydium", "drop", count=1, duration_ms=None, bps=0)
+        signature = await first.send(swap.encode())
+        (dropped,) = await first.statuses([signature])
+        assert dropped is not None and dropped.status == "dropped"
+    async with open_cluster(settings) as second:
+        assert await second.send(swap.encode()) == signature  # known: not run again
+        (still,) = await second.statuses([signature])
+        assert still is not None and still.status == "dropped"
+        assert [a for a in await second._store.actions() if a.kind == "fill"] == []

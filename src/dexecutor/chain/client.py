@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import httpx
+import aiohttp
 import structlog
 
 from dexecutor import jsoncodec
@@ -35,7 +35,7 @@ from dexecutor.market.venue import Fill, MarketSnapshot, SignedTx, SubmitRefused
 
 log = structlog.get_logger(__name__)
 
-POLL_S = 0.05
+POLL_S = 0.02
 BLOCKHASH_CACHE_S = p.SLOT_MS / 1000
 
 
@@ -65,17 +65,32 @@ class Outcome:
     payload: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
 class ChainClient:
+    """One keep-alive connection pool to the chain, for every venue of the process.
+
+    aiohttp rather than httpx: every quote holds its connection for the chain's quote
+    latency, so a worker at a cap of 1,000 keeps about a thousand connections busy, and
+    httpx's pool spent most of the worker's time looking for a free one.
+    """
+
     def __init__(self, url: str, timeout_s: float = 10.0, poll_s: float = POLL_S) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            base_url=self.url,
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 3.0))
+        self._http: aiohttp.ClientSession | None = None
         self._poll_s = poll_s
         self._ids = 0
         self._blockhash: tuple[float, str, int] | None = None
+        self._blockhash_call: asyncio.Task[tuple[str, int]] | None = None
         self._waiting: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._wake = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
@@ -86,23 +101,41 @@ class ChainClient:
         for futures in self._waiting.values():
             for future in futures:
                 future.cancel()
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
     # -- transport -----------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:  # made in the running loop, on first use
+            self._http = aiohttp.ClientSession(
+                base_url=self.url,
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                headers={"content-type": "application/json"},
+            )
+        return self._http
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> _Answer:
         try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TransportError as err:
+            async with self._session().request(method, path, data=content, params=params) as r:
+                answer = _Answer(r.status, await r.read())
+        except (aiohttp.ClientError, TimeoutError) as err:
             raise ChainUnreachable(f"the chain at {self.url} did not answer: {err!r}") from None
-        if response.status_code >= 500 and response.status_code != 503:
-            raise ChainUnreachable(f"the chain at {self.url} answered {response.status_code}")
-        return response
+        if answer.status_code >= 500 and answer.status_code != 503:
+            raise ChainUnreachable(f"the chain at {self.url} answered {answer.status_code}")
+        return answer
 
     async def rpc(self, method: str, params: list[Any]) -> Any:
         self._ids += 1
         body = {"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}
-        response = await self._request("POST", "/", content=jsoncodec.dumps(body))
+        response = await self._request("POST", "/", jsoncodec.dumps(body))
         answer = jsoncodec.loads(response.content)
         if "error" in answer:
             raise RpcFailure(int(answer["error"]["code"]), str(answer["error"]["message"]))
@@ -114,7 +147,7 @@ class ChainClient:
             {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
             for i, (method, params) in enumerate(calls)
         ]
-        response = await self._request("POST", "/", content=jsoncodec.dumps(body))
+        response = await self._request("POST", "/", jsoncodec.dumps(body))
         answers = sorted(jsoncodec.loads(response.content), key=lambda a: a["id"])
         return [
             RpcFailure(a["error"]["code"], a["error"]["message"]) if "error" in a else a["result"]
@@ -122,10 +155,8 @@ class ChainClient:
         ]
 
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
-        kwargs: dict[str, Any] = {}
-        if body is not None:
-            kwargs["content"] = jsoncodec.dumps(body)
-        response = await self._request(method, path, **kwargs)
+        content = jsoncodec.dumps(body) if body is not None else None
+        response = await self._request(method, path, content)
         return jsoncodec.loads(response.content)
 
     # -- quotes --------------------------------------------------------------------------
@@ -173,12 +204,19 @@ class ChainClient:
     # -- transactions ----------------------------------------------------------------------
 
     async def latest_blockhash(self) -> tuple[str, int]:
-        now = time.monotonic()
-        if self._blockhash is not None and now - self._blockhash[0] < BLOCKHASH_CACHE_S:
-            return self._blockhash[1], self._blockhash[2]
+        """The recent blockhash: asked once a slot, however many transactions are built."""
+        cached = self._blockhash
+        if cached is not None and time.monotonic() - cached[0] < BLOCKHASH_CACHE_S:
+            return cached[1], cached[2]
+        if self._blockhash_call is None or self._blockhash_call.done():
+            self._blockhash_call = asyncio.create_task(self._fetch_blockhash())
+        return await asyncio.shield(self._blockhash_call)
+
+    async def _fetch_blockhash(self) -> tuple[str, int]:
+        asked_at = time.monotonic()
         answer = await self.rpc("getLatestBlockhash", [{"commitment": "finalized"}])
         value = answer["value"]
-        self._blockhash = (now, value["blockhash"], int(value["lastValidBlockHeight"]))
+        self._blockhash = (asked_at, value["blockhash"], int(value["lastValidBlockHeight"]))
         return value["blockhash"], int(value["lastValidBlockHeight"])
 
     async def send(self, encoded: str) -> str:
@@ -211,7 +249,9 @@ class ChainClient:
                 if now - self._complained_at > 5:
                     self._complained_at = now
                     log.warning("chain did not answer a status poll", error=str(err))
-            await asyncio.sleep(self._poll_s)
+            # One call a poll whatever the number awaited; with very many, a little less
+            # often (each call then carries hundreds of signatures).
+            await asyncio.sleep(max(self._poll_s, min(0.1, len(self._waiting) / 10_000)))
 
     async def _poll_once(self) -> None:
         for sig, futures in list(self._waiting.items()):
@@ -277,7 +317,7 @@ class ChainClient:
             "tokens": [p.mint_of(t) for t in tokens],
             "reference": reference,
         }
-        response = await self._request("POST", "/market/view", content=jsoncodec.dumps(body))
+        response = await self._request("POST", "/market/view", jsoncodec.dumps(body))
         if response.status_code != 200:
             raise ChainUnreachable(f"the chain refused a market view: {response.text[:200]}")
         answer = jsoncodec.loads(response.content)

@@ -111,6 +111,9 @@ class Cluster:
         self._txs: dict[str, ChainTx] = {}  # latest state of transactions this run saw
         self._public: dict[str, ChainTx] = {}  # their latest *saved* state: what clients see
         self._live: dict[UUID, str] = {}  # order id -> its live transaction
+        # Failed transactions of earlier runs: with `_live` and `_txs`, every signature
+        # the chain ever accepted, so a re-send is recognised without asking PostgreSQL.
+        self._dead: set[str] = set()
         self._journal = Journal(store, next_action_id, self.clock.slot, self._saved)
         self._landing: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -155,6 +158,7 @@ class Cluster:
             market, store, gen.genesis, first, (actions[-1].id + 1) if actions else 1, latencies
         )
         cluster._live = await store.live()
+        cluster._dead = await store.dead()
         pending = await store.pending()
         log.info(
             "chain restored",
@@ -244,13 +248,12 @@ class Cluster:
         except ValueError as err:
             raise TxRefused(str(err)) from None
         signature = p.signature_of(encoded)
+        live = self._live.get(swap.order_id)
+        if signature not in self._txs and (signature == live or signature in self._dead):
+            known = (await self._store.txs([signature])).get(signature)  # an earlier run's
+            if known is not None:
+                self._txs[signature] = known
         if signature not in self._txs:
-            known = await self._store.txs([signature])
-            if signature in known:
-                self._txs[signature] = known[signature]
-                self._public[signature] = known[signature]
-        if signature not in self._txs:
-            live = self._live.get(swap.order_id)
             if live is not None and live != signature:
                 raise TxRefused(f"order {swap.order_id} already has a live transaction {live}")
             delay = self._delay(self._lat.swap_ms)
@@ -332,9 +335,12 @@ class Cluster:
         excess = len(self._public) - KEEP_IN_MEMORY
         if excess > 0:
             for signature in list(islice(self._public, excess + KEEP_IN_MEMORY // 10)):
-                if self._public[signature].final:
+                tx = self._public[signature]
+                if tx.final:
                     del self._public[signature]
                     self._txs.pop(signature, None)
+                    if tx.status != LANDED:
+                        self._dead.add(signature)
 
     async def statuses(self, signatures: list[str]) -> list[ChainTx | None]:
         """Each transaction's latest saved state (None: unknown, or not saved yet)."""

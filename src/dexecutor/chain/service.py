@@ -31,7 +31,7 @@ def latencies_of(settings: Settings) -> Latencies:
 @asynccontextmanager
 async def open_cluster(settings: Settings) -> AsyncIterator[Cluster]:
     """The cluster over its stored state, running until the context ends."""
-    pool = await create_pool(settings.dsn(), max_size=4)
+    pool = await create_pool(settings.dsn(), max_size=8)
     try:
         conn = await asyncpg.connect(settings.dsn())
         try:

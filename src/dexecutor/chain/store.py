@@ -89,6 +89,13 @@ class ChainStore:
         )
         return {r["order_id"]: r["signature"] for r in rows}
 
+    async def dead(self) -> set[str]:
+        """Signatures of transactions that failed (dropped, expired, reverted)."""
+        rows = await self._pool.fetch(
+            "SELECT signature FROM chain_txs WHERE status NOT IN ('pending', 'landed')"
+        )
+        return {r["signature"] for r in rows}
+
     async def txs(self, signatures: Sequence[str]) -> dict[str, ChainTx]:
         rows = await self._pool.fetch(
             f"SELECT {_TX_COLUMNS} FROM chain_txs WHERE signature = ANY($1::text[])",
