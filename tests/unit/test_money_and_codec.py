@@ -74,3 +74,20 @@ def test_bad_latency_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOCK_SWAP_LATENCY_MS", "3000-2000")
     with pytest.raises(ConfigError, match="MOCK_SWAP_LATENCY_MS"):
         load_settings()
+
+
+@pytest.mark.parametrize(("name", "value"), [("CHAIN_URL", "ftp://x"), ("CHAIN_PORT", "0")])
+def test_chain_settings_are_validated(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+def test_the_chain_is_local_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CHAIN_URL", raising=False)
+    monkeypatch.setenv("CHAIN_PORT", "9100")
+    assert load_settings().chain == "http://127.0.0.1:9100"
+    monkeypatch.setenv("CHAIN_URL", "http://chain:8899/")
+    assert load_settings().chain == "http://chain:8899"

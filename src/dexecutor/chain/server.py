@@ -86,16 +86,19 @@ async def quote_response(cluster: Cluster, request: Request) -> Response:
         *(cluster.quote(v, t_in.symbol, t_out.symbol, amount) for v in venues),
         return_exceptions=True,
     )
-    results = [a for a in answers if isinstance(a, Quote)]
     for answer in answers:
-        if isinstance(answer, VenueError):
-            return _error(503, "VENUE_UNAVAILABLE", answer.message, answer.reason)
-        if isinstance(answer, MarketError) and len(venues) == 1:
-            code = "COULD_NOT_FIND_ANY_ROUTE" if answer.reason == "no_route" else "NO_LIQUIDITY"
-            return _error(400, code, answer.message, answer.reason)
         if isinstance(answer, BaseException) and not isinstance(answer, MarketError):
             raise answer
-    if not results:
+    results = [a for a in answers if isinstance(a, Quote)]
+    if not results:  # an aggregator routes around a venue that refuses; none quoted here
+        refusals = [a for a in answers if isinstance(a, MarketError)]
+        down = [a for a in refusals if isinstance(a, VenueError)]
+        if down:
+            return _error(503, "VENUE_UNAVAILABLE", down[0].message, down[0].reason)
+        if len(refusals) == 1:
+            (refusal,) = refusals
+            code = "COULD_NOT_FIND_ANY_ROUTE" if refusal.reason == "no_route" else "NO_LIQUIDITY"
+            return _error(400, code, refusal.message, refusal.reason)
         return _error(400, "COULD_NOT_FIND_ANY_ROUTE", "no venue has a route", "no_route")
     best = max(results, key=lambda r: r.amount_out)
     out_units = p.to_base_units(best.amount_out, t_out)
