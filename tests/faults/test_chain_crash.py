@@ -49,8 +49,15 @@ async def test_kill_9_of_the_chain_with_orders_in_flight(
             " WHERE o.id = ANY($1::uuid[])",
             ids,
         )
+        # Nothing reached the chain that the engine had not recorded first: a resumed
+        # order sent its recorded transaction again, never a new one.
+        unrecorded = await conn.fetchval(
+            "SELECT count(*) FROM chain_txs t WHERE NOT EXISTS"
+            " (SELECT 1 FROM order_txs o WHERE o.signature = t.signature)"
+        )
     finally:
         await conn.close()
+    assert unrecorded == 0
     for row in rows:
         if row["status"] == "confirmed":  # the order's fill is the chain's landed swap
             assert row["amount_out"] == row["landed_out"], dict(row)

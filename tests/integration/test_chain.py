@@ -57,6 +57,9 @@ async def test_rpc_answers_in_solanas_shapes(chain: Chain) -> None:
         assert (await rpc(client, "getHealth"))["result"] == "ok"
         slot = (await rpc(client, "getSlot"))["result"]
         assert isinstance(slot, int)
+        epoch = (await rpc(client, "getEpochInfo"))["result"]
+        assert isinstance(epoch, dict) and epoch["slotsInEpoch"] == p.SLOTS_PER_EPOCH
+        assert epoch["epoch"] * p.SLOTS_PER_EPOCH + epoch["slotIndex"] == epoch["absoluteSlot"]
         latest = (await rpc(client, "getLatestBlockhash"))["result"]
         assert isinstance(latest, dict)
         assert set(latest["value"]) == {"blockhash", "lastValidBlockHeight"}

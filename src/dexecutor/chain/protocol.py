@@ -30,6 +30,7 @@ from dexecutor.market.tokens import TOKENS, Token, find_token
 from dexecutor.market.types import VENUES
 
 SLOT_MS = 400
+SLOTS_PER_EPOCH = 432_000  # as on mainnet: about two days of 400 ms slots
 # A blockhash is valid for this many blocks after the one it names (Solana: 150).
 BLOCKHASH_VALID_SLOTS = 150
 

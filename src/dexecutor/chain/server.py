@@ -211,6 +211,15 @@ async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
         return "ok"
     if method in ("getSlot", "getBlockHeight"):
         return slot
+    if method == "getEpochInfo":
+        return {
+            "absoluteSlot": slot,
+            "blockHeight": slot,
+            "epoch": slot // p.SLOTS_PER_EPOCH,
+            "slotIndex": slot % p.SLOTS_PER_EPOCH,
+            "slotsInEpoch": p.SLOTS_PER_EPOCH,
+            "transactionCount": None,
+        }
     if method == "getLatestBlockhash":
         blockhash, last_valid = cluster.latest_blockhash()
         return {
