@@ -39,7 +39,7 @@ USER dexecutor
 # Embedded PostgreSQL / Valkey (used only when no DATABASE_URL / REDIS_URL is given)
 # keep their data here; created as the app user so a volume mounted on it is writable.
 RUN mkdir /app/.data
-EXPOSE 3000
+EXPOSE 3000 8899
 # Exec form: dexecutor is PID 1 and receives SIGTERM itself (it handles it: in-flight
 # orders finish, WebSockets close 1012). `docker run --init` / compose `init: true`
 # adds a reaper in front of it.
