@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -189,22 +190,27 @@ def _serve(settings: Settings, run_worker: bool) -> None:
         backends.stop()
 
 
-@app.command()
-def chain() -> None:
-    """Run the chain service: the one simulated market, ledger and slot clock (CHAIN_PORT)."""
+def _run_async(main: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
+    """Run a long-lived role without HTTP API of its own, on resolved backends."""
     settings = _settings()
     _setup(settings)
     settings, backends = _with_backends(settings)
+    try:
+        asyncio.run(main(settings))
+    finally:
+        backends.stop()
 
-    async def main() -> None:
+
+@app.command()
+def chain() -> None:
+    """Run the chain service: the one simulated market, ledger and slot clock (CHAIN_PORT)."""
+
+    async def main(settings: Settings) -> None:
         from dexecutor.chain.service import serve
 
         await serve(settings)
 
-    try:
-        asyncio.run(main())
-    finally:
-        backends.stop()
+    _run_async(main)
 
 
 @app.command()
@@ -222,11 +228,8 @@ def up() -> None:
 @app.command()
 def worker() -> None:
     """Run a queue worker that executes orders (no HTTP)."""
-    settings = _settings()
-    _setup(settings)
-    settings, backends = _with_backends(settings)
 
-    async def main() -> None:
+    async def main(settings: Settings) -> None:
         import structlog
 
         from dexecutor.runtime import Services
@@ -249,10 +252,7 @@ def worker() -> None:
         await services.close()
         log.info("worker stopped")
 
-    try:
-        asyncio.run(main())
-    finally:
-        backends.stop()
+    _run_async(main)
 
 
 def _base_url(url: str | None) -> str:
