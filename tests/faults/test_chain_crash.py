@@ -29,6 +29,12 @@ async def test_kill_9_of_the_chain_with_orders_in_flight(
         deployment.kill(deployment.chain)
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["chain"].startswith("down")
+        prices = await client.get("/api/market/prices")
+        assert (prices.status_code, prices.json()["error"]) == (503, "chain_unavailable")
+        quote = await client.get(
+            "/api/quote", params={"tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "1"}
+        )
+        assert (quote.status_code, quote.json()["error"]) == (503, "venue_unavailable")
         await asyncio.sleep(3)  # the outage itself
         deployment.chain.start()
         await deployment.chain.wait_ready()
