@@ -45,11 +45,12 @@ USER dexecutor
 # Embedded PostgreSQL / Valkey (used only when no DATABASE_URL / REDIS_URL is given)
 # keep their data here; created as the app user so a volume mounted on it is writable.
 RUN mkdir /app/.data
-EXPOSE 3000
+EXPOSE 3000 8899
 # `up` and `api` answer /readyz on PORT (PostgreSQL and Redis reachable); a `worker`
 # serves no HTTP, so with METRICS_PORT set it is checked on its metrics listener instead
 # (docker-compose.yml does so). A worker without METRICS_PORT reports unhealthy: run it
-# with --no-healthcheck, or set METRICS_PORT.
+# with --no-healthcheck, or set METRICS_PORT. The `chain` service answers /health on
+# CHAIN_PORT; docker-compose.yml gives it its own check.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request as u; m = os.environ.get('METRICS_PORT'); u.urlopen(f'http://127.0.0.1:{m}/metrics' if m else f\"http://127.0.0.1:{os.environ.get('PORT', '3000')}/readyz\", timeout=4)"]
 # Exec form: dexecutor is PID 1 and receives SIGTERM itself (it handles it: in-flight

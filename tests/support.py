@@ -83,6 +83,7 @@ class Process:
     env: dict[str, str]
     port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
+    ready_path: str = "/readyz"
     log_path: Path = field(default_factory=lambda: OUTPUT / f"proc-{uuid4().hex[:8]}.log")
 
     @property
@@ -105,7 +106,7 @@ class Process:
         return self
 
     async def wait_ready(self, timeout: float = 30) -> None:
-        """Poll /readyz until the process answers 200 (it is starting up)."""
+        """Poll /readyz (the chain: /health) until the process answers 200 (it is starting up)."""
         assert self.proc is not None and self.port is not None
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient() as client:
@@ -115,7 +116,7 @@ class Process:
                         f"{self.command} exited: {self.log_path.read_text()[-3000:]}"
                     )
                 try:
-                    if (await client.get(self.url + "/readyz")).status_code == 200:
+                    if (await client.get(self.url + self.ready_path)).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
@@ -144,8 +145,22 @@ class Process:
             self.proc.wait()
 
 
+def chain_process(env: Mapping[str, str], port: int | None = None) -> Process:
+    """A `dexecutor chain` for a multi-process deployment; point the others at its `url`."""
+    port = port or free_port()
+    return Process("chain", {**env, "CHAIN_PORT": str(port)}, port=port, ready_path="/health")
+
+
+def chained(env: Mapping[str, str]) -> tuple[Process, dict[str, str]]:
+    """A chain for a deployment of `api`/`worker` processes, and their env pointing at it."""
+    chain = chain_process(env)
+    return chain, {**env, "CHAIN_URL": chain.url}
+
+
 def service_env(dsn: str, namespace: str, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MOCK_", "MAX_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PG", "MOCK_", "MAX_", "CHAIN_"))
+    }
     env.update(
         DATABASE_URL=dsn,
         REDIS_URL=redis_url(),

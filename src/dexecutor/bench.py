@@ -159,7 +159,7 @@ class Stack:
             self.api_pid = proc.pid
         return proc
 
-    async def ready(self) -> None:
+    async def ready(self, url: str = "", path: str = "/readyz") -> None:
         async with httpx.AsyncClient() as client:
             for _ in range(300):
                 for proc in self.procs:
@@ -170,13 +170,13 @@ class Stack:
                             f"\n{self.stderr_tail(proc)}"
                         )
                 try:
-                    if (await client.get(self.url + "/readyz")).status_code == 200:
+                    if (await client.get((url or self.url) + path)).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
         tails = "\n".join(f"{self.stderr[p.pid][0]}: {self.stderr_tail(p)}" for p in self.procs)
-        raise RuntimeError(f"the API did not become ready in 30 s; stderr:\n{tails}")
+        raise RuntimeError(f"{url or 'the API'} did not become ready in 30 s; stderr:\n{tails}")
 
     def stderr_tail(self, proc: subprocess.Popen[bytes], lines: int = 20) -> str:
         _, errors = self.stderr[proc.pid]
@@ -233,7 +233,12 @@ async def stack(server_dsn: str, redis_url: str, **env: str) -> AsyncIterator[St
     s.dsn = await create_scratch_database(server_dsn, "dexecutor_bench")
     s.namespace = f"bench{uuid4().hex[:8]}"
     s.port = free_port()
+    # One chain for the whole deployment: every quote and swap goes through it.
+    chain_port = free_port()
+    s.env.update(CHAIN_PORT=str(chain_port), CHAIN_URL=f"http://127.0.0.1:{chain_port}")
     try:
+        s.spawn("chain")
+        await s.ready(s.env["CHAIN_URL"], "/health")
         yield s
     finally:
         for proc in s.procs:
@@ -449,6 +454,55 @@ async def scale(server_dsn: str, redis_url: str, orders: int) -> dict[str, Any]:
     }
 
 
+async def chain_quote(server_dsn: str, redis_url: str, quotes: int) -> dict[str, Any]:
+    """The cost of one quote through the chain: the engine's client, HTTP, the chain's
+    market, back again (quote latency 0, so this is the overhead alone).
+
+    Sequential first (one in flight: the round trip), then 20 in flight (as routing
+    does for many orders at once).
+    """
+    from decimal import Decimal
+
+    from dexecutor.chain.client import ChainClient
+
+    async with stack(server_dsn, redis_url, MOCK_QUOTE_LATENCY_MS="0") as s:
+        client = ChainClient(s.env["CHAIN_URL"])
+        try:
+
+            async def timed(i: int) -> float:
+                started = time.perf_counter()
+                venue = ("raydium", "meteora")[i % 2]
+                await client.quote(venue, "SOL", "USDC", Decimal(1 + i % 5))
+                return (time.perf_counter() - started) * 1000
+
+            for i in range(50):  # warm the connections
+                await timed(i)
+            alone = [await timed(i) for i in range(quotes)]
+            sem = asyncio.Semaphore(20)
+
+            async def limited(i: int) -> float:
+                async with sem:
+                    return await timed(i)
+
+            started = time.perf_counter()
+            loaded = await asyncio.gather(*(limited(i) for i in range(quotes)))
+            elapsed = time.perf_counter() - started
+        finally:
+            await client.close()
+
+    def pct(values: Sequence[float], q: int) -> float:
+        return statistics.quantiles(values, n=100)[q - 1]
+
+    return {
+        "quotes": quotes,
+        "p50_ms": pct(alone, 50),
+        "p99_ms": pct(alone, 99),
+        "loaded_p50_ms": pct(loaded, 50),
+        "loaded_p99_ms": pct(loaded, 99),
+        "loaded_per_s": quotes / elapsed,
+    }
+
+
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -542,6 +596,7 @@ async def run_all(
         "end-to-end": lambda: end_to_end(server_dsn, redis_url, 40 if quick else 200),
         "overhead": lambda: overhead(server_dsn, redis_url, 500 if quick else 3000),
         "scale": lambda: scale(server_dsn, redis_url, 1000 if quick else 5000),
+        "chain-quote": lambda: chain_quote(server_dsn, redis_url, 500 if quick else 3000),
         "fan-out": lambda: fan_out(server_dsn, redis_url, fans),
         "fan-out-spread": lambda: fan_out(
             server_dsn, redis_url, fans, users=fans // 10, orders_per_user=1

@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +187,20 @@ def migrate() -> None:
 def _serve(settings: Settings, run_worker: bool) -> None:
     _setup(settings)
     settings, backends = _with_backends(settings)
+    own_chain = None
     try:
+        if run_worker and settings.chain_url is None:
+            # `up` on one machine: the deployment's chain is ours to start (and stop).
+            from dexecutor.chain.child import start_chain
+
+            try:
+                own_chain = start_chain(
+                    settings, explicit_port="chain_port" in settings.model_fields_set
+                )
+            except RuntimeError as err:
+                typer.echo(f"dexecutor: {err}", err=True)
+                raise typer.Exit(3) from None
+            settings = settings.model_copy(update={"chain_url": own_chain.url})
         asyncio.run(_migrate(settings))
         if settings.api_processes == 1:
             _run_uvicorn(settings, run_worker, backends)
@@ -198,6 +212,8 @@ def _serve(settings: Settings, run_worker: bool) -> None:
             with shared_across_processes():
                 _run_uvicorn(settings, run_worker, backends)
     finally:
+        if own_chain is not None:
+            own_chain.stop()
         backends.stop()
 
 
@@ -232,6 +248,7 @@ def _run_uvicorn(settings: Settings, run_worker: bool, backends: Backends) -> No
     os.environ.update(
         DATABASE_URL=settings.dsn(),
         REDIS_URL=settings.redis,
+        CHAIN_URL=settings.chain,
         DEXECUTOR_RUN_WORKER="1" if run_worker else "0",
     )
     uvicorn.run(
@@ -242,6 +259,29 @@ def _run_uvicorn(settings: Settings, run_worker: bool, backends: Backends) -> No
     )
 
 
+def _run_async(main: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
+    """Run a long-lived role without HTTP API of its own, on resolved backends."""
+    settings = _settings()
+    _setup(settings)
+    settings, backends = _with_backends(settings)
+    try:
+        asyncio.run(main(settings))
+    finally:
+        backends.stop()
+
+
+@app.command()
+def chain() -> None:
+    """Run the chain service: the one simulated market, ledger and slot clock (CHAIN_PORT)."""
+
+    async def main(settings: Settings) -> None:
+        from dexecutor.chain.service import serve
+
+        await serve(settings)
+
+    _run_async(main)
+
+
 @app.command()
 def api() -> None:
     """Run the HTTP and WebSocket API (no worker)."""
@@ -250,18 +290,15 @@ def api() -> None:
 
 @app.command()
 def up() -> None:
-    """Run the API and a worker in one process (one-machine use)."""
+    """Run the API and a worker in one process, and the chain beside it unless CHAIN_URL is set."""
     _serve(_settings(), run_worker=True)
 
 
 @app.command()
 def worker() -> None:
     """Run a queue worker that executes orders (no HTTP)."""
-    settings = _settings()
-    _setup(settings)
-    settings, backends = _with_backends(settings)
 
-    async def main() -> None:
+    async def main(settings: Settings) -> None:
         import structlog
 
         from dexecutor.runtime import Services
@@ -289,10 +326,7 @@ def worker() -> None:
         await services.close()
         log.info("worker stopped")
 
-    try:
-        asyncio.run(main())
-    finally:
-        backends.stop()
+    _run_async(main)
 
 
 def _base_url(url: str | None) -> str:

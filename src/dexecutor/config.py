@@ -84,7 +84,7 @@ def _valid_origins(text: str) -> str:
 
 
 def parse_launches(text: str) -> list[tuple[str, str, float]]:
-    """`TOKEN:venue:seconds,…`: pools to open that many seconds after a worker starts."""
+    """`TOKEN:venue:seconds,…`: pools to open that many seconds after the chain starts."""
     schedule = []
     for item in filter(None, (p.strip() for p in text.split(","))):
         parts = item.split(":")
@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[str, AfterValidator(_valid_origins)] = ""
     reconcile_interval_ms: Annotated[int, Field(ge=100, le=600_000)] = 5_000
 
+    # The chain service (one market for every process). Unset: `up` starts one for
+    # itself; `api` and `worker` use http://127.0.0.1:CHAIN_PORT.
+    chain_url: str | None = None
+    chain_port: Annotated[int, Field(ge=1, le=65535)] = 8899
+
     mock_quote_latency_ms: str = "150-250"
     mock_swap_latency_ms: str = "2000-3000"
     mock_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
@@ -189,6 +194,20 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("chain_url")
+    @classmethod
+    def _chain_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def chain(self) -> str:
+        """CHAIN_URL, or the local chain on CHAIN_PORT."""
+        return self.chain_url or f"http://127.0.0.1:{self.chain_port}"
 
     @field_validator("database_url")
     @classmethod

@@ -2,14 +2,13 @@
 
 Built in the app's lifespan or the worker's start-up, never at import time, and
 closed in reverse order. Every process holds the event hub (WebSocket fan-out, market
-broadcasts, fault changes); a worker process also runs the queue worker, the trigger
-book and the reconciler.
+announcements) and a client of the chain (CHAIN_URL), where the one market lives; a
+worker process also runs the queue worker, the trigger book and the reconciler.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -19,23 +18,21 @@ from redis.exceptions import RedisError
 
 from dexecutor.background import Loops, cancel_and_wait
 from dexecutor.bus.events import EventHub, EventPublisher
-from dexecutor.bus.faults import RedisFaultBoard
 from dexecutor.bus.market_control import MarketControl
 from dexecutor.bus.quotes import QuoteBook
 from dexecutor.bus.redis import Keys, connect
+from dexecutor.chain.client import ChainClient, ChainVenue
 from dexecutor.config import Settings
 from dexecutor.engine.execute import Engine, Policy
 from dexecutor.engine.triggers import TriggerRunner
 from dexecutor.heap import HeapKeeper
-from dexecutor.market.simulation import Market, MarketParams
 from dexecutor.market.types import VENUES
-from dexecutor.market.venue import MarketClock, MockVenue
 from dexecutor.metrics import EngineMetrics
 from dexecutor.queue.orders import OrderQueue
 from dexecutor.queue.worker import OrderWorker
 from dexecutor.store.db import create_pool
-from dexecutor.store.ledger import PgLedger
 from dexecutor.store.orders import OrderRepository
+from dexecutor.store.outbox import PgOutbox
 from dexecutor.store.watch import StoredEvents
 
 log = structlog.get_logger(__name__)
@@ -50,16 +47,13 @@ class Services:
     redis: Redis
     keys: Keys
     repo: OrderRepository
-    ledger: PgLedger
-    faults: RedisFaultBoard
     quotes: QuoteBook
     queue: OrderQueue
-    market: Market
-    venues: dict[str, MockVenue]
+    chain: ChainClient
+    venues: dict[str, ChainVenue]
     engine: Engine
     hub: EventHub
     control: MarketControl
-    clock: MarketClock
     publisher: EventPublisher
     worker: OrderWorker | None = None
     triggers: TriggerRunner | None = None
@@ -76,30 +70,16 @@ class Services:
         redis = connect(settings.redis)
         keys = Keys(settings.namespace)
         repo = OrderRepository(pool)
-        ledger = PgLedger(pool)
-        faults = RedisFaultBoard(redis, keys)
-        seed = settings.mock_seed if settings.mock_seed is not None else random.randrange(2**31)
-        market = Market(MarketParams.preset(settings.mock_market), seed=seed)
-        clock = MarketClock()
-        venues = {
-            name: MockVenue(
-                name,
-                market,
-                clock,
-                ledger,
-                faults,
-                seed=seed,
-                quote_latency_ms=settings.quote_latency,
-                swap_latency_ms=settings.swap_latency,
-                failure_rate=settings.mock_failure_rate,
-            )
-            for name in VENUES
-        }
+        # Generous: a quote is bounded by QUOTE_TIMEOUT_MS around it, a confirmation
+        # by its own wait; this only ends requests to a chain that stopped answering.
+        chain = ChainClient(settings.chain, timeout_s=max(10.0, settings.quote_timeout_ms / 500))
+        venues = {name: ChainVenue(name, chain) for name in VENUES}
         publisher = EventPublisher(redis, keys.events, keys.wait_events)
         engine = Engine(
             repo,
             publisher,
             venues,
+            PgOutbox(pool),
             Policy(
                 max_attempts=settings.max_attempts,
                 backoff_base_ms=settings.backoff_base_ms,
@@ -117,19 +97,17 @@ class Services:
             hub.reread_from(StoredEvents(pool))
         if settings.env == "test":
             hub.on_channel(keys.crash_hub, _crash_hub)
-        control = MarketControl(redis, keys, market, clock)
+        control = MarketControl(redis, keys, chain)
         hub.on_channel(keys.market, control.receive)
-        hub.on_channel(keys.faults_changed, faults.forget)
-        await control.restore()
         services = cls(
-            settings, pool, redis, keys, repo, ledger, faults, QuoteBook(redis, keys), queue,
-            market, venues, engine, hub, control, clock, publisher, loops=loops,
+            settings, pool, redis, keys, repo, QuoteBook(redis, keys), queue, chain, venues,
+            engine, hub, control, publisher, loops=loops,
         )  # fmt: skip
         if worker:
             # The trigger book checks itself against PostgreSQL as often as the
             # reconciler checks the queue: waiting orders are its to recover.
             triggers = TriggerRunner(
-                repo, queue, publisher, market, clock,
+                repo, queue, publisher, chain,
                 settings.trigger_interval_ms / 1000,
                 reconcile_s=settings.reconcile_interval_ms / 1000,
             )  # fmt: skip
@@ -141,9 +119,6 @@ class Services:
         await hub.start()
         if services.triggers is not None:
             await services.triggers.start()
-            for token, venue, at in settings.launch_schedule:
-                task = asyncio.create_task(services._launch_later(token, venue, at))
-                services.tasks[f"launch:{token}:{venue}"] = task
         if worker:
             services.worker = OrderWorker(
                 engine,
@@ -156,7 +131,7 @@ class Services:
             )
             await services.worker.start()
             requeued = await services.reconcile(quiet_s=0)
-            log.info("worker started", seed=seed, requeued=requeued)
+            log.info("worker started", chain=settings.chain, requeued=requeued)
             services.tasks["reconciler"] = loops.start("reconciler", services._reconcile_forever)
         return services
 
@@ -179,11 +154,6 @@ class Services:
                 return total
             cursor = page[-1]
 
-    async def _launch_later(self, token: str, venue: str, at_s: float) -> None:
-        await asyncio.sleep(at_s)
-        log.info("scheduled launch", token=token, venue=venue)
-        await self.control.launch(token, venue)
-
     async def _reconcile_forever(self) -> None:
         interval = self.settings.reconcile_interval_ms / 1000
         while True:
@@ -203,6 +173,7 @@ class Services:
         await self.hub.stop()
         await self.heap.stop()
         await self.queue.close()
+        await self.chain.close()
         await self.redis.aclose()
         await self.pool.close()
 

@@ -20,6 +20,7 @@ from dexecutor.bench import peak_executing
 from tests.support import (
     Isolated,
     Process,
+    chained,
     connected,
     free_port,
     isolated,
@@ -48,9 +49,10 @@ async def cluster(cluster_env: Isolated) -> AsyncIterator[Process]:
     env = cluster_env.env(
         MOCK_QUOTE_LATENCY_MS="150-250", MOCK_SWAP_LATENCY_MS="2000-3000", QUOTE_TIMEOUT_MS="1500"
     )
+    chain, env = chained(env)
     api = Process("api", env, port=free_port())
     workers = [Process("worker", {**env, "METRICS_PORT": str(port)}) for port in METRICS_PORTS]
-    async with serving(api, *workers):
+    async with serving(chain, api, *workers):
         yield api
 
 

@@ -76,8 +76,9 @@ async def run(
 
 
 async def landed(db: asyncpg.Connection, order_id: str) -> list[str]:
+    """The order's transactions on the chain (whose state shares the server's database)."""
     rows = await db.fetch(
-        "SELECT status FROM mock_ledger WHERE order_id = $1 ORDER BY submitted_at", UUID(order_id)
+        "SELECT status FROM chain_txs WHERE order_id = $1 ORDER BY received_at", UUID(order_id)
     )
     return [r["status"] for r in rows]
 

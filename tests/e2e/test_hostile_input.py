@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from dexecutor import jsoncodec
-from tests.support import Process, free_port, isolated, order_body, serving, watch
+from tests.support import Process, chained, free_port, isolated, order_body, serving, watch
 
 ALICE, BOB, CAROL = "alice-key-0123456789", "bob-key-9876543210", "carol-key-555555"
 DAVE = "dave-key-4444444444"
@@ -229,8 +229,9 @@ async def test_logs_hold_no_keys_or_bodies(guarded: Process) -> None:
 async def test_per_address_rate_limit_counts_every_request_even_refused_ones() -> None:
     async with isolated("dxa") as iso:
         env = iso.env(RATE_LIMIT_PER_ADDRESS="4", RATE_LIMIT_PER_USER="0")
+        chain, env = chained(env)
         proc = Process("api", env, port=free_port())
-        async with serving(proc), httpx.AsyncClient(base_url=proc.url, timeout=30) as c:
+        async with serving(chain, proc), httpx.AsyncClient(base_url=proc.url, timeout=30) as c:
             requests = [
                 *(c.post("/api/orders/execute", content=b"{", headers=_JSON) for _ in range(10)),
                 *(c.get("/api/orders", params={"userId": "nobody"}) for _ in range(10)),

@@ -103,7 +103,8 @@ async def test_quote_id_must_match_pair_and_amount(client: httpx.AsyncClient) ->
 async def test_health_readiness_metrics_docs(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = (await client.get("/readyz")).json()
-    assert ready["checks"] == {"postgres": "ok", "redis": "ok"}
+    assert ready["checks"] == {"postgres": "ok", "redis": "ok", "chain": "ok"}
+    assert ready["chain"].startswith("http://127.0.0.1:")  # the chain `up` started beside it
     metrics = (await client.get("/metrics")).text
     assert "dexecutor_order_events_total" in metrics and "dexecutor_queue_depth" in metrics
     for status in ("pending", "routing", "confirmed"):  # intake's events count too

@@ -1,5 +1,6 @@
-"""A deployment the fault tests can break: API, workers, PostgreSQL behind a proxy, and a
-Redis of the test's own that it may kill and restart."""
+"""A deployment the fault tests can break: a chain, an API, workers, PostgreSQL behind a
+proxy, and a Redis of the test's own that it may kill and restart (the chain reaches
+PostgreSQL directly: an outage of the engine's database is not one of the chain's)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.support import (
     PrivateRedis,
     Process,
     TcpProxy,
+    chain_process,
     create_database,
     drop_database,
     free_port,
@@ -46,6 +48,7 @@ class Deployment:
     redis: PrivateRedis
     env: dict[str, str]
     api: Process
+    chain: Process
     workers: list[Process] = field(default_factory=list)
 
     def start_worker(self) -> Process:
@@ -53,10 +56,10 @@ class Deployment:
         self.workers.append(worker)
         return worker
 
-    def kill(self, worker: Process) -> None:
-        assert worker.proc is not None
-        worker.proc.send_signal(signal.SIGKILL)
-        worker.proc.wait()
+    def kill(self, proc: Process) -> None:
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGKILL)
+        proc.proc.wait()
 
     async def submit(self, client: httpx.AsyncClient, user: str, n: int) -> list[str]:
         responses = await asyncio.gather(
@@ -69,6 +72,8 @@ class Deployment:
         streams = await asyncio.gather(
             *(watch(f"{self.api.ws_url}/ws/orders/{i}", timeout=timeout) for i in ids)
         )
+        for s in streams:
+            assert s.statuses, f"a stream closed {s.close_code} with no status: {s.messages}"
         return [s.statuses[-1] for s in streams]
 
     async def landed_per_order(self, ids: list[str]) -> dict[str, int]:
@@ -76,7 +81,7 @@ class Deployment:
         try:
             rows = await conn.fetch(
                 "SELECT o.id::text AS id, count(l.*) FILTER (WHERE l.status = 'landed') AS landed"
-                " FROM orders o LEFT JOIN mock_ledger l ON l.order_id = o.id"
+                " FROM orders o LEFT JOIN chain_txs l ON l.order_id = o.id"
                 " WHERE o.id = ANY($1::uuid[]) GROUP BY o.id",
                 ids,
             )
@@ -152,12 +157,15 @@ async def deployment() -> AsyncIterator[Deployment]:
             BACKOFF_BASE_MS="100",
             RECONCILE_INTERVAL_MS="1000",
         )
-        dep = Deployment(dsn, ns, proxy, redis, env, Process("api", env, port=free_port()))
+        chain = chain_process({**env, "DATABASE_URL": dsn}).start()
+        env["CHAIN_URL"] = chain.url
+        dep = Deployment(dsn, ns, proxy, redis, env, Process("api", env, port=free_port()), chain)
+        await chain.wait_ready()
         dep.api.start()
         await dep.api.wait_ready()
         yield dep
     finally:
-        for p in (dep.api, *dep.workers) if dep else ():
+        for p in (dep.api, *dep.workers, dep.chain) if dep else ():
             p.stop(signal.SIGKILL)
         await proxy.down()
         await redis.stop()

@@ -1,13 +1,17 @@
-"""Fixtures the integration tests share: a client of the real Redis."""
+"""Fixtures the integration tests share: a client of the real Redis, a chain in-process."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.support import redis_url
+from dexecutor.chain.cluster import Cluster
+from dexecutor.chain.service import running_chain
+from dexecutor.config import Settings
+from tests.support import create_database, drop_database, free_port, redis_url
 
 
 @pytest.fixture
@@ -15,3 +19,41 @@ async def redis() -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url())
     yield client
     await client.aclose()
+
+
+@dataclass
+class Chain:
+    """The chain service, served over HTTP from this test's event loop."""
+
+    url: str
+    dsn: str  # its own database: the chain's state is not the engine's
+    cluster: Cluster
+    settings: Settings
+
+
+def chain_settings(dsn: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": dsn,
+        "chain_port": free_port(),
+        "mock_seed": 7,
+        "mock_market": "calm",
+        "mock_quote_latency_ms": "0",
+        "mock_swap_latency_ms": "10-20",
+        "log_json": False,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def chain_dsn() -> AsyncIterator[str]:
+    dsn = await create_database()
+    yield dsn
+    await drop_database(dsn)
+
+
+@pytest.fixture
+async def chain(chain_dsn: str) -> AsyncIterator[Chain]:
+    settings = chain_settings(chain_dsn)
+    async with running_chain(settings) as cluster:
+        yield Chain(f"http://127.0.0.1:{settings.chain_port}", chain_dsn, cluster, settings)

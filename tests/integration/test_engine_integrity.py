@@ -1,15 +1,17 @@
-"""The engine against the real PostgreSQL and Redis: ownership, internal errors, doomed swaps.
+"""The engine against the real PostgreSQL, Redis and chain: ownership, internal errors,
+doomed swaps.
 
 Two engines here stand for two workers sharing one database, as after a BullMQ lock
-lapsed: the venues are the real mock venues over the real ledger, and one engine's
-venue can be held at the moment it is about to send a swap.
+lapsed: the venues are the real chain venues (over HTTP, to a chain served from this
+test), the outbox is the real write-ahead record, and one engine's outbox can be held
+at the moment it is about to record (and so send) a swap.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,15 +23,15 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dexecutor.bus.events import EventPublisher
-from dexecutor.bus.faults import RedisFaultBoard
 from dexecutor.bus.redis import Keys
+from dexecutor.chain.client import ChainClient, ChainVenue
 from dexecutor.domain.order import Order, OrderStatus, OrderType, first_event
 from dexecutor.engine.execute import Engine, Policy
-from dexecutor.market.simulation import Market, MarketParams
 from dexecutor.market.types import VENUES
-from dexecutor.market.venue import MarketClock, MockVenue, SubmitRefused, TxRecord
-from dexecutor.store.ledger import PgLedger
+from dexecutor.market.venue import SignedTx, SubmitRefused
 from dexecutor.store.orders import OrderRepository
+from dexecutor.store.outbox import PgOutbox
+from tests.integration.conftest import Chain
 from tests.support import drop_namespace, free_port
 
 S = OrderStatus
@@ -47,32 +49,27 @@ async def pools(database: str) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool
 
 
 @pytest.fixture
-def market() -> Market:
-    """One market for every engine of a test, as in one process."""
-    return Market(MarketParams.preset("calm"), seed=7)
-
-
-@pytest.fixture
 async def keys() -> AsyncIterator[Keys]:
     namespace = f"dxe{uuid4().hex[:10]}"
     yield Keys(namespace)
     await drop_namespace(namespace)
 
 
-class HeldVenue(MockVenue):
-    """A mock venue that stops before sending a swap until the test lets it go."""
+class HeldOutbox(PgOutbox):
+    """The real outbox, except that it stops before recording a swap until the test lets
+    it go: the worker holding it has routed and built, and is about to send."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
         self.reached = asyncio.Event()
         self.release = asyncio.Event()
-        self.outcome: TxRecord | BaseException | None = None
+        self.outcome: SignedTx | BaseException | None = None
 
-    async def submit(self, *args: Any, **kwargs: Any) -> TxRecord:
+    async def record(self, order_id: UUID, attempt: int, seq: int, tx: SignedTx) -> SignedTx:
         self.reached.set()
         await self.release.wait()
         try:
-            self.outcome = await super().submit(*args, **kwargs)
+            self.outcome = await super().record(order_id, attempt, seq, tx)
         except BaseException as err:
             self.outcome = err
             raise
@@ -81,49 +78,48 @@ class HeldVenue(MockVenue):
 
 @dataclass
 class Worker:
-    """One engine as a worker process would build it, over its own pool."""
+    """One engine as a worker process would build it, over its own pool and chain client."""
 
     engine: Engine
     repo: OrderRepository
-    venues: dict[str, MockVenue]
+    outbox: PgOutbox
+    client: ChainClient
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[ChainClient]]:
+    made: list[ChainClient] = []
+    yield made
+    for client in made:
+        await client.close()
 
 
 def worker(
     pool: asyncpg.Pool,
     redis: Redis,
     keys: Keys,
-    market: Market,
+    chain: Chain,
+    clients: list[ChainClient],
     *,
-    venue_type: type[MockVenue] = MockVenue,
+    outbox: PgOutbox | None = None,
     max_attempts: int = 3,
     internal_error_limit: int = 5,
 ) -> Worker:
     repo = OrderRepository(pool)
-    ledger = PgLedger(pool)
-    board = RedisFaultBoard(redis, keys)
-    clock = MarketClock()
-    venues: dict[str, MockVenue] = {
-        name: venue_type(
-            name,
-            market,
-            clock,
-            ledger,
-            board,
-            seed=7,
-            quote_latency_ms=(0, 0),
-            swap_latency_ms=(10, 20),
-            failure_rate=0.0,
-        )
-        for name in VENUES
-    }
+    client = ChainClient(chain.url, poll_s=0.01)
+    clients.append(client)
+    venues = {name: ChainVenue(name, client) for name in VENUES}
+    outbox = outbox or PgOutbox(pool)
     policy = Policy(
         max_attempts=max_attempts,
         backoff_base_ms=10,
         quote_timeout_s=2.0,
         internal_error_limit=internal_error_limit,
     )
-    engine = Engine(repo, EventPublisher(redis, keys.events, keys.wait_events), venues, policy)
-    return Worker(engine, repo, venues)
+    engine = Engine(
+        repo, EventPublisher(redis, keys.events, keys.wait_events), venues, outbox, policy
+    )
+    return Worker(engine, repo, outbox, client)
 
 
 async def new_order(repo: OrderRepository, **fields: Any) -> Order:
@@ -158,53 +154,53 @@ async def built(repo: OrderRepository, order: Order, venue: str) -> Order:
     )  # fmt: skip
 
 
-async def ledger_rows(pool: asyncpg.Pool, order_id: UUID) -> list[asyncpg.Record]:
-    return list(
-        await pool.fetch(
-            "SELECT venue, attempt, status FROM mock_ledger WHERE order_id = $1"
-            " ORDER BY submitted_at",
-            order_id,
+async def ledger_rows(chain: Chain, order_id: UUID) -> list[asyncpg.Record]:
+    """The order's transactions on the chain, in the order they were received."""
+    conn = await asyncpg.connect(chain.dsn)
+    try:
+        return list(
+            await conn.fetch(
+                "SELECT venue, attempt, status FROM chain_txs WHERE order_id = $1"
+                " ORDER BY received_at",
+                order_id,
+            )
         )
-    )
+    finally:
+        await conn.close()
 
 
 async def test_a_worker_that_lost_the_order_cannot_send_a_swap(
-    pools: tuple[asyncpg.Pool, asyncpg.Pool], redis: Redis, keys: Keys, market: Market
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+    redis: Redis,
+    keys: Keys,
+    chain: Chain,
+    clients: list[ChainClient],
 ) -> None:
-    stale = worker(pools[0], redis, keys, market, venue_type=HeldVenue)
-    owner = worker(pools[1], redis, keys, market, max_attempts=1)
+    held = HeldOutbox(pools[0])
+    stale = worker(pools[0], redis, keys, chain, clients, outbox=held)
+    owner = worker(pools[1], redis, keys, chain, clients, max_attempts=1)
     order = await new_order(stale.repo)
 
-    # The first worker routes and builds, then stalls just before sending the swap.
+    # The first worker routes and builds, then stalls just before recording its swap.
     first = asyncio.create_task(stale.engine.process(order.id))
-    held = [v for v in stale.venues.values() if isinstance(v, HeldVenue)]
-    await asyncio.wait_for(
-        asyncio.wait(
-            [asyncio.create_task(v.reached.wait()) for v in held],
-            return_when=asyncio.FIRST_COMPLETED,
-        ),
-        10,
-    )
+    await asyncio.wait_for(held.reached.wait(), 10)
     building = await owner.repo.get(order.id)
     assert building is not None and building.status is S.BUILDING
 
     # Its lock lapsed: the second worker takes the order over. Its swap is dropped and,
     # with no attempts left, the order fails.
-    board = RedisFaultBoard(redis, keys)
     for venue in VENUES:
-        await board.arm(venue, "drop", count=1, duration_ms=None, bps=0)
+        chain.cluster.faults.arm(venue, "drop", count=1, duration_ms=None, bps=0)
     assert await owner.engine.process(order.id) is None
     after_owner = await owner.repo.events(order.id)
     assert after_owner[-1].status is S.FAILED
 
-    # The first worker wakes up and tries to send its swap: refused, and it stops.
-    for venue in held:
-        venue.release.set()
+    # The first worker wakes up and tries to record its swap: refused, and it stops.
+    held.release.set()
     assert await asyncio.wait_for(first, 10) is None
-    refused = [v.outcome for v in held if v.outcome is not None]
-    assert len(refused) == 1 and isinstance(refused[0], SubmitRefused), refused
+    assert isinstance(held.outcome, SubmitRefused), held.outcome
     assert await owner.repo.events(order.id) == after_owner
-    rows = await ledger_rows(pools[1], order.id)
+    rows = await ledger_rows(chain, order.id)
     assert [(r["venue"], r["attempt"], r["status"]) for r in rows] == [
         (building.dex_used, 1, "dropped")
     ]
@@ -212,51 +208,68 @@ async def test_a_worker_that_lost_the_order_cannot_send_a_swap(
     assert [e.data["dex"] for e in after_owner if e.status is S.SUBMITTED] == [rows[0]["venue"]]
 
 
-async def test_the_ledger_refuses_a_swap_that_does_not_match_the_building_event(
-    pools: tuple[asyncpg.Pool, asyncpg.Pool], redis: Redis, keys: Keys, market: Market
+async def test_the_outbox_refuses_a_swap_that_does_not_match_the_building_event(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
 ) -> None:
     pool = pools[0]
     repo = OrderRepository(pool)
-    ledger = PgLedger(pool)
+    outbox = PgOutbox(pool)
     order = await built(repo, await new_order(repo), "raydium")
-    now = datetime.now(UTC)
-    tx = TxRecord(
-        tx_hash=f"tx-{uuid4().hex}",
-        venue="raydium",
-        order_id=order.id,
-        attempt=order.attempts,
-        token_in="SOL",
-        token_out="USDC",
-        amount_in=Decimal(2),
-        min_amount_out=Decimal(180),
-        status="pending",
-        submitted_at=now,
-        lands_at=now + timedelta(seconds=1),
-    )
-    wrongs: list[tuple[dict[str, Any], int]] = [
-        ({"venue": "meteora"}, order.seq),  # not the venue the order was built for
-        ({"attempt": order.attempts + 1}, order.seq),  # not this attempt
-        ({}, order.seq - 1),  # a writer that read the order before it was built
+    tx = SignedTx(f"sig-{uuid4().hex}", "raydium", "payload")
+    wrongs: list[tuple[SignedTx, int, int]] = [
+        (SignedTx(tx.signature, "meteora", "p"), order.attempts, order.seq),  # another venue
+        (tx, order.attempts + 1, order.seq),  # not this attempt
+        (tx, order.attempts, order.seq - 1),  # a writer that read the order before it was built
     ]
-    for wrong, seq in wrongs:
+    for wrong, attempt, seq in wrongs:
         with pytest.raises(SubmitRefused):
-            await ledger.submit(replace(tx, **wrong), seq)
-    assert await ledger_rows(pool, order.id) == []
-    sent = await ledger.submit(tx, order.seq)
-    # The same attempt asking again (its worker died after sending) gets the same swap.
-    again = await ledger.submit(replace(tx, tx_hash=f"tx-{uuid4().hex}"), order.seq)
-    assert again.tx_hash == sent.tx_hash == tx.tx_hash
-    assert len(await ledger_rows(pool, order.id)) == 1
+            await outbox.record(order.id, attempt, seq, wrong)
+    assert await outbox.recorded(order.id, order.attempts) is None
+    sent = await outbox.record(order.id, order.attempts, order.seq, tx)
+    # The same attempt asking again (its worker died after recording) gets the same swap.
+    again = await outbox.record(
+        order.id, order.attempts, order.seq, SignedTx(f"sig-{uuid4().hex}", "raydium", "other")
+    )
+    assert again == sent == tx
+    now = datetime.now(UTC)
     moved = await repo.append(order, order.event(S.SUBMITTED, now, dex="raydium", txHash="x"))
     with pytest.raises(SubmitRefused):  # the order moved on: even its own swap is refused
-        await ledger.submit(tx, order.seq)
+        await outbox.record(order.id, order.attempts, order.seq, tx)
     assert moved.seq == order.seq + 1
 
 
-async def test_a_quote_the_market_can_no_longer_meet_fails_before_any_swap(
-    pools: tuple[asyncpg.Pool, asyncpg.Pool], redis: Redis, keys: Keys, market: Market
+async def test_a_resumed_order_sends_its_recorded_swap_again_and_it_runs_once(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+    redis: Redis,
+    keys: Keys,
+    chain: Chain,
+    clients: list[ChainClient],
 ) -> None:
-    w = worker(pools[0], redis, keys, market, max_attempts=2)
+    """A worker died after recording and sending, before writing `submitted`: the next
+    one sends the recorded bytes again; the chain runs the signature once."""
+    first = worker(pools[0], redis, keys, chain, clients)
+    second = worker(pools[1], redis, keys, chain, clients)
+    order = await built(first.repo, await new_order(first.repo), "raydium")
+    venue = ChainVenue("raydium", first.client)
+    tx = await venue.build(order.id, order.attempts, "SOL", "USDC", Decimal(2), Decimal(180))
+    recorded = await first.outbox.record(order.id, order.attempts, order.seq, tx)
+    await venue.send(recorded)  # and the worker dies here
+    assert await second.engine.process(order.id) is None
+    done = await second.repo.get(order.id)
+    assert done is not None and done.status is S.CONFIRMED
+    assert done.tx_hash == tx.signature
+    rows = await ledger_rows(chain, order.id)
+    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "landed")]
+
+
+async def test_a_quote_the_market_can_no_longer_meet_fails_before_any_swap(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+    redis: Redis,
+    keys: Keys,
+    chain: Chain,
+    clients: list[ChainClient],
+) -> None:
+    w = worker(pools[0], redis, keys, chain, clients, max_attempts=2)
     order = await new_order(
         w.repo,
         quote_id="q-unreachable",
@@ -270,13 +283,17 @@ async def test_a_quote_the_market_can_no_longer_meet_fails_before_any_swap(
     assert [e.status for e in events] == [S.PENDING, S.ROUTING, S.RETRYING, S.ROUTING, S.FAILED]
     assert {e.data["reason"] for e in events[2::2]} == {"slippage_exceeded"}
     assert events[-1].data["retryable"] is True
-    assert await ledger_rows(pools[0], order.id) == []
+    assert await ledger_rows(chain, order.id) == []
 
 
 async def test_a_limit_order_whose_floor_is_out_of_reach_sends_no_swap(
-    pools: tuple[asyncpg.Pool, asyncpg.Pool], redis: Redis, keys: Keys, market: Market
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+    redis: Redis,
+    keys: Keys,
+    chain: Chain,
+    clients: list[ChainClient],
 ) -> None:
-    w = worker(pools[0], redis, keys, market, max_attempts=1)
+    w = worker(pools[0], redis, keys, chain, clients, max_attempts=1)
     order = await new_order(
         w.repo,
         type=OrderType.LIMIT,
@@ -289,13 +306,17 @@ async def test_a_limit_order_whose_floor_is_out_of_reach_sends_no_swap(
     events = await w.repo.events(order.id)
     assert [e.status for e in events] == [S.PENDING, S.WAITING, S.ROUTING, S.FAILED]
     assert events[-1].data["reason"] == "slippage_exceeded"
-    assert await ledger_rows(pools[0], order.id) == []
+    assert await ledger_rows(chain, order.id) == []
 
 
 async def test_a_deterministic_error_fails_the_order_after_the_bound(
-    pools: tuple[asyncpg.Pool, asyncpg.Pool], redis: Redis, keys: Keys, market: Market
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+    redis: Redis,
+    keys: Keys,
+    chain: Chain,
+    clients: list[ChainClient],
 ) -> None:
-    w = worker(pools[0], redis, keys, market, internal_error_limit=3)
+    w = worker(pools[0], redis, keys, chain, clients, internal_error_limit=3)
     order = await new_order(w.repo)
     # A row this deployment cannot process: built for a venue it does not run.
     await built(w.repo, order, "orca")
@@ -308,16 +329,19 @@ async def test_a_deterministic_error_fails_the_order_after_the_bound(
     assert (stored.status, stored.fail_reason) == (S.FAILED, "internal_error")
     count = await pools[0].fetchval("SELECT internal_errors FROM orders WHERE id = $1", order.id)
     assert count == 3
-    assert await ledger_rows(pools[0], order.id) == []
+    assert await ledger_rows(chain, order.id) == []
 
 
 async def test_an_unreachable_redis_is_not_counted_against_the_order(
-    pools: tuple[asyncpg.Pool, asyncpg.Pool], keys: Keys, market: Market
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+    keys: Keys,
+    chain: Chain,
+    clients: list[ChainClient],
 ) -> None:
     # Nothing listens on this port: every publish fails as a Redis outage does.
     dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}")
     try:
-        w = worker(pools[0], dead, keys, market, internal_error_limit=1)
+        w = worker(pools[0], dead, keys, chain, clients, internal_error_limit=1)
         order = await new_order(w.repo)
         for _ in range(3):
             with pytest.raises(RedisConnectionError):

@@ -1,11 +1,11 @@
-"""The repository, the ledger and the Redis adapters against the real servers."""
+"""The repository and the Redis adapters against the real servers."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
@@ -15,11 +15,8 @@ import pytest
 from redis.asyncio import Redis
 
 from dexecutor.bus.events import RESYNC, EventHub, EventPublisher
-from dexecutor.bus.faults import RedisFaultBoard
 from dexecutor.bus.redis import Keys
 from dexecutor.domain.order import IllegalTransition, Order, OrderStatus, OrderType, first_event
-from dexecutor.market.venue import TxRecord
-from dexecutor.store.ledger import PgLedger
 from dexecutor.store.orders import IdempotencyConflict, NewRecord, OrderRepository, StaleOrder
 
 
@@ -146,56 +143,6 @@ async def test_concurrent_status_changes_share_statements_but_stay_guarded(
     assert events[-1].data["reason"] == winner.fail_reason
 
 
-async def test_ledger_keeps_one_live_transaction_per_order(pool: asyncpg.Pool) -> None:
-    ledger = PgLedger(pool)
-    repo = OrderRepository(pool)
-    order = make_order()
-    await repo.create(order, first_event(order))
-    now = datetime.now(UTC)
-    order = await repo.append(order, order.event(OrderStatus.ROUTING, now))
-    building = order.event(
-        OrderStatus.BUILDING, now, dex="raydium", route=["SOL", "USDC"], quotes={},
-        expectedAmountOut=Decimal(195), minAmountOut=Decimal(190),
-    )  # fmt: skip
-    order = await repo.append(order, building)
-    tx = TxRecord(
-        tx_hash=f"tx-{uuid4().hex}",
-        venue="raydium",
-        order_id=order.id,
-        attempt=1,
-        token_in="SOL",
-        token_out="USDC",
-        amount_in=Decimal(2),
-        min_amount_out=Decimal(190),
-        status="pending",
-        submitted_at=now,
-        lands_at=now + timedelta(seconds=1),
-    )
-    first = await ledger.submit(tx, order.seq)
-    second = await ledger.submit(replace(tx, tx_hash=f"tx-{uuid4().hex}"), order.seq)
-    assert second.tx_hash == first.tx_hash
-    landed = replace(
-        first, status="landed", amount_out=Decimal(197), executed_price=Decimal("98.5")
-    )
-    dropped = replace(first, status="dropped", reason="failed_to_land")
-    results = await asyncio.gather(ledger.finalize(landed), ledger.finalize(dropped))
-    winner = results[0]
-    assert results[1] == winner  # one outcome wins, both callers see it whole
-    assert winner in (landed, dropped)
-    assert await ledger.get(first.tx_hash) == winner
-    assert await ledger.landed_count(order.id) == (1 if winner.status == "landed" else 0)
-    # A dropped swap frees the order for a retry; a landed one stays its live transaction.
-    assert await ledger.live(order.id) == (winner if winner.status == "landed" else None)
-
-
-async def test_fault_board_counts_across_callers(redis: Redis) -> None:
-    board = RedisFaultBoard(redis, Keys(f"dxi{uuid4().hex[:8]}"))
-    await board.arm("raydium", "drop", count=2, duration_ms=None, bps=0)
-    taken = await asyncio.gather(*(board.take("raydium", ("drop",)) for _ in range(5)))
-    assert sum(1 for t in taken if t is not None) == 2
-    assert await board.take("meteora", ("drop",)) is None
-
-
 async def test_hub_fans_out_by_order_and_user(redis: Redis) -> None:
     channel = f"dxi{uuid4().hex[:8]}:events"
     hub = EventHub(redis, channel)
@@ -258,36 +205,3 @@ async def test_a_full_inbox_turns_into_a_resync() -> None:
         sub.offer({"seq": seq})
     assert [await sub.get(), await sub.get()] == [{"seq": 0}, {"seq": 1}]
     assert await sub.get() is RESYNC
-
-
-async def test_fault_board_skips_redis_while_quiet_until_told(redis: Redis) -> None:
-    keys = Keys(f"dxi{uuid4().hex[:8]}")
-    here, elsewhere = RedisFaultBoard(redis, keys), RedisFaultBoard(redis, keys)
-    assert await here.take("raydium", ("drop",)) is None  # nothing armed: remembered
-    await elsewhere.arm("raydium", "drop", count=1, duration_ms=None, bps=0)
-    assert await here.take("raydium", ("drop",)) is None  # trusts its memory, no round trip
-    here.forget()  # what the faults-changed broadcast does
-    taken = await here.take("raydium", ("drop",))
-    assert taken is not None and taken.kind == "drop"
-
-
-async def test_arming_elsewhere_reaches_a_quiet_board_through_the_broadcast(redis: Redis) -> None:
-    keys = Keys(f"dxi{uuid4().hex[:8]}")
-    here, elsewhere = RedisFaultBoard(redis, keys), RedisFaultBoard(redis, keys)
-    hub = EventHub(redis, keys.events)
-    told = asyncio.Event()
-
-    def on_change(message: object) -> None:  # as runtime wires it, plus a signal for the test
-        here.forget(message)
-        told.set()
-
-    hub.on_channel(keys.faults_changed, on_change)
-    await hub.start()
-    try:
-        assert await here.take("meteora", ("error",)) is None
-        await elsewhere.arm("meteora", "error", count=1, duration_ms=None, bps=0)
-        await asyncio.wait_for(told.wait(), 0.5)  # well inside QUIET_FOR_S
-        taken = await here.take("meteora", ("error",))
-        assert taken is not None and taken.kind == "error"
-    finally:
-        await hub.stop()

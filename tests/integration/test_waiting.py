@@ -22,18 +22,16 @@ from bullmq import Queue, Worker
 from redis.asyncio import Redis
 
 from dexecutor.bus.events import EventPublisher
-from dexecutor.bus.faults import RedisFaultBoard
 from dexecutor.bus.redis import Keys
+from dexecutor.chain.client import ChainClient, ChainVenue
 from dexecutor.domain.order import Order, OrderEvent, OrderStatus, OrderType, first_event
 from dexecutor.engine.execute import Engine, Policy
 from dexecutor.engine.triggers import TriggerRunner, trigger_of
-from dexecutor.market.params import MarketParams
-from dexecutor.market.simulation import Market
 from dexecutor.market.types import VENUES
-from dexecutor.market.venue import MarketClock, MockVenue
 from dexecutor.queue.orders import QUEUE_NAME, OrderQueue, queue_options
-from dexecutor.store.ledger import PgLedger
 from dexecutor.store.orders import NewRecord, OrderRepository
+from dexecutor.store.outbox import PgOutbox
+from tests.integration.conftest import Chain
 from tests.support import isolated, redis_url
 
 # Long enough that a test sees the runner's own recovery, not the periodic reconcile.
@@ -48,23 +46,22 @@ class World:
     namespace: str
     queue: OrderQueue
     publisher: EventPublisher
-    market: Market
-    clock: MarketClock
+    chain: Chain
+    client: ChainClient
 
     def runner(self, repo: Any = None, reconcile_s: float = NEVER_S) -> TriggerRunner:
         return TriggerRunner(
             repo or self.repo,
             self.queue,
             self.publisher,
-            self.market,
-            self.clock,
+            self.client,
             0.05,
             reconcile_s=reconcile_s,
         )
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[World]:
+async def world(chain: Chain) -> AsyncIterator[World]:
     """A database and namespace of its own: the book sees only this test's orders."""
     async with isolated("dxw") as iso:
         pool = await asyncpg.create_pool(iso.dsn, min_size=1, max_size=4)
@@ -72,6 +69,7 @@ async def world() -> AsyncIterator[World]:
         redis = Redis.from_url(redis_url())
         keys = Keys(iso.namespace)
         queue = OrderQueue(redis_url(), iso.namespace, redis)
+        client = ChainClient(chain.url, poll_s=0.01)
         try:
             yield World(
                 pool,
@@ -80,10 +78,11 @@ async def world() -> AsyncIterator[World]:
                 iso.namespace,
                 queue,
                 EventPublisher(redis, keys.events, keys.wait_events),
-                Market(MarketParams.preset("calm"), seed=7),
-                MarketClock(),
+                chain,
+                client,
             )
         finally:
+            await client.close()
             await queue.close()
             await redis.aclose()
             await pool.close()
@@ -266,25 +265,21 @@ async def test_a_refire_of_an_order_already_running_is_a_no_op(world: World) -> 
         await queue.close()
 
 
-def engine_of(world: World) -> tuple[Engine, PgLedger]:
-    ledger = PgLedger(world.pool)
-    faults = RedisFaultBoard(world.redis, Keys(world.namespace))
-    venues = {
-        name: MockVenue(
-            name,
-            world.market,
-            world.clock,
-            ledger,
-            faults,
-            seed=7,
-            quote_latency_ms=(0, 0),
-            swap_latency_ms=(1, 2),
-            failure_rate=0.0,
-        )
-        for name in VENUES
-    }
+def engine_of(world: World) -> Engine:
+    venues = {name: ChainVenue(name, world.client) for name in VENUES}
     policy = Policy(max_attempts=3, backoff_base_ms=10, quote_timeout_s=1.0, internal_error_limit=5)
-    return Engine(world.repo, world.publisher, venues, policy), ledger
+    return Engine(world.repo, world.publisher, venues, PgOutbox(world.pool), policy)
+
+
+async def swaps_of(world: World, order_id: UUID) -> int:
+    """How many transactions the chain received for the order."""
+    conn = await asyncpg.connect(world.chain.dsn)
+    try:
+        return int(
+            await conn.fetchval("SELECT count(*) FROM chain_txs WHERE order_id = $1", order_id)
+        )
+    finally:
+        await conn.close()
 
 
 async def test_an_order_picked_up_after_its_expiry_expires_instead_of_running(
@@ -292,10 +287,10 @@ async def test_an_order_picked_up_after_its_expiry_expires_instead_of_running(
 ) -> None:
     past = datetime.now(UTC) - timedelta(seconds=1)
     order = await stored_waiting(world.repo, limit_order(MARKETABLE, expires_at=past))
-    engine, ledger = engine_of(world)
+    engine = engine_of(world)
     assert await engine.process(order.id) is None
     assert await status_of(world.repo, order.id) is OrderStatus.EXPIRED
-    assert await ledger.landed_count(order.id) == 0
+    assert await swaps_of(world, order.id) == 0
 
 
 async def test_a_limit_order_left_pending_waits_instead_of_running(
@@ -304,13 +299,13 @@ async def test_a_limit_order_left_pending_waits_instead_of_running(
     """One stored before limit orders were born waiting, picked up by the reconciler."""
     order = limit_order(MARKETABLE)
     await world.repo.create(order, first_event(order))
-    engine, ledger = engine_of(world)
+    engine = engine_of(world)
     assert await engine.process(order.id) is None
     assert [e.status for e in await world.repo.events(order.id)] == [
         OrderStatus.PENDING,
         OrderStatus.WAITING,
     ]
-    assert await ledger.landed_count(order.id) == 0
+    assert await swaps_of(world, order.id) == 0
 
 
 async def test_a_waiting_order_is_stored_with_both_events_in_one_transaction(

@@ -91,3 +91,20 @@ def test_cors_origins_are_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().cors_origin_list == ["https://app.example", "http://localhost:5173"]
     monkeypatch.setenv("CORS_ORIGINS", "*")
     assert load_settings().cors_origin_list == ["*"]
+
+
+@pytest.mark.parametrize(("name", "value"), [("CHAIN_URL", "ftp://x"), ("CHAIN_PORT", "0")])
+def test_chain_settings_are_validated(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+def test_the_chain_is_local_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CHAIN_URL", raising=False)
+    monkeypatch.setenv("CHAIN_PORT", "9100")
+    assert load_settings().chain == "http://127.0.0.1:9100"
+    monkeypatch.setenv("CHAIN_URL", "http://chain:8899/")
+    assert load_settings().chain == "http://chain:8899"

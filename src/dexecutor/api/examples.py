@@ -132,8 +132,9 @@ def ok(
 HEALTH = {"status": "ok"}
 READY = {
     "status": "ready",
-    "checks": {"postgres": "ok", "redis": "ok"},
+    "checks": {"postgres": "ok", "redis": "ok", "chain": "ok"},
     "mode": {"postgres": "embedded", "redis": "embedded"},
+    "chain": "http://127.0.0.1:8899",
 }
 STATUS = {"orderId": ORDER_ID, "status": "submitted", "attempt": 1, "updatedAt": AT}
 HISTORY = {"orders": [ORDER], "nextBefore": None}
@@ -153,7 +154,8 @@ STATE_MACHINE = {
     "refusedByType": {"limit": {"pending": ["routing"]}, "sniper": {"pending": ["routing"]}},
 }
 PRICES = {"tokenIn": "SOL", "tokenOut": "USDC", "at": AT,
-          "venues": {"raydium": 98.42, "meteora": 97.95}, "reference": 98.1}  # fmt: skip
+          "venues": {"raydium": 98.42, "meteora": 97.95}, "reference": 98.1,
+          "slot": 1234}  # fmt: skip
 FAULTS = {
     "armed": [{"venue": "raydium", "kind": "drop", "remaining": 2, "expiresInMs": None, "bps": 0}]
 }

@@ -29,7 +29,7 @@ async def healthz() -> Response:
 
 @router.get(
     "/readyz",
-    summary="PostgreSQL and Redis are reachable and no background loop keeps dying",
+    summary="PostgreSQL, Redis and the chain are reachable and no background loop keeps dying",
     response_model=views.ReadyView,
     responses=ex.ok(ex.READY),
 )
@@ -45,6 +45,11 @@ async def readyz(svc: ServicesDep) -> Response:
         checks["redis"] = "ok"
     except Exception as err:  # any failure means the dependency is down for us
         checks["redis"] = f"down: {type(err).__name__}: {err}"[:200]
+    try:
+        answer = await asyncio.wait_for(svc.chain.health(), 2)
+        checks["chain"] = "ok" if answer == "ok" else f"unhealthy: {answer[:100]}"
+    except Exception as err:  # any failure means the dependency is down for us
+        checks["chain"] = f"down: {type(err).__name__}: {err}"[:200]
     # A process whose loop keeps dying is up but deaf (no events, no requeues): not ready.
     for loop, deaths in svc.loops.dying().items():
         checks[f"loop:{loop}"] = f"dying: {deaths} deaths in the last minute"
@@ -54,6 +59,7 @@ async def readyz(svc: ServicesDep) -> Response:
             "status": "ready" if ready else "unavailable",
             "checks": checks,
             "mode": svc.settings.backend_modes or {"postgres": "configured", "redis": "configured"},
+            "chain": svc.settings.chain,
         },
         status_code=200 if ready else 503,
     )

@@ -1,9 +1,16 @@
 """Routes about the market rather than one order: tokens, quotes, the state machine,
-and the mock controls that let a user script venue faults."""
+and the mock controls that let a user script venue faults.
+
+The market lives on the chain service: these routes read it and forward the mock
+controls to it, so every API process shows and changes the same market. A chain that
+does not answer is a 503 `chain_unavailable`.
+"""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
@@ -18,13 +25,13 @@ from dexecutor.api.deps import PrincipalDep, ServicesDep, limit_address
 from dexecutor.api.errors import ApiError
 from dexecutor.api.responses import JSONResponse
 from dexecutor.api.schemas import validate_order
+from dexecutor.chain.client import ChainUnreachable
 from dexecutor.domain.failures import FailureReason
 from dexecutor.domain.money import less_bps, quantize_down
 from dexecutor.domain.order import transition_table, type_refusals
 from dexecutor.engine.routing import decide
 from dexecutor.market.tokens import TOKENS, find_token
-from dexecutor.market.types import VENUES, MarketError
-from dexecutor.market.venue import FAULT_KINDS
+from dexecutor.market.types import VENUES
 from dexecutor.runtime import Services
 
 router = APIRouter(tags=["market"], dependencies=[Depends(limit_address)])
@@ -38,13 +45,15 @@ router = APIRouter(tags=["market"], dependencies=[Depends(limit_address)])
 )
 async def tokens(svc: ServicesDep) -> Response:
     """`launched` is live: a sniper target turns true once its pool opens."""
+    async with _chain_call():
+        snap = await svc.chain.snapshot([], [], [t.symbol for t in TOKENS])
     return JSONResponse(
         [
             {
                 "symbol": t.symbol,
                 "mint": t.mint,
                 "decimals": t.decimals,
-                "launched": svc.market.is_tradable(t.symbol),
+                "launched": snap.tradable[t.symbol],
                 "name": t.name,
             }
             for t in TOKENS
@@ -82,22 +91,21 @@ async def prices(
     token_in: Annotated[str, Query(alias="tokenIn", max_length=20)] = "SOL",
     token_out: Annotated[str, Query(alias="tokenOut", max_length=20)] = "USDC",
 ) -> Response:
-    """Spot prices without fee or impact, for charts. Each API process simulates its
-    own copy of the market, so processes may differ slightly."""
+    """Spot prices without fee or impact, for charts: the chain's, the same from any
+    API process."""
     a, b = _registry_symbol(token_in), _registry_symbol(token_out)
     if a == b:
         raise ApiError(422, "validation_error", "tokenIn and tokenOut must be different tokens")
-    now = svc.clock()
-    venues: dict[str, Any] = {}
-    for venue in VENUES:
-        try:
-            venues[venue] = svc.market.mid_price(venue, a, b, now).quantize(Decimal("1e-12"))
-        except MarketError:
-            venues[venue] = None
-    reference = svc.market.reference_price(a, now) / svc.market.reference_price(b, now)
+    async with _chain_call():
+        snap = await svc.chain.snapshot([(a, b)], [], [], reference=True)
+    mids = snap.mids[(a, b)]
+    venues: dict[str, Any] = {
+        venue: _display(mids[venue]) if mids.get(venue) is not None else None for venue in VENUES
+    }
+    reference = snap.reference[(a, b)]
     return JSONResponse(
         {"tokenIn": a, "tokenOut": b, "at": datetime.now(UTC), "venues": venues,
-         "reference": reference.quantize(Decimal("1e-12"))}
+         "reference": reference.quantize(Decimal("1e-12")), "slot": snap.slot}
     )  # fmt: skip
 
 
@@ -250,6 +258,21 @@ class PriceMoveRequest(BaseModel):
     bps: Annotated[int, Field(ge=-9000, le=100_000)]
 
 
+def _display(price: Decimal | None) -> Decimal | None:
+    return price.quantize(Decimal("1e-12")) if price is not None else None
+
+
+@asynccontextmanager
+async def _chain_call() -> AsyncIterator[None]:
+    """A chain that does not answer is the server's trouble, not the client's: 503."""
+    try:
+        yield
+    except ChainUnreachable as err:
+        raise ApiError(
+            503, "chain_unavailable", f"the chain service did not answer: {err}"
+        ) from None
+
+
 def _registry_symbol(text: str) -> str:
     token = find_token(text)
     if token is None:
@@ -271,10 +294,9 @@ def _controls(svc: Services) -> None:
 )
 async def arm_fault(body: FaultRequest, svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
-    venues = VENUES if body.venue == "all" else (body.venue,)
-    for venue in venues:
-        await svc.faults.arm(venue, body.kind, body.count, body.durationMs, body.bps)
-    return JSONResponse({"armed": await svc.faults.armed(VENUES, FAULT_KINDS)}, status_code=201)
+    async with _chain_call():
+        armed = await svc.chain.arm_fault(body.model_dump())
+    return JSONResponse({"armed": armed}, status_code=201)
 
 
 @router.post(
@@ -288,8 +310,8 @@ async def launch(body: LaunchRequest, svc: ServicesDep, _who: PrincipalDep) -> R
     symbol = _registry_symbol(body.token)
     if symbol == "SOL":
         raise ApiError(422, "validation_error", "token: SOL is the quote side of every launch")
-    already = svc.market.is_tradable(symbol, body.venue)
-    await svc.control.launch(symbol, body.venue)
+    async with _chain_call():
+        already = await svc.control.launch(symbol, body.venue)
     return JSONResponse(
         {"token": symbol, "venue": body.venue, "launched": True, "alreadyOpen": already}
     )
@@ -305,8 +327,9 @@ async def move_price(body: PriceMoveRequest, svc: ServicesDep, _who: PrincipalDe
     _controls(svc)
     symbol = _registry_symbol(body.token)
     venues = VENUES if body.venue == "all" else (body.venue,)
-    for venue in venues:
-        await svc.control.jump(venue, symbol, body.bps)
+    async with _chain_call():
+        for venue in venues:
+            await svc.control.jump(venue, symbol, body.bps)
     return JSONResponse({"token": symbol, "venues": list(venues), "bps": body.bps})
 
 
@@ -318,7 +341,9 @@ async def move_price(body: PriceMoveRequest, svc: ServicesDep, _who: PrincipalDe
 )
 async def list_faults(svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
-    return JSONResponse({"armed": await svc.faults.armed(VENUES, FAULT_KINDS)})
+    async with _chain_call():
+        armed = await svc.chain.faults()
+    return JSONResponse({"armed": armed})
 
 
 @router.delete(
@@ -329,6 +354,6 @@ async def list_faults(svc: ServicesDep, _who: PrincipalDep) -> Response:
 )
 async def clear_faults(svc: ServicesDep, _who: PrincipalDep) -> Response:
     _controls(svc)
-    for venue in VENUES:
-        await svc.faults.clear(venue, FAULT_KINDS)
+    async with _chain_call():
+        await svc.chain.clear_faults()
     return JSONResponse({"armed": []})

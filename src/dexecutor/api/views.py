@@ -137,6 +137,7 @@ class PricesView(View):
     at: str
     venues: dict[str, Num | None]
     reference: Num
+    slot: int  # the chain's slot they were read at
 
 
 class RouteView(View):
@@ -194,3 +195,4 @@ class ReadyView(View):
     status: str
     checks: dict[str, str]
     mode: dict[str, str]
+    chain: str

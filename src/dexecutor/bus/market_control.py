@@ -1,78 +1,47 @@
-"""Market changes that every process must see: pool launches and scripted price moves.
+"""Market changes made on request (launches, price moves): done on the chain, announced here.
 
-Each process simulates its own copy of the market, so a launch or a price move made
-through one API process is broadcast to all of them. Launches are also remembered in
-Redis, so a process that starts later opens the same pools.
+The chain holds the one market; this forwards a change to it and then announces it
+on Redis, so every worker's trigger book looks at the market at once instead of at
+its next tick (a sniper fires as soon as its pool opens).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from uuid import uuid4
 
-import structlog
 from redis.asyncio import Redis
 
 from dexecutor import jsoncodec
 from dexecutor.bus.redis import Keys
-from dexecutor.market.simulation import Market
-
-log = structlog.get_logger(__name__)
+from dexecutor.chain.client import ChainClient
 
 
 class MarketControl:
-    def __init__(
-        self,
-        redis: Redis,
-        keys: Keys,
-        market: Market,
-        clock: Callable[[], float],
-    ) -> None:
+    def __init__(self, redis: Redis, keys: Keys, chain: ChainClient) -> None:
         self._redis = redis
         self._keys = keys
-        self._market = market
-        self._clock = clock
+        self._chain = chain
         self._on_change: Callable[[], None] | None = None
-        self._origin = uuid4().hex  # our own broadcasts come back to us: skip them
 
     def on_change(self, hook: Callable[[], None]) -> None:
-        """Call `hook` after every launch or price move applied here."""
+        """Call `hook` whenever a launch or price move is announced (here or elsewhere)."""
         self._on_change = hook
 
-    async def restore(self) -> None:
-        """Open every pool launched before this process started."""
-        for field in await self._redis.hkeys(self._keys.launches):
-            text = field.decode() if isinstance(field, bytes) else field
-            token, venue = text.split(":")
-            self._market.launch(token, venue, self._clock())
-
-    async def launch(self, token: str, venue: str) -> None:
-        await self._redis.hset(self._keys.launches, f"{token}:{venue}", "1")
-        await self._broadcast({"kind": "launch", "token": token, "venue": venue})
+    async def launch(self, token: str, venue: str) -> bool:
+        """Open the pool on the chain; True when it was open already."""
+        already = await self._chain.launch(token, venue)
+        await self._announce({"kind": "launch", "token": token, "venue": venue})
+        return already
 
     async def jump(self, venue: str, token: str, bps: int) -> None:
-        await self._broadcast({"kind": "jump", "token": token, "venue": venue, "bps": bps})
+        await self._chain.jump(venue, token, bps)
+        await self._announce({"kind": "jump", "token": token, "venue": venue, "bps": bps})
 
-    async def _broadcast(self, message: dict[str, Any]) -> None:
-        self.apply(message)  # at once here; the others when the message reaches them
-        await self._redis.publish(
-            self._keys.market, jsoncodec.dumps({**message, "origin": self._origin})
-        )
+    async def _announce(self, message: dict[str, Any]) -> None:
+        await self._redis.publish(self._keys.market, jsoncodec.dumps(message))
 
-    def receive(self, message: dict[str, Any]) -> None:
-        """A message from the channel (the hub's handler)."""
-        if message.get("origin") != self._origin:
-            self.apply(message)
-
-    def apply(self, message: dict[str, Any]) -> None:
-        now = self._clock()
-        if message["kind"] == "launch":
-            self._market.launch(message["token"], message["venue"], now)
-        elif message["kind"] == "jump":
-            self._market.jump(message["venue"], message["token"], int(message["bps"]), now)
-        else:
-            log.warning("unknown market message", message=message)
-            return
+    def receive(self, _message: dict[str, Any]) -> None:
+        """An announcement from the channel (the hub's handler)."""
         if self._on_change is not None:
             self._on_change()

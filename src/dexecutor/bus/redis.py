@@ -1,4 +1,4 @@
-"""Redis connections and key names, shared by the bus, the fault board and the quote book."""
+"""Redis connections and key names, shared by the bus and the quote book."""
 
 from __future__ import annotations
 
@@ -30,22 +30,9 @@ class Keys:
         return f"{self.ns}:events:wait"
 
     @property
-    def faults_changed(self) -> str:
-        """Channel announcing that a fault was armed or cleared somewhere."""
-        return f"{self.ns}:faults-changed"
-
-    def fault(self, venue: str, kind: str) -> str:
-        return f"{self.ns}:fault:{venue}:{kind}"
-
-    @property
     def market(self) -> str:
-        """Channel of market-control messages (launches, price moves) for every process."""
+        """Channel announcing launches and price moves made on the chain (wakes trigger books)."""
         return f"{self.ns}:market"
-
-    @property
-    def launches(self) -> str:
-        """Hash of launched pools, so a process that starts later opens them too."""
-        return f"{self.ns}:launches"
 
     def quote(self, quote_id: str) -> str:
         return f"{self.ns}:quote:{quote_id}"

@@ -6,9 +6,11 @@ A step after `building` first asks the chain whether this order already sent a
 transaction, so a retry never swaps twice. Failures become `retrying` (with the
 backoff the queue should wait) or `failed`.
 
-A worker whose job lock lapsed may still be running while another worker carries the
-same order: the ledger refuses its swap (the insert is fenced by the order's sequence
-number), the store refuses its events, and it leaves the order to its new owner.
+A swap is recorded (write-ahead, in the outbox) before it is sent, fenced by the
+order's sequence number: a worker whose job lock lapsed while another carries the same
+order gets no record in (SubmitRefused), the store refuses its events, and it leaves
+the order to its new owner. A resumed order sends its recorded transaction again,
+with the same signature, and the chain runs a signature once.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dexecutor.engine.routing import decide
 from dexecutor.engine.triggers import expired_because, trigger_of
 from dexecutor.market.tokens import find_token
 from dexecutor.market.types import MarketError
-from dexecutor.market.venue import MockVenue, SubmitRefused
+from dexecutor.market.venue import SignedTx, SubmitRefused, Venue
 from dexecutor.store.orders import StaleOrder
 
 log = structlog.get_logger(__name__)
@@ -42,6 +44,10 @@ class Repository(Protocol):
     async def get(self, order_id: UUID) -> Order | None: ...
     async def append(self, order: Order, event: OrderEvent) -> Order: ...
     async def count_internal_error(self, order_id: UUID) -> int | None: ...
+
+
+class Outbox(Protocol):
+    async def record(self, order_id: UUID, attempt: int, seq: int, tx: SignedTx) -> SignedTx: ...
 
 
 class Publisher(Protocol):
@@ -89,7 +95,8 @@ class Engine:
         self,
         repo: Repository,
         publisher: Publisher,
-        venues: Mapping[str, MockVenue],
+        venues: Mapping[str, Venue],
+        outbox: Outbox,
         policy: Policy,
         observer: Observer | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -97,6 +104,7 @@ class Engine:
         self._repo = repo
         self._publisher = publisher
         self._venues = venues
+        self._outbox = outbox
         self._policy = policy
         self._observer = observer
         self._clock = clock
@@ -213,24 +221,25 @@ class Engine:
 
     async def _submit(self, order: Order) -> Order:
         assert order.dex_used is not None and order.min_amount_out is not None
-        # Idempotent: if this order already has a pending or landed transaction (a
-        # worker died after sending it), the ledger hands that one back instead.
-        # Fenced by the building event's seq: refused (SubmitRefused) if the order moved on.
-        tx = await self._venues[order.dex_used].submit(
+        venue = self._venues[order.dex_used]
+        built = await venue.build(
             order.id,
             order.attempts,
-            order.seq,
             order.token_in,
             order.token_out,
             order.amount_in,
             order.min_amount_out,
         )
-        return await self._step(order, S.SUBMITTED, dex=tx.venue, txHash=tx.tx_hash)
+        # Write-ahead, fenced by the building event's seq (SubmitRefused if the order
+        # moved on). A worker that died after recording hands its transaction on: the
+        # record returns that one, and it is sent again as is (same signature).
+        tx = await self._outbox.record(order.id, order.attempts, order.seq, built)
+        await venue.send(tx)
+        return await self._step(order, S.SUBMITTED, dex=tx.venue, txHash=tx.signature)
 
     async def _confirm(self, order: Order) -> Order:
         assert order.dex_used is not None and order.tx_hash is not None
         tx = await self._venues[order.dex_used].confirm(order.tx_hash)
-        assert tx.amount_out is not None and tx.executed_price is not None
         return await self._step(
             order,
             S.CONFIRMED,

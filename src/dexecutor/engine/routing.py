@@ -15,7 +15,7 @@ from typing import Any
 from dexecutor.domain.failures import FailureReason, is_retryable
 from dexecutor.market.router import best_quote
 from dexecutor.market.types import MarketError, Quote
-from dexecutor.market.venue import MockVenue, VenueError
+from dexecutor.market.venue import Venue, VenueError
 
 # When every venue refuses, report the refusal that says the most to the user.
 _FAILURE_PRECEDENCE = (
@@ -75,7 +75,7 @@ def quote_fields(result: Quote | MarketError) -> dict[str, Any]:
 
 
 async def _ask(
-    venue: MockVenue, token_in: str, token_out: str, amount: Decimal, timeout_s: float
+    venue: Venue, token_in: str, token_out: str, amount: Decimal, timeout_s: float
 ) -> Quote | MarketError:
     try:
         return await asyncio.wait_for(venue.quote(token_in, token_out, amount), timeout_s)
@@ -88,7 +88,7 @@ async def _ask(
 
 
 async def decide(
-    venues: Iterable[MockVenue], token_in: str, token_out: str, amount: Decimal, timeout_s: float
+    venues: Iterable[Venue], token_in: str, token_out: str, amount: Decimal, timeout_s: float
 ) -> Decision:
     """Quote every venue concurrently (each bounded by `timeout_s`) and pick the best output."""
     venue_list = list(venues)

@@ -3,8 +3,9 @@
 `TriggerBook` is pure: it holds the waiting orders, sorted so that a tick only looks
 at limit orders the market could possibly fill (limit price at or below the best mid
 price; a quote is never better than its venue's mid). `TriggerRunner` is the edge: it
-keeps the book in step with PostgreSQL and the event stream, evaluates it whenever
-the market moves (each market tick, and at once on a launch or price move), queues
+keeps the book in step with PostgreSQL and the event stream, evaluates it against the
+chain's market every tick (and at once on a launch or price move) with one read of
+every mid and tradability it needs, and one more for the sizes it must price, queues
 fired orders for execution and writes expiries. Waiting orders hold no worker slot.
 
 PostgreSQL is the truth and the book a cache of it. Events make the book quick; they
@@ -35,8 +36,7 @@ import structlog
 from dexecutor import jsoncodec
 from dexecutor.background import cancel_and_wait
 from dexecutor.domain.order import Order, OrderStatus, OrderType
-from dexecutor.market.simulation import Market
-from dexecutor.market.types import VENUES, MarketError
+from dexecutor.market.venue import MarketSnapshot, MarketView
 from dexecutor.store.orders import StaleOrder
 
 log = structlog.get_logger(__name__)
@@ -114,6 +114,28 @@ class TriggerBook:
         if order is not None and order.expires_at is not None:
             heapq.heappush(self._expiries, (order.expires_at, str(order.id)))
 
+    def pairs(self) -> list[Pair]:
+        """The pairs some waiting limit order is on."""
+        return [pair for pair, book in self._limits.items() if book]
+
+    def sniper_tokens(self) -> list[str]:
+        return [token for token, ids in self._snipers.items() if ids]
+
+    def candidates(self, mids: Callable[[str, str], Decimal | None], now: float) -> list[Order]:
+        """Limit orders the market might fill now (limit at or below the best mid)."""
+        found: list[Order] = []
+        for (token_in, token_out), book in self._limits.items():
+            mid = mids(token_in, token_out) if book else None
+            if mid is None:
+                continue
+            for limit, key in book:
+                if limit > mid:
+                    break
+                order = self._orders[UUID(key)]
+                if self._may_fire(order.id, now):
+                    found.append(order)
+        return found
+
     def due(
         self,
         mids: Callable[[str, str], Decimal | None],
@@ -123,21 +145,10 @@ class TriggerBook:
     ) -> list[Fired]:
         """Orders whose trigger is met now: limits quoted at or better, snipers' pools open."""
         fired: list[Fired] = []
-        for (token_in, token_out), book in self._limits.items():
-            if not book:
-                continue
-            mid = mids(token_in, token_out)
-            if mid is None:
-                continue
-            for limit, key in book:
-                if limit > mid:
-                    break  # sorted: every later order wants even more
-                order = self._orders[UUID(key)]
-                if not self._may_fire(order.id, now):
-                    continue
-                price = best_price(order)
-                if price is not None and price >= limit:
-                    fired.append(Fired(order, price))
+        for order in self.candidates(mids, now):
+            price = best_price(order)
+            if price is not None and order.limit_price is not None and price >= order.limit_price:
+                fired.append(Fired(order, price))
         for token, ids in self._snipers.items():
             if ids and tradable(token):
                 for order_id in ids:
@@ -173,8 +184,7 @@ class TriggerRunner:
         repo: WaitingStore,
         queue: Enqueue,
         publisher: Publish,
-        market: Market,
-        clock: Callable[[], float],
+        market: MarketView,
         interval_s: float,
         reconcile_s: float = 5.0,
     ) -> None:
@@ -182,7 +192,6 @@ class TriggerRunner:
         self._queue = queue
         self._publisher = publisher
         self._market = market
-        self._clock = clock
         self._interval = interval_s
         self._reconcile_s = reconcile_s
         self.book = TriggerBook()
@@ -232,8 +241,7 @@ class TriggerRunner:
         if time.monotonic() >= self._next_reconcile:
             await self.reconcile()
             self._next_reconcile = time.monotonic() + self._reconcile_s
-        now = self._clock()
-        self._market.advance(now)
+        now = time.monotonic()
         expired = self.book.expired(datetime.now(UTC))
         written = 0
         try:
@@ -244,7 +252,7 @@ class TriggerRunner:
             for order in expired[written:]:
                 self.book.rearm(order.id)
         started = time.perf_counter()
-        fired = self.book.due(self._best_mid, self._best_price, self._tradable, now)
+        fired = await self._due(now)
         for f in fired:
             log.info(
                 "trigger met", order_id=str(f.order.id), price=str(f.price) if f.price else None
@@ -306,30 +314,29 @@ class TriggerRunner:
         self.book.remove(order.id)
         await self._publisher.publish(event, current.user_id)
 
-    def _best_mid(self, token_in: str, token_out: str) -> Decimal | None:
-        best: Decimal | None = None
-        for venue in VENUES:
-            try:
-                mid = self._market.mid_price(venue, token_in, token_out, self._clock())
-            except MarketError:
-                continue
-            best = mid if best is None else max(best, mid)
-        return best
+    async def _due(self, now: float) -> list[Fired]:
+        """Evaluate the book against the chain: the mids first, then the sizes to price."""
+        pairs, tokens = self.book.pairs(), self.book.sniper_tokens()
+        if not pairs and not tokens:
+            return []
+        snap = await self._market.snapshot(pairs, [], tokens)
+        sizes = sorted(
+            {
+                (o.token_in, o.token_out, o.amount_in)
+                for o in self.book.candidates(snap.best_mid, now)
+            }
+        )
+        priced = await self._market.snapshot([], sizes, []) if sizes else snap
+        return self.book.due(
+            snap.best_mid,
+            lambda order: _price(priced, order),
+            lambda token: snap.tradable.get(token, False),
+            now,
+        )
 
-    def _best_price(self, order: Order) -> Decimal | None:
-        best: Decimal | None = None
-        for venue in VENUES:
-            try:
-                q = self._market.quote(
-                    venue, order.token_in, order.token_out, order.amount_in, self._clock()
-                )
-            except MarketError:
-                continue
-            best = q.price if best is None else max(best, q.price)
-        return best
 
-    def _tradable(self, token: str) -> bool:
-        return self._market.is_tradable(token)
+def _price(snap: MarketSnapshot, order: Order) -> Decimal | None:
+    return snap.prices.get((order.token_in, order.token_out, order.amount_in))
 
 
 def _iso(at: datetime | None) -> str:
