@@ -17,6 +17,7 @@ from tests.support import (
     DEXECUTOR,
     Process,
     TcpProxy,
+    chained,
     cli_env,
     free_port,
     isolated,
@@ -153,9 +154,10 @@ async def run_cli_env(*args: str, env: dict[str, str]) -> tuple[int, str]:
 
 async def test_cli_with_an_api_key_and_a_worker_metrics_port() -> None:
     async with isolated("dxkey") as iso:
-        api = Process("api", iso.env(API_KEYS="key-alice:alice,key-bob:bob"), port=free_port())
-        worker = Process("worker", iso.env(METRICS_PORT="0"))
-        async with serving(api, worker):
+        chain, env = chained(iso.env())
+        api = Process("api", {**env, "API_KEYS": "key-alice:alice,key-bob:bob"}, port=free_port())
+        worker = Process("worker", {**env, "METRICS_PORT": "0"})
+        async with serving(chain, api, worker):
             env = {"DEXECUTOR_URL": api.url}
             code, out = await run_cli_env("submit", "SOL", "USDC", "1", "--user", "alice", env=env)
             assert code == 1 and "401 unauthorized" in out, out

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.support import Process, free_port, order_body, service_env, serving
+from tests.support import Process, chained, free_port, order_body, service_env, serving
 
 ALLOWED = "https://blotter.example"
 
@@ -16,8 +16,9 @@ ALLOWED = "https://blotter.example"
 @pytest.fixture(scope="module")
 async def cors_server(database: str, namespace: str) -> AsyncIterator[Process]:
     env = service_env(database, namespace, CORS_ORIGINS=f"{ALLOWED}, http://localhost:5173")
+    chain, env = chained(env)
     proc = Process("api", env, port=free_port())
-    async with serving(proc):
+    async with serving(chain, proc):
         yield proc
 
 

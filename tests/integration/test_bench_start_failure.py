@@ -9,10 +9,11 @@ from tests.support import redis_url, server_dsn
 
 
 async def test_a_child_that_fails_to_start_shows_its_stderr_tail() -> None:
-    async with stack(server_dsn(), redis_url(), MAX_ATTEMPTS="many") as s:
-        s.spawn("api")
-        with pytest.raises(RuntimeError) as caught:
+    # The deployment's first child, its chain, already refuses the setting.
+    with pytest.raises(RuntimeError) as caught:
+        async with stack(server_dsn(), redis_url(), MAX_ATTEMPTS="many") as s:
+            s.spawn("api")
             await s.ready()
     message = str(caught.value)
-    assert "api exited with 2 at start-up" in message
+    assert "chain exited with 2 at start-up" in message
     assert "MAX_ATTEMPTS" in message  # the child's own words, from its stderr
