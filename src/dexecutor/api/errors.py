@@ -76,6 +76,9 @@ DATABASE_DOWN: tuple[type[Exception], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A connection a database restart broke mid-statement (a known asyncpg failure):
+    # whether its statement committed is unknown, so the 503 says so.
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )

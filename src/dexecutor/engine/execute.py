@@ -78,6 +78,9 @@ PASSING_TROUBLE: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionError and TimeoutError among them (sockets, pool acquire)
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,  # connection closed or pool closing under the query
+    # A connection whose protocol state a database outage broke mid-statement (a known
+    # asyncpg failure after the server restarts); the next attempt gets another one.
+    asyncpg.InternalClientError,
     asyncpg.OperatorInterventionError,  # admin shutdown, cannot connect now, query canceled
     asyncpg.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.TransactionRollbackError,  # deadlock, serialization failure
