@@ -46,7 +46,16 @@ from dexecutor import jsoncodec
 from dexecutor.store.db import database_name, with_database
 from dexecutor.store.migrate import migrate
 
-SCENARIOS = ("submission", "end-to-end", "overhead", "scale", "fan-out", "fan-out-spread")
+SCENARIOS = (
+    "submission",
+    "end-to-end",
+    "overhead",
+    "scale",
+    "chain-quote",
+    "fan-out",
+    "fan-out-spread",
+    "quality",
+)
 EXECUTING = {"routing", "building", "submitted"}
 TERMINAL = ("confirmed", "failed", "cancelled", "expired")
 

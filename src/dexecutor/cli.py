@@ -607,8 +607,10 @@ class Scenario(StrEnum):
     END_TO_END = "end-to-end"
     OVERHEAD = "overhead"
     SCALE = "scale"
+    CHAIN_QUOTE = "chain-quote"
     FAN_OUT = "fan-out"
     FAN_OUT_SPREAD = "fan-out-spread"
+    QUALITY = "quality"
 
 
 ONLY_OPTION = typer.Option([], "--only", help="scenario(s) to run (repeatable); default all")
