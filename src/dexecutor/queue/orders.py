@@ -26,6 +26,21 @@ JOB_OPTIONS: dict[str, Any] = {
 }
 
 
+# KEYS[1] the failed set, KEYS[1 + i] job i's hash, ARGV[i] job i's id: 1 where job i
+# is gone or failed, 0 where it lives.
+_MISSING = """
+local flags = {}
+for i, id in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 or redis.call('ZSCORE', KEYS[1], id) then
+    flags[i] = 1
+  else
+    flags[i] = 0
+  end
+end
+return flags
+"""
+
+
 def queue_options(redis_url: str, namespace: str) -> dict[str, Any]:
     return {"connection": redis_url, "prefix": namespace}
 
@@ -38,6 +53,7 @@ class OrderQueue:
         self._redis = redis
         self._prefix = f"{namespace}:{QUEUE_NAME}"
         self._backlog = (0.0, 0)  # (measured at, jobs)
+        self._missing = redis.register_script(_MISSING)
 
     async def enqueue(self, order_id: UUID) -> None:
         await self.enqueue_many([order_id])
@@ -78,20 +94,16 @@ class OrderQueue:
     async def missing(self, order_ids: Sequence[UUID]) -> list[UUID]:
         """Which of these orders have no live job (lost with Redis, or given up by BullMQ).
 
-        One pipelined round trip for the whole batch: the reconciler asks this often.
+        One script call for the whole batch: the reconciler asks this of every queued
+        order every few seconds, and a pipeline of two commands per order cost the
+        process more to pack and parse than Redis took to answer.
         """
-        pipe = self._redis.pipeline(transaction=False)
-        for order_id in order_ids:
-            pipe.exists(f"{self._prefix}:{order_id}")
-            pipe.zscore(f"{self._prefix}:failed", str(order_id))
-        answers = await pipe.execute()
-        return [
-            order_id
-            for order_id, exists, failed in zip(
-                order_ids, answers[0::2], answers[1::2], strict=True
-            )
-            if not exists or failed is not None
-        ]
+        if not order_ids:
+            return []
+        ids = [str(i) for i in order_ids]
+        keys = [f"{self._prefix}:failed", *(f"{self._prefix}:{i}" for i in ids)]
+        flags = await self._missing(keys=keys, args=ids)
+        return [order_id for order_id, lost in zip(order_ids, flags, strict=True) if lost]
 
     async def backlog(self, max_age_s: float = 0.25) -> int:
         """Jobs waiting to run (waiting, delayed, prioritized), cached briefly.
