@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-import msgpack
+import msgspec
 from bullmq import Job, Queue
 from redis.asyncio import Redis
 
@@ -27,6 +27,9 @@ JOB_OPTIONS: dict[str, Any] = {
     "backoff": {"type": "fixed", "delay": 1000},
 }
 
+
+# BullMQ's scripts read their arguments with cmsgpack; msgspec writes the same format.
+_pack = msgspec.msgpack.Encoder().encode
 
 # KEYS[1] the failed set, KEYS[1 + i] job i's hash, ARGV[i] job i's id: 1 where job i
 # is gone or failed, 0 where it lives.
@@ -80,12 +83,11 @@ class OrderQueue:
         pipe = self._redis.pipeline(transaction=False)
         for order_id in order_ids:
             job_id = str(order_id)
-            args = msgpack.packb(
-                [self._job_prefix, job_id, JOB_NAME, timestamp, None, None, None, None, None],
-                use_bin_type=True,
+            args = _pack(
+                [self._job_prefix, job_id, JOB_NAME, timestamp, None, None, None, None, None]
             )
             data = f'{{"orderId":"{job_id}"}}'
-            opts = msgpack.packb({**self._job_opts, "jobId": job_id}, use_bin_type=True)
+            opts = _pack({**self._job_opts, "jobId": job_id})
             await self._add(keys=self._add_keys, args=[args, data, opts, timestamp], client=pipe)
         for answer in await pipe.execute():
             if isinstance(answer, int) and answer < 0:
