@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # coverage grows.
 COVERAGE_FLOOR ?= 85
 
-.PHONY: run test test-faults test-unit test-watch coverage lint fmt bench clean chromium wrk lock chaos chaos-short
+.PHONY: run test test-faults test-unit test-watch coverage lint fmt bench bench-compare clean chromium wrk lock chaos chaos-short
 
 # Installs exactly what the lock file names (every version pinned, every file hashed),
 # then the package itself without resolving anything again.
@@ -90,6 +90,13 @@ wrk:
 bench: $(STAMP) wrk
 	$(BIN)/dexecutor bench
 	$(BIN)/python bench/waiting_orders.py
+
+# Our `make run` side by side with the reference Node engine's submission path and its
+# durable variant, alternated in one run (the script lives beside the project; RUNS=3,
+# SECONDS_PER_RUN=10, OURS_CMD and API_PROCESSES pass through). Its output goes in
+# docs/benchmarks.md beside ours.
+bench-compare: $(STAMP) wrk
+	../shared/baseline/compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.*

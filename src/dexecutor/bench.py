@@ -12,8 +12,10 @@ events (PostgreSQL is the truth; timestamps are taken by the engine). Scenarios:
 5. fan-out      N WebSocket watchers on one API process: delivery delay, memory
 
 Rates are steady-state rates (`steady_rate`): the run's tail, when slots empty because
-the queue has, is reported beside them as the whole-run rate. Figures are medians over
-`--runs` repetitions. Results go to JSON and a PNG chart.
+the queue has, is reported beside them as the whole-run rate. Each scenario reports its
+median run over `--runs` repetitions as a whole, with every run's row beside it; a run
+whose figures cannot be trusted (a non-2xx answer, an accepted order not stored) is
+reported as failed. Results go to results.json and a PNG chart.
 """
 
 from __future__ import annotations
@@ -313,24 +315,85 @@ end
 
 
 def _parse_wrk(text: str) -> dict[str, float]:
-    out: dict[str, float] = {}
+    """wrk's report: requests answered, non-2xx answers, socket errors, latencies."""
+    out: dict[str, float] = {"non_2xx": 0.0, "socket_errors": 0.0}
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     for line in text.splitlines():
         parts = line.split()
         if line.startswith("Requests/sec:"):
-            out["rps"] = float(parts[1])
+            out["rps_all"] = float(parts[1])
+        elif len(parts) >= 4 and parts[1] == "requests" and parts[2] == "in":
+            out["requests"] = float(parts[0])
+            out["seconds"] = float(parts[3].rstrip(",s"))
         elif len(parts) == 2 and parts[0] in ("50%", "99%"):
             value = parts[1]
             unit = next(u for u in ("us", "ms", "s") if value.endswith(u))
             out[f"p{parts[0][:-1]}_ms"] = float(value[: -len(unit)]) * units[unit]
         elif line.strip().startswith("Non-2xx or 3xx responses:"):
             out["non_2xx"] = float(parts[-1])
+        elif line.strip().startswith("Socket errors:"):
+            # "Socket errors: connect 0, read 0, write 0, timeout 12"
+            out["socket_errors"] = float(sum(int(p.rstrip(",")) for p in parts[3::2]))
+    if "requests" in out:
+        out["ok_2xx"] = out["requests"] - out["non_2xx"]
+        out["rps_2xx"] = out["ok_2xx"] / out["seconds"]
     return out
+
+
+class BenchFailed(Exception):
+    """A run whose figures cannot be trusted: refused requests, or orders lost."""
+
+
+WRK_CONNECTIONS = 64
+WARM_UP_S = 3
+
+
+async def _wrk(url: str, seconds: int, script: str) -> dict[str, float]:
+    cmd = [
+        "wrk", "-t2", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", script,
+        f"{url}/api/orders/execute",
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return _parse_wrk(out.decode())
+
+
+def check_submission(figures: dict[str, Any]) -> list[str]:
+    """Why a submission run's figures cannot be trusted; empty when they can.
+
+    Only 2xx answers count as accepted orders, so any other answer fails the run. Each
+    accepted order must be stored: at least as many orders as 2xx answers. wrk stops
+    with up to one request in flight per connection, which the server may still have
+    committed after wrk stopped counting: no more than that many extra.
+    """
+    problems = []
+    if figures.get("non_2xx"):
+        problems.append(f"{figures['non_2xx']:.0f} non-2xx answers")
+    if figures.get("socket_errors"):
+        problems.append(f"{figures['socket_errors']:.0f} socket errors (timeouts included)")
+    ok, stored = figures.get("ok_2xx", 0), figures.get("stored_orders", 0)
+    if stored < ok:
+        problems.append(f"{ok:.0f} orders accepted but only {stored:.0f} stored")
+    elif stored > ok + WRK_CONNECTIONS:
+        problems.append(f"{stored:.0f} orders stored for {ok:.0f} accepted")
+    return problems
+
+
+async def _settled_count(s: Stack, quiet_s: float = 0.5) -> int:
+    """Orders stored once the requests wrk left in flight have been answered."""
+    count = (await s.finished())[1]
+    while True:
+        await asyncio.sleep(quiet_s)  # the store is polled until it stops changing
+        now = (await s.finished())[1]
+        if now == count:
+            return count
+        count = now
 
 
 async def submission(
     server_dsn: str, redis_url: str, seconds: int, api_processes: int
 ) -> dict[str, Any]:
+    """POST throughput counting 2xx only, after a warm-up, checked against the store."""
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
     async with stack(server_dsn, redis_url, API_PROCESSES=str(api_processes)) as s:
@@ -339,22 +402,17 @@ async def submission(
         await s.ready()
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(WRK_SCRIPT)
-        cmd = [
-            "wrk",
-            "-t2",
-            "-c64",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            script.name,
-            f"{s.url}/api/orders/execute",
-        ]
-        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
-        out, _ = await proc.communicate()
-        os.unlink(script.name)
-        figures = _parse_wrk(out.decode())
-        figures["stored_orders"] = (await s.finished())[1]
+        try:
+            await _wrk(s.url, WARM_UP_S, script.name)  # connections, pools, caches
+            before = await _settled_count(s)
+            figures: dict[str, Any] = await _wrk(s.url, seconds, script.name)
+        finally:
+            os.unlink(script.name)
+        figures["stored_orders"] = await _settled_count(s) - before
         figures["api_processes"] = api_processes
+        problems = check_submission(figures)
+        if problems:
+            raise BenchFailed("submission: " + "; ".join(problems) + f" ({figures})")
         return figures
 
 
@@ -576,14 +634,25 @@ async def fan_out(
 # --- driver ---------------------------------------------------------------------------
 
 
-def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in runs[0].items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = statistics.median(r[key] for r in runs)
-        else:
-            out[key] = value
+# The figure each scenario is ranked by when its median run is chosen.
+PRIMARY = {
+    "submission": "rps_2xx",
+    "end-to-end": "orders_per_minute",
+    "overhead": "orders_per_second",
+    "scale": "orders_per_minute",
+    "fan-out": "delay_p99_ms",
+    "fan-out-spread": "delay_p99_ms",
+}
+
+
+def median_run(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median run as a whole (ranked by the scenario's primary figure), with every
+    run's row beside it: a median per column would mix figures of different runs."""
+    key = PRIMARY.get(name)
+    ranked = sorted(runs, key=lambda r: r.get(key, 0)) if key else runs
+    out = dict(ranked[(len(ranked) - 1) // 2])
     out["runs"] = len(runs)
+    out["every_run"] = [{k: v for k, v in r.items() if k != "timeline"} for r in runs]
     return out
 
 
@@ -628,10 +697,19 @@ async def run_all(
     results: dict[str, dict[str, Any]] = {}
     for n, name in enumerate(chosen):
         collected = []
+        failed = []
         for i in range(runs):
             progress(f"{name}: run {i + 1}/{runs}", n * runs + i, total)
-            collected.append(await plans[name]())
-        results[name] = _median(collected)
+            try:
+                collected.append(await plans[name]())
+            except BenchFailed as err:
+                failed.append(str(err))
+        if not collected:
+            results[name] = {"failed": failed, "runs": runs}
+            continue
+        results[name] = median_run(name, collected)
+        if failed:
+            results[name]["failed"] = failed  # the run fails; its reasons are reported
     progress("done", total, total)
     return results
 

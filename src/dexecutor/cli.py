@@ -679,17 +679,27 @@ def bench(
         backends.stop()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = write_results(results, Path(out) if out else Path("bench/results") / stamp)
-    table = Table(title=f"dexecutor bench (medians of {runs} run(s); {folder})")
+    table = Table(title=f"dexecutor bench (median run of {runs}; {folder}/results.json)")
     table.add_column("scenario")
+    table.add_column("run")
     table.add_column("figures")
-    for name, figures in results.items():
-        shown = {
-            k: (round(v, 2) if isinstance(v, float) else v)
+
+    def shown(figures: dict[str, Any]) -> str:
+        return ", ".join(
+            f"{k}={round(v, 2) if isinstance(v, float) else v}"
             for k, v in figures.items()
-            if k != "timeline"
-        }
-        table.add_row(name, ", ".join(f"{k}={v}" for k, v in shown.items()))
+            if k not in ("timeline", "every_run", "failed")
+        )
+
+    for name, figures in results.items():
+        table.add_row(name, "median", shown(figures))
+        for i, row in enumerate(figures.get("every_run", []), 1):
+            table.add_row("", str(i), shown(row))
+        for reason in figures.get("failed", []):
+            table.add_row("", "FAILED", reason)
     console.print(table)
+    if any(figures.get("failed") for figures in results.values()):
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover

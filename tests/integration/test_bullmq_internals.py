@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import bullmq
 import pytest
@@ -19,7 +19,7 @@ from bullmq import Job, Queue, Worker
 from bullmq.custom_errors import DelayedError
 from redis.asyncio import Redis
 
-from dexecutor.queue.orders import QUEUE_NAME, OrderQueue
+from dexecutor.queue.orders import JOB_OPTIONS, QUEUE_NAME, OrderQueue
 from tests.support import drop_namespace, redis_url
 
 
@@ -78,6 +78,41 @@ async def test_the_redis_keys_queue_reads(namespace: str) -> None:
         assert await redis.zscore(f"{prefix}:delayed", later) is not None
         assert await queue.backlog(max_age_s=0) == 2
         assert (await queue.counts())["delayed"] == 1
+    finally:
+        await raw.close()
+        await queue.close()
+        await redis.aclose()
+
+
+async def test_a_job_enqueued_is_the_job_add_bulk_stores(namespace: str) -> None:
+    """enqueue_many calls BullMQ's add script without building `Job` objects: what it
+    stores must be, field for field, what `Queue.addBulk` with the same options stores."""
+    url = redis_url()
+    redis = Redis.from_url(url)
+    queue = OrderQueue(url, namespace, redis)
+    raw = Queue(QUEUE_NAME, {"connection": url, "prefix": namespace})
+    prefix = f"{namespace}:{QUEUE_NAME}"
+    try:
+        ours, theirs = str(uuid4()), str(uuid4())
+        await queue.enqueue_many([UUID(ours)])
+        await raw.addBulk(
+            [
+                {
+                    "name": "execute",
+                    "data": {"orderId": theirs},
+                    "opts": {**JOB_OPTIONS, "jobId": theirs},
+                }
+            ]
+        )
+        stored = [await redis.hgetall(f"{prefix}:{i}") for i in (ours, theirs)]
+        for job in stored:
+            assert job.pop(b"timestamp").isdigit()
+        assert stored[0][b"data"] == f'{{"orderId":"{ours}"}}'.encode()
+        stored[0][b"data"] = stored[1][b"data"]
+        stored[0][b"opts"] = stored[0][b"opts"].replace(ours.encode(), theirs.encode())
+        assert stored[0] == stored[1]
+        assert await redis.lrange(f"{prefix}:wait", 0, -1) == [theirs.encode(), ours.encode()]
+        assert (await Job.fromId(raw, ours)).data == {"orderId": ours}
     finally:
         await raw.close()
         await queue.close()

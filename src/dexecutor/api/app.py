@@ -10,8 +10,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dexecutor import __version__
 from dexecutor.api import errors, health, market, orders, ws
@@ -95,7 +97,36 @@ def create_app(
         return HTMLResponse(page.read_text(encoding="utf-8"))
 
     _document_security(app)
+    if not settings.cors_origin_list:
+        _submissions_first(app, settings.max_body_bytes)
     return app
+
+
+def _submissions_first(app: FastAPI, max_body_bytes: int) -> None:
+    """Submissions enter below FastAPI's own outer layers.
+
+    Its telemetry and body-limit layers wrap every request, and under submission load
+    they cost more than the route needs: a submission passes the server-error layer
+    (a 500 for anything unexpected), the body limit (413) and the fast path only. With
+    CORS configured, nothing changes: CORS must answer first (see `create_app`).
+    """
+    build = app.build_middleware_stack
+
+    def build_stack() -> ASGIApp:
+        rest = build()
+        fast = ServerErrorMiddleware(
+            BodySizeLimit(orders.SubmissionFastPath(rest), max_bytes=max_body_bytes)
+        )
+
+        async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["path"] == orders.SUBMIT_PATH:
+                await fast(scope, receive, send)
+            else:
+                await rest(scope, receive, send)
+
+        return dispatch
+
+    app.build_middleware_stack = build_stack  # type: ignore[method-assign]
 
 
 def _document_security(app: FastAPI) -> None:

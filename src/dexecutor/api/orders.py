@@ -129,9 +129,10 @@ async def execute(request: Request) -> Response:
     await state.limiter.check(address, req.user)
     await check_backlog(svc)
     try:
-        order, created = await state.intake.accept(
-            new_order(req), idempotency_key, req.fingerprint()
-        )
+        # Only a retry with the same key compares fingerprints: without one, none is
+        # computed (it was a tenth of the handler).
+        fingerprint = req.fingerprint() if idempotency_key is not None else None
+        order, created = await state.intake.accept(new_order(req), idempotency_key, fingerprint)
     except IdempotencyConflict as err:
         raise ApiError(
             409,
@@ -142,7 +143,7 @@ async def execute(request: Request) -> Response:
     except Refused as err:
         raise ApiError(err.status, err.code, err.message) from None
     body_out: dict[str, Any] = {"orderId": str(order.id), "status": order.status.value}
-    if request.query_params.get("upgrade") == "ws":
+    if request.scope["query_string"] and request.query_params.get("upgrade") == "ws":
         body_out["websocketUrl"] = f"/ws/orders/{order.id}"
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return JSONResponse(body_out, status_code=202, headers=headers)

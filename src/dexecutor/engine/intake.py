@@ -94,9 +94,13 @@ class Intake:
         await self._commits.drain()
 
     async def accept(
-        self, new: NewOrder, idempotency_key: str | None, fingerprint: str
+        self, new: NewOrder, idempotency_key: str | None, fingerprint: str | None
     ) -> tuple[Order, bool]:
-        """Store, queue and announce an order. Returns (order, created)."""
+        """Store, queue and announce an order. Returns (order, created).
+
+        `fingerprint` tells a retry under the same `idempotency_key` from a different
+        order; without a key it is not needed.
+        """
         now = datetime.now(UTC)
         quote_min = quote_expiry = None
         if new.quote_id is not None:
