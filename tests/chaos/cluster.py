@@ -2,9 +2,12 @@
 
 Two API and two worker processes reach a PostgreSQL and a Redis of the run's own
 through TCP proxies, so each backend can be cut (proxy down: connections reset, new
-ones refused) or really stopped and started (the server process itself). The harness
-also supervises the processes as a process manager would: one that exits on its own
-is restarted, and counted.
+ones refused) or really stopped and started (the server process itself). They all
+trade on one chain process (the market and its ledger), which keeps its state in the
+same PostgreSQL but reaches it directly: a proxy cut is an outage of the engine's
+database only, while a PostgreSQL restart hits the chain too. The harness also
+supervises the processes as a process manager would: one that exits on its own is
+restarted, and counted.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tests.support import (
     PrivateRedis,
     Process,
     TcpProxy,
+    chain_process,
     service_env,
     via_proxy,
 )
@@ -66,6 +70,10 @@ class Node:
     @property
     def is_api(self) -> bool:
         return self.process.command == "api"
+
+    @property
+    def is_worker(self) -> bool:
+        return self.process.command == "worker"
 
     def running(self) -> bool:
         proc = self.process.proc
@@ -107,6 +115,7 @@ KINDS: dict[str, float] = {  # relative weights of the fault kinds
     "redis_cut": 1,
     "pg_cut": 1.5,
     "pg_restart": 1.5,
+    "kill_chain": 1.5,
     "venue": 2,
 }
 
@@ -153,13 +162,20 @@ class Cluster:
             PG_POOL_SIZE="8",
             RATE_LIMIT_PER_USER="0",
         )
+        # The chain is separate infrastructure: straight to PostgreSQL, not via the proxy.
+        chain = Node("chain", chain_process({**env, "DATABASE_URL": self.dsn}), self.out)
+        self.nodes.append(chain)
+        chain.start()
+        await chain.process.wait_ready(60)
+        env["CHAIN_URL"] = chain.url
         for i in (1, 2):
             api = Process("api", env, port=free_port())
             self.nodes.append(Node(f"api-{i}", api, self.out))
         for i in (1, 2):
             self.nodes.append(Node(f"worker-{i}", Process("worker", env), self.out))
         for node in self.nodes:
-            node.start()
+            if node is not chain:
+                node.start()
         await asyncio.gather(*(n.process.wait_ready(60) for n in self.apis))
         self._spawn(self._supervise())
         self._spawn(self._watch_loop())
@@ -185,7 +201,11 @@ class Cluster:
 
     @property
     def workers(self) -> list[Node]:
-        return [n for n in self.nodes if not n.is_api]
+        return [n for n in self.nodes if n.is_worker]
+
+    @property
+    def chain(self) -> Node:
+        return next(n for n in self.nodes if n.process.command == "chain")
 
     def live_api(self) -> Node | None:
         live = [n for n in self.apis if n.running() and not n.killed]
@@ -226,6 +246,8 @@ class Cluster:
         if kind in ("kill_api", "kill_worker"):
             group = self.apis if kind == "kill_api" else self.workers
             target = group[int(pick * len(group))].name
+        elif kind == "kill_chain":
+            target = self.chain.name
         elif kind == "venue":
             target = f"venue:{venue}:{venue_kind}"
         else:
@@ -311,7 +333,7 @@ class Cluster:
             for node in self.nodes:
                 if not node.running():
                     node.start()
-            await asyncio.gather(*(n.process.wait_ready(60) for n in self.apis))
+            await asyncio.gather(*(n.process.wait_ready(60) for n in (self.chain, *self.apis)))
 
     async def call(
         self, method: str, path: str, ok: tuple[int, ...] = (), **kwargs: Any
