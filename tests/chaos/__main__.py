@@ -24,7 +24,7 @@ import asyncpg
 from rich.console import Console
 
 from dexecutor import jsoncodec
-from tests.chaos.checks import Snapshot, check_all, recovery
+from tests.chaos.checks import USER_CATCH_UP, Snapshot, check_all, recovery
 from tests.chaos.cluster import Cluster
 from tests.chaos.load import LIMIT_TOKENS, SNIPER_TOKENS, Load
 from tests.chaos.report import print_report
@@ -64,10 +64,14 @@ async def campaign(seed: int, minutes: float, console: Console) -> bool:
                           "tokens launched, prices up")  # fmt: skip
         await _finale(cluster, load)
         snap = await _settle(cluster, SETTLE_S, lambda o: True)
+        snapped = time.monotonic()
         settled_s = time.monotonic() - healed_at
         cluster.milestone(f"settled after {settled_s:.1f}s, {len(snap.unfinished())} unfinished")
         terminal = {i for i, o in snap.orders.items() if o["status"] in ("confirmed", "failed",
                     "cancelled", "expired")}  # fmt: skip
+        # The last events may have reached a user stream only through the hub's re-read:
+        # the streams stay connected long enough for it (see `USER_CATCH_UP`).
+        await asyncio.sleep(max(0.0, USER_CATCH_UP.total_seconds() - (time.monotonic() - snapped)))
         await load.stop_watchers(terminal, WATCH_S)
         met = await _met_limits(cluster, snap)
         invariants = check_all(snap, load, cluster.faults, transitions, met, quiet)
