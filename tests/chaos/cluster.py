@@ -43,8 +43,9 @@ CAP = 5  # MAX_CONCURRENT_ORDERS of the run: low, so the load reaches it
 NAMESPACE = "chaos"
 # How long after a backend fault heals the cap may be overshot (docs/reliability.md):
 # BullMQ's view of the running jobs lives in Redis and is rebuilt by lock expiry (6 s)
-# and the reconciler (1 s here); a job whose attempt failed on a database error leaves
-# its order in an executing status while another takes the slot.
+# and the reconciler (1 s here); a job whose attempt failed on a database error, or on
+# the chain not answering mid-build, leaves its order in an executing status while
+# another takes the slot.
 CAP_WINDOW_S = 15.0
 
 
@@ -105,7 +106,10 @@ class Fault:
 
     @property
     def backend(self) -> bool:
-        return self.kind.startswith(("redis", "pg"))
+        """An outage of something the engine depends on (not one of its own processes):
+        a job attempt that fails on it leaves its order in an executing status until
+        its retry, which opens the cap's window."""
+        return self.kind.startswith(("redis", "pg")) or self.kind == "kill_chain"
 
 
 KINDS: dict[str, float] = {  # relative weights of the fault kinds
