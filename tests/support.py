@@ -333,6 +333,19 @@ async def connected(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
+async def unrecorded_txs(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Transactions the chain received that the engine had not recorded first in
+    `order_txs` (its write-ahead fence): each one is a swap sent outside the engine's
+    bookkeeping, so a resumed or stale sender could have made it twice."""
+    return list(
+        await conn.fetch(
+            "SELECT t.signature, t.order_id::text AS oid, t.venue, t.attempt, t.status"
+            " FROM chain_txs t WHERE NOT EXISTS"
+            " (SELECT 1 FROM order_txs o WHERE o.signature = t.signature)"
+        )
+    )
+
+
 def via_proxy(dsn: str, port: int) -> str:
     """The same database reached through a TcpProxy listening on `port`."""
     parts = urlsplit(dsn)

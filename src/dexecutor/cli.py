@@ -68,12 +68,20 @@ def _setup(settings: Settings) -> None:
         uvloop.install()
 
 
-def _with_backends(settings: Settings) -> tuple[Settings, Backends]:
-    """Start embedded PostgreSQL / Valkey where no server is configured; check the rest."""
+def _with_backends(settings: Settings, redis: bool = True) -> tuple[Settings, Backends]:
+    """Start embedded PostgreSQL / Valkey where no server is configured; check the rest.
+
+    `redis=False` for a role that never uses Redis (the chain): it neither starts one nor
+    waits for one, so it is not down while the engine's Redis is.
+    """
     from dexecutor.embedded import resolve
 
     backends = resolve(
-        settings.database_url, settings.redis_url, settings.postgres_configured(), settings.data_dir
+        settings.database_url,
+        settings.redis_url,
+        settings.postgres_configured(),
+        settings.data_dir,
+        redis=redis,
     )
     resolved = settings.model_copy(
         update={
@@ -83,7 +91,7 @@ def _with_backends(settings: Settings) -> tuple[Settings, Backends]:
         }
     )
     try:
-        asyncio.run(_check_reachable(resolved))
+        asyncio.run(_check_reachable(resolved, redis))
     except BackendUnreachable as err:
         backends.stop()
         typer.echo(f"dexecutor: {err}", err=True)
@@ -95,7 +103,7 @@ class BackendUnreachable(Exception):
     pass
 
 
-async def _check_reachable(settings: Settings) -> None:
+async def _check_reachable(settings: Settings, redis: bool = True) -> None:
     """Wait up to STARTUP_WAIT_S for the configured servers, then give up naming one.
 
     A server that is starting or restarting beside us (a deployment coming up, a
@@ -106,7 +114,7 @@ async def _check_reachable(settings: Settings) -> None:
     logged = False
     while True:
         try:
-            await _reach_once(settings)
+            await _reach_once(settings, redis)
             return
         except BackendUnreachable as err:
             if time.monotonic() >= deadline:
@@ -121,7 +129,7 @@ async def _check_reachable(settings: Settings) -> None:
             await asyncio.sleep(0.5)
 
 
-async def _reach_once(settings: Settings) -> None:
+async def _reach_once(settings: Settings, redis: bool = True) -> None:
     import asyncpg
     from redis.asyncio import Redis
     from redis.exceptions import RedisError
@@ -136,6 +144,8 @@ async def _reach_once(settings: Settings) -> None:
             f"PostgreSQL ({mode.get('postgres')}) at {_redacted(settings.dsn())}"
             f" is unreachable: {err}"
         ) from None
+    if not redis:
+        return
     client = Redis.from_url(settings.redis)
     try:
         await asyncio.wait_for(client.ping(), 5)
@@ -259,11 +269,11 @@ def _run_uvicorn(settings: Settings, run_worker: bool, backends: Backends) -> No
     )
 
 
-def _run_async(main: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
+def _run_async(main: Callable[[Settings], Coroutine[Any, Any, None]], redis: bool = True) -> None:
     """Run a long-lived role without HTTP API of its own, on resolved backends."""
     settings = _settings()
     _setup(settings)
-    settings, backends = _with_backends(settings)
+    settings, backends = _with_backends(settings, redis)
     try:
         asyncio.run(main(settings))
     finally:
@@ -279,7 +289,7 @@ def chain() -> None:
 
         await serve(settings)
 
-    _run_async(main)
+    _run_async(main, redis=False)
 
 
 @app.command()

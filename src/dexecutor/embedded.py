@@ -128,16 +128,25 @@ def start_valkey(data_dir: Path, backends: Backends) -> str:
 
 
 def resolve(
-    database_url: str | None, redis_url: str | None, postgres_configured: bool, data_dir: Path
+    database_url: str | None,
+    redis_url: str | None,
+    postgres_configured: bool,
+    data_dir: Path,
+    redis: bool = True,
 ) -> Backends:
-    """Decide where each backend is, starting embedded servers where none is configured."""
+    """Decide where each backend is, starting embedded servers where none is configured.
+
+    `redis=False` for a role that never uses Redis (the chain): none is started for it.
+    """
     backends = Backends(database_url, redis_url)
     if postgres_configured:
         backends.modes["postgres"] = "configured"
     else:
         backends.database_url = start_postgres(data_dir, backends)
         backends.modes["postgres"] = "embedded"
-    if backends.redis_url:
+    if not redis:
+        backends.modes["redis"] = "unused"
+    elif backends.redis_url:
         backends.modes["redis"] = "configured"
     else:
         backends.redis_url = start_valkey(data_dir, backends)

@@ -2,9 +2,12 @@
 
 Two API and two worker processes reach a PostgreSQL and a Redis of the run's own
 through TCP proxies, so each backend can be cut (proxy down: connections reset, new
-ones refused) or really stopped and started (the server process itself). The harness
-also supervises the processes as a process manager would: one that exits on its own
-is restarted, and counted.
+ones refused) or really stopped and started (the server process itself). They all
+trade on one chain process (the market and its ledger), which keeps its state in the
+same PostgreSQL but reaches it directly: a proxy cut is an outage of the engine's
+database only, while a PostgreSQL restart hits the chain too. The harness also
+supervises the processes as a process manager would: one that exits on its own is
+restarted, and counted.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tests.support import (
     PrivateRedis,
     Process,
     TcpProxy,
+    chain_process,
     service_env,
     via_proxy,
 )
@@ -39,8 +43,9 @@ CAP = 5  # MAX_CONCURRENT_ORDERS of the run: low, so the load reaches it
 NAMESPACE = "chaos"
 # How long after a backend fault heals the cap may be overshot (docs/reliability.md):
 # BullMQ's view of the running jobs lives in Redis and is rebuilt by lock expiry (6 s)
-# and the reconciler (1 s here); a job whose attempt failed on a database error leaves
-# its order in an executing status while another takes the slot.
+# and the reconciler (1 s here); a job whose attempt failed on a database error, or on
+# the chain not answering mid-build, leaves its order in an executing status while
+# another takes the slot.
 CAP_WINDOW_S = 15.0
 
 
@@ -66,6 +71,10 @@ class Node:
     @property
     def is_api(self) -> bool:
         return self.process.command == "api"
+
+    @property
+    def is_worker(self) -> bool:
+        return self.process.command == "worker"
 
     def running(self) -> bool:
         proc = self.process.proc
@@ -97,7 +106,10 @@ class Fault:
 
     @property
     def backend(self) -> bool:
-        return self.kind.startswith(("redis", "pg"))
+        """An outage of something the engine depends on (not one of its own processes):
+        a job attempt that fails on it leaves its order in an executing status until
+        its retry, which opens the cap's window."""
+        return self.kind.startswith(("redis", "pg")) or self.kind == "kill_chain"
 
 
 KINDS: dict[str, float] = {  # relative weights of the fault kinds
@@ -107,6 +119,7 @@ KINDS: dict[str, float] = {  # relative weights of the fault kinds
     "redis_cut": 1,
     "pg_cut": 1.5,
     "pg_restart": 1.5,
+    "kill_chain": 1.5,
     "venue": 2,
 }
 
@@ -153,13 +166,20 @@ class Cluster:
             PG_POOL_SIZE="8",
             RATE_LIMIT_PER_USER="0",
         )
+        # The chain is separate infrastructure: straight to PostgreSQL, not via the proxy.
+        chain = Node("chain", chain_process({**env, "DATABASE_URL": self.dsn}), self.out)
+        self.nodes.append(chain)
+        chain.start()
+        await chain.process.wait_ready(60)
+        env["CHAIN_URL"] = chain.url
         for i in (1, 2):
             api = Process("api", env, port=free_port())
             self.nodes.append(Node(f"api-{i}", api, self.out))
         for i in (1, 2):
             self.nodes.append(Node(f"worker-{i}", Process("worker", env), self.out))
         for node in self.nodes:
-            node.start()
+            if node is not chain:
+                node.start()
         await asyncio.gather(*(n.process.wait_ready(60) for n in self.apis))
         self._spawn(self._supervise())
         self._spawn(self._watch_loop())
@@ -185,7 +205,11 @@ class Cluster:
 
     @property
     def workers(self) -> list[Node]:
-        return [n for n in self.nodes if not n.is_api]
+        return [n for n in self.nodes if n.is_worker]
+
+    @property
+    def chain(self) -> Node:
+        return next(n for n in self.nodes if n.process.command == "chain")
 
     def live_api(self) -> Node | None:
         live = [n for n in self.apis if n.running() and not n.killed]
@@ -226,6 +250,8 @@ class Cluster:
         if kind in ("kill_api", "kill_worker"):
             group = self.apis if kind == "kill_api" else self.workers
             target = group[int(pick * len(group))].name
+        elif kind == "kill_chain":
+            target = self.chain.name
         elif kind == "venue":
             target = f"venue:{venue}:{venue_kind}"
         else:
@@ -311,7 +337,7 @@ class Cluster:
             for node in self.nodes:
                 if not node.running():
                     node.start()
-            await asyncio.gather(*(n.process.wait_ready(60) for n in self.apis))
+            await asyncio.gather(*(n.process.wait_ready(60) for n in (self.chain, *self.apis)))
 
     async def call(
         self, method: str, path: str, ok: tuple[int, ...] = (), **kwargs: Any

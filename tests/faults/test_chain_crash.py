@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.faults.conftest import TERMINAL, Deployment, Progress
+from tests.support import unrecorded_txs
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -57,13 +58,10 @@ async def test_kill_9_of_the_chain_with_orders_in_flight(
         )
         # Nothing reached the chain that the engine had not recorded first: a resumed
         # order sent its recorded transaction again, never a new one.
-        unrecorded = await conn.fetchval(
-            "SELECT count(*) FROM chain_txs t WHERE NOT EXISTS"
-            " (SELECT 1 FROM order_txs o WHERE o.signature = t.signature)"
-        )
+        unrecorded = await unrecorded_txs(conn)
     finally:
         await conn.close()
-    assert unrecorded == 0
+    assert unrecorded == [], unrecorded
     for row in rows:
         if row["status"] == "confirmed":  # the order's fill is the chain's landed swap
             assert row["amount_out"] == row["landed_out"], dict(row)

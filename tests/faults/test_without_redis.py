@@ -12,6 +12,7 @@ import pytest
 from tests.support import (
     PrivateRedis,
     Process,
+    chain_process,
     free_port,
     isolated,
     order_body,
@@ -105,3 +106,17 @@ async def _logged(proc: Process, event: str, timeout: float = 30) -> None:
     while event not in (proc.log_path.read_text() if proc.log_path.exists() else ""):
         assert time.monotonic() < deadline, f"no {event!r} in {proc.log_path}"
         await asyncio.sleep(0.05)
+
+
+async def test_the_chain_starts_while_redis_is_down() -> None:
+    """The chain keeps its state in PostgreSQL and never uses Redis: a chain restarted
+    during a Redis outage serves at once, instead of waiting (or giving up) for a server
+    it does not need."""
+    never = PrivateRedis()  # a free port nobody listens on
+    async with isolated("dxr") as iso:
+        chain = chain_process(iso.env(REDIS_URL=never.url, STARTUP_WAIT_S="60")).start()
+        try:
+            await chain.wait_ready(20)
+            assert "waiting for a backend" not in chain.log_path.read_text()
+        finally:
+            await chain.terminate()
