@@ -10,9 +10,12 @@ walking; the simulation moves pools with `relax` and `shift`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Protocol
+
+from dexecutor.domain.money import math_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +81,26 @@ class Pool(Protocol):
 def other_token(pool: Pool, token: str) -> str:
     """The pool's other side; the caller has checked that `token` is in the pool."""
     return pool.quote if token == pool.base else pool.base
+
+
+_IMPACT_QUANTUM = Decimal("1e-8")
+
+
+def fee_and_impact(
+    fills: Sequence[HopFill], amount_in: Decimal, amount_out: Decimal
+) -> tuple[Decimal, Decimal]:
+    """A route's total fee rate and price impact, from its hops' fills.
+
+    The fee is what the hops' fees take together (1 − Π(1 − fee)); the impact is how
+    far `amount_out` falls short of the same route at its spot prices with those fees.
+    Quotes and split legs report both, so one definition serves them.
+    """
+    with localcontext(math_context()):
+        kept = Decimal(1)
+        spot = Decimal(1)
+        for fill in fills:
+            kept *= 1 - fill.fee_rate
+            spot *= fill.spot
+        ideal = amount_in * kept * spot
+        impact = max(1 - amount_out / ideal, Decimal(0)).quantize(_IMPACT_QUANTUM)
+        return 1 - kept, impact

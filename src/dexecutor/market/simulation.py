@@ -30,7 +30,7 @@ from dexecutor.market.params import (
     PairParams,
     ScheduledLaunch,
 )
-from dexecutor.market.pools import HopFill, Pool
+from dexecutor.market.pools import HopFill, Pool, fee_and_impact
 from dexecutor.market.prices import PriceWalks, seconds
 from dexecutor.market.tokens import Token, find_token, route_name
 from dexecutor.market.types import VENUES, MarketError, Quote
@@ -503,15 +503,7 @@ class Market:
         self, venue: str, path: Path, fills: Sequence[HopFill], amount_in: Decimal
     ) -> Quote:
         amount_out = fills[-1].amount_out
-        with localcontext(_CTX):
-            kept = _ONE
-            spot = _ONE
-            for fill in fills:
-                kept *= _ONE - fill.fee_rate
-                spot *= fill.spot
-            fee = _ONE - kept
-            ideal = amount_in * kept * spot
-            impact = max(_ONE - amount_out / ideal, _ZERO).quantize(_IMPACT_QUANTUM)
+        fee, impact = fee_and_impact(fills, amount_in, amount_out)
         return Quote(
             venue=venue,
             token_in=path[0],

@@ -55,7 +55,7 @@ from typing import Literal
 from dexecutor.domain.money import decimal_places, math_context
 from dexecutor.market.cpmm import CpmmPool
 from dexecutor.market.dlmm import DlmmPool
-from dexecutor.market.pools import HopFill, Pool
+from dexecutor.market.pools import HopFill, Pool, fee_and_impact
 from dexecutor.market.tokens import find_token, route_name
 from dexecutor.market.types import VENUES, MarketError
 
@@ -79,7 +79,6 @@ __all__ = [
 _CTX = math_context()
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
-_IMPACT_QUANTUM = Decimal("1e-8")
 _INF = float("inf")
 
 # Tokens a two-hop candidate may pass through (the same hubs as the single-venue routes).
@@ -302,14 +301,7 @@ def _price(candidate: Candidate, amount_in: Decimal, percent: int) -> Leg:
         fill = hop.pool.simulate(hop.token_in, amount, _decimals(hop.token_out))
         fills.append(fill)
         amount = fill.amount_out
-    with localcontext(_CTX):
-        kept = _ONE
-        spot = _ONE
-        for fill in fills:
-            kept *= _ONE - fill.fee_rate
-            spot *= fill.spot
-        ideal = amount_in * kept * spot
-        impact = max(_ONE - amount / ideal, _ZERO).quantize(_IMPACT_QUANTUM)
+    fee, impact = fee_and_impact(fills, amount_in, amount)
     return Leg(
         venue=candidate.label,
         venues=candidate.venues,
@@ -317,7 +309,7 @@ def _price(candidate: Candidate, amount_in: Decimal, percent: int) -> Leg:
         percent=percent,
         amount_in=amount_in,
         amount_out=amount,
-        fee=_tidy(_ONE - kept),
+        fee=_tidy(fee),
         price_impact=_tidy(impact),
         fills=tuple(fills),
         candidate=candidate,
