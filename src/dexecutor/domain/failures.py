@@ -20,6 +20,10 @@ class FailureReason(StrEnum):
     INSUFFICIENT_LIQUIDITY = "insufficient_liquidity"
     DENIED = "denied"
     INTERNAL_ERROR = "internal_error"
+    # What the chain says of a transaction (see chain/transaction.py):
+    INSUFFICIENT_FUNDS = "insufficient_funds"  # the wallet cannot pay the input or the fee
+    BLOCKHASH_EXPIRED = "blockhash_expired"  # never landed while its blockhash was valid
+    TX_FAILED = "tx_failed"  # another program error; the message carries its code
 
 
 RETRYABLE: frozenset[FailureReason] = frozenset(
@@ -29,6 +33,7 @@ RETRYABLE: frozenset[FailureReason] = frozenset(
         FailureReason.VENUE_TIMEOUT,
         FailureReason.FAILED_TO_LAND,
         FailureReason.TX_EXPIRED,
+        FailureReason.BLOCKHASH_EXPIRED,  # re-signed with a new blockhash, never before
     }
 )
 
