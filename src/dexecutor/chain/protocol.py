@@ -2,28 +2,19 @@
 
 Modelled on the real ones so a real adapter could take the client's place: amounts
 travel in base units as strings, tokens by mint, venues by Jupiter's AMM labels, and
-a transaction is opaque encoded bytes whose signature is known before it is sent.
-
-Until transactions are signed (wallets come later), a transaction is a small JSON
-message, base64-encoded, and its "signature" is the base58 of its SHA-512 digest: 64
-bytes, like an ed25519 signature, so the same bytes always carry the same signature
-and the chain deduplicates a re-send by it. What the engine records before sending is
-exactly what it sends again after a crash.
+a transaction is a real signed Solana transaction (`transaction.py`) whose signature
+is known before it is sent. The errors are Solana's: a refusal names its
+TransactionError, a swap that landed and failed its program's Custom code.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from solders.hash import Hash
 from solders.pubkey import Pubkey
-from solders.signature import Signature
 
 from dexecutor.domain.failures import FailureReason
 from dexecutor.market.tokens import TOKENS, Token, find_token
@@ -158,75 +149,6 @@ def reason_of(err: Any) -> str:
         if isinstance(detail, dict) and "Custom" in detail:
             return _BY_CODE.get(int(detail["Custom"]), FailureReason.TX_FAILED)
     return FailureReason.TX_FAILED
-
-
-@dataclass(frozen=True, slots=True)
-class SwapTx:
-    """One swap transaction: what the engine records, sends, and re-sends."""
-
-    venue: str
-    token_in: str
-    token_out: str
-    amount_in: Decimal
-    min_amount_out: Decimal
-    order_id: UUID
-    attempt: int
-    recent_blockhash: str
-    last_valid_block_height: int
-
-    @property
-    def memo(self) -> str:
-        """The order and attempt, as the memo instruction of a real swap would carry it."""
-        return f"dexecutor:{self.order_id}:{self.attempt}"
-
-    def encode(self) -> str:
-        """The transaction as base64 (sendTransaction's `encoding: base64`)."""
-        t_in, t_out = _token(self.token_in), _token(self.token_out)
-        message = {
-            "program": PROGRAMS[self.venue],
-            "inputMint": t_in.mint,
-            "outputMint": t_out.mint,
-            "amountIn": str(to_base_units(self.amount_in, t_in)),
-            "minimumAmountOut": str(to_base_units(self.min_amount_out, t_out)),
-            "memo": self.memo,
-            "recentBlockhash": self.recent_blockhash,
-            "lastValidBlockHeight": self.last_valid_block_height,
-        }
-        raw = json.dumps(message, separators=(",", ":"), sort_keys=True).encode()
-        return base64.b64encode(raw).decode()
-
-    @staticmethod
-    def decode(encoded: str) -> SwapTx:
-        """Parse a transaction; ValueError when it is not one this chain can run."""
-        try:
-            message = json.loads(base64.b64decode(encoded, validate=True))
-            venue = next(v for v, p in PROGRAMS.items() if p == message["program"])
-            t_in = token_by_mint(message["inputMint"])
-            t_out = token_by_mint(message["outputMint"])
-            if t_in is None or t_out is None:
-                raise ValueError("unknown mint")
-            prefix, order, attempt = str(message["memo"]).split(":")
-            if prefix != "dexecutor":
-                raise ValueError("memo is not an order's")
-            return SwapTx(
-                venue=venue,
-                token_in=t_in.symbol,
-                token_out=t_out.symbol,
-                amount_in=from_base_units(message["amountIn"], t_in),
-                min_amount_out=from_base_units(message["minimumAmountOut"], t_out),
-                order_id=UUID(order),
-                attempt=int(attempt),
-                recent_blockhash=str(message["recentBlockhash"]),
-                last_valid_block_height=int(message["lastValidBlockHeight"]),
-            )
-        except (ValueError, KeyError, TypeError, StopIteration) as err:
-            raise ValueError(f"not a swap transaction this chain can run: {err}") from None
-
-
-def signature_of(encoded: str) -> str:
-    """The transaction's signature (base58, 64 bytes), known before it is sent."""
-    digest = hashlib.sha512(base64.b64decode(encoded)).digest()
-    return str(Signature.from_bytes(digest))
 
 
 def _token(symbol: str) -> Token:
