@@ -16,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from solders.pubkey import Pubkey
+from solders.token import ID as TOKEN_PROGRAM_ID
 from solders.token.associated import get_associated_token_address
 
 from dexecutor.chain.transaction import TOKEN_ACCOUNT_RENT
 from dexecutor.market.tokens import WSOL_MINT
 
 NATIVE = WSOL_MINT  # the key under which an owner's lamports are kept
-TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGhPSXZ3EHkuhE9gkP9oLXkC"
+TOKEN_PROGRAM = str(TOKEN_PROGRAM_ID)  # the SPL token program every token account belongs to
 
 Key = tuple[str, str]  # (owner, mint)
 Changed = Callable[[str, str, int], None]
