@@ -39,6 +39,7 @@ def chain_settings(dsn: str, **overrides: object) -> Settings:
         "mock_market": "calm",
         "mock_quote_latency_ms": "0",
         "mock_swap_latency_ms": "10-20",
+        "chain_blockhash_slots": 10,  # 4 s: a dropped transaction expires in seconds
         "log_json": False,
     }
     values.update(overrides)
