@@ -196,15 +196,22 @@ def timeline(seed: int, step: int = 25) -> dict[str, list[float]]:
 
 
 def summarise(rows: Sequence[Row], seed: int, transactions: int, cap: int) -> dict[str, Any]:
-    return {
+    """The headline figures (flat, as `dexecutor bench` shows them), with rebroadcasts:
+    a zero fee and the engine's policy at each level."""
+    summary: dict[str, Any] = {
         "seed": seed,
         "transactions_per_point": transactions,
-        "levels": LEVELS,
-        "rebroadcast_slots": REBROADCAST_SLOTS,
-        "expiry_slots": EXPIRY_SLOTS,
-        "policy": {"percentile": PERCENTILE, "cap": cap},
-        "rows": [asdict(r) for r in rows],
+        "policy_cap": cap,
     }
+    for name in LEVELS:
+        zero = next(r for r in rows if r.level_name == name and r.price == "0")
+        policy = next(r for r in rows if r.level_name == name and r.price.startswith("p"))
+        summary[f"{name}_zero_fee_p90_ms"] = zero.p90_ms
+        summary[f"{name}_zero_fee_never_landed"] = zero.never_landed
+        summary[f"{name}_p{PERCENTILE}_price"] = round(policy.mean_price)
+        summary[f"{name}_p{PERCENTILE}_p90_ms"] = policy.p90_ms
+        summary[f"{name}_p{PERCENTILE}_never_landed"] = policy.never_landed
+    return summary
 
 
 def _ms(value: float | None) -> str:
@@ -300,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary = summarise(rows, args.seed, args.transactions, args.cap)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=1))
+    out.write_text(json.dumps({"summary": summary, "rows": [asdict(r) for r in rows]}, indent=1))
     plot(rows, timeline(args.seed), Path(args.plot))
     if args.json:
         json.dump(summary, sys.stdout)
