@@ -179,7 +179,8 @@ def pressure(params: LandingParams, level: float, cu_price: int) -> float:
 
 
 def landing_chance(params: LandingParams, level: float, cu_price: int) -> float:
-    """The chance, each slot, that a broadcast not lost lands in that slot."""
+    """The chance, each slot, that a broadcast not lost becomes ready to land (it lands
+    then, or in the first later slot whose fee it pays: see `draw`)."""
     return params.next_slot * math.exp(-params.pressure_rate * pressure(params, level, cu_price))
 
 
@@ -189,6 +190,7 @@ def loss_chance(params: LandingParams, level: float, cu_price: int) -> float:
 
 
 def _every_slot_free(ahead: int) -> int:
+    """No slot's fee stops a landing: `draw` then gives the delay alone."""
     return 0
 
 
