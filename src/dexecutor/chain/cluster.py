@@ -48,7 +48,6 @@ from dexecutor.chain.store import ChainStore
 from dexecutor.chain.transaction import SwapTx
 from dexecutor.domain.failures import FailureReason
 from dexecutor.market.simulation import Market, MarketParams
-from dexecutor.market.tokens import Token, find_token
 from dexecutor.market.types import VENUES, MarketError, Quote
 from dexecutor.market.venue import QUOTE_FAULTS, VenueError
 
@@ -546,7 +545,7 @@ class Cluster:
         fault = self.faults.take(tx.venue, ("price",))
         if fault is not None:
             self._act(slot, at, "jump", {"venue": tx.venue, "token": tx.token_in, "bps": fault.bps})
-        units_in = p.to_base_units(swap.amount_in, _token(swap.token_in))
+        units_in = p.to_base_units(swap.amount_in, p.token_of(swap.token_in))
         err: Any = None
         reason: str | None = None
         amount_out: Decimal | None = None
@@ -561,7 +560,7 @@ class Cluster:
             except ValueError:  # amounts the pools refuse
                 reason = FailureReason.TX_FAILED
             else:
-                units_out = p.to_base_units(amount_out, _token(swap.token_out))
+                units_out = p.to_base_units(amount_out, p.token_of(swap.token_out))
                 rent = self.accounts.swap(owner, mint_in, units_in, mint_out, units_out).rent
         if reason is not None:
             err = p.error_of(reason)
@@ -576,7 +575,7 @@ class Cluster:
             "units": min(swap.compute_unit_limit, budget * (3 if err is None else 1) // 4),
             "out": None
             if amount_out is None
-            else p.to_base_units(amount_out, _token(swap.token_out)),
+            else p.to_base_units(amount_out, p.token_of(swap.token_out)),
         }
         self._finish(
             replace(
@@ -711,13 +710,6 @@ class Cluster:
                 continue
             best = q.price if best is None else max(best, q.price)
         return best
-
-
-def _token(symbol: str) -> Token:
-    token = find_token(symbol)
-    if token is None:
-        raise ValueError(f"unknown token {symbol!r}")
-    return token
 
 
 def _symbol(route_name: str) -> str:
