@@ -58,6 +58,8 @@ SLOT_S = p.SLOT_MS / 1000
 SLOT_SAVE_S = 2.0
 # Final transactions kept in memory for status reads; older ones are read from PostgreSQL.
 KEEP_IN_MEMORY = 200_000
+# How long a status read waits for the journal to save what came before it.
+STATUS_WAIT_S = 5.0
 # A `late` fault without `slots`: the transaction lands this many slots after it came.
 LATE_SLOTS = 20
 # The faucet's largest single grant, in base units (lamports for SOL): a u64.
@@ -91,6 +93,10 @@ class TxRefused(Exception):
         self.message = message
         self.err = err
         self.code = code
+
+
+class ChainBehind(Exception):
+    """The chain cannot answer truthfully now: its journal is not saving."""
 
 
 class SlotClock:
@@ -659,7 +665,17 @@ class Cluster:
                         self._dead.add(signature)
 
     async def statuses(self, signatures: list[str]) -> list[ChainTx | None]:
-        """Each transaction's latest saved state (None: unknown, or not saved yet)."""
+        """Each transaction's latest saved state (None: unknown).
+
+        Every change made before the call is saved first, so a transaction that landed
+        in an earlier slot is never reported unknown: a client that saw the block height
+        pass a transaction's last valid one and then reads it unknown may rely on it
+        never landing. ChainBehind when the journal cannot save (PostgreSQL away).
+        """
+        try:
+            await asyncio.wait_for(self._journal.durable(), STATUS_WAIT_S)
+        except TimeoutError:
+            raise ChainBehind("the chain cannot save its ledger: statuses unknown") from None
         missing = [s for s in signatures if s not in self._public]
         found = await self._store.txs(missing) if missing else {}
         return [self._public.get(s) or found.get(s) for s in signatures]
@@ -725,4 +741,12 @@ def params_of(preset: str) -> MarketParams:
     return MarketParams.preset(preset)
 
 
-__all__ = ["Action", "Cluster", "Latencies", "TxRefused", "apply_action", "params_of"]
+__all__ = [
+    "Action",
+    "ChainBehind",
+    "Cluster",
+    "Latencies",
+    "TxRefused",
+    "apply_action",
+    "params_of",
+]
