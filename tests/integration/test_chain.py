@@ -311,10 +311,15 @@ async def test_the_chain_refuses_what_a_real_node_refuses(chain: Chain) -> None:
 async def test_the_faucet_funds_any_token_and_refuses_nonsense(chain: Chain) -> None:
     owner = str(Keypair().pubkey())
     async with httpx.AsyncClient(base_url=chain.url) as http:
+        for _ in range(2):
+            granted = await http.post(
+                "/mock/airdrop", json={"owner": owner, "mint": USDC, "amount": str(2**63 - 1)}
+            )
+            assert granted.status_code == 200
         granted = await http.post(
-            "/mock/airdrop", json={"owner": owner, "mint": USDC, "amount": "2500000"}
+            "/mock/airdrop", json={"owner": owner, "mint": USDC, "amount": "1"}
         )
-        assert granted.json() == {"owner": owner, "mint": USDC, "balance": "2500000"}
+        assert granted.json() == {"owner": owner, "mint": USDC, "balance": str(2**64 - 1)}
         sol = await rpc(http, "requestAirdrop", owner, 3 * 10**9)
         statuses = await rpc(http, "getSignatureStatuses", [sol["result"]])
         assert statuses["result"]["value"][0]["err"] is None
@@ -324,11 +329,15 @@ async def test_the_faucet_funds_any_token_and_refuses_nonsense(chain: Chain) -> 
             {"owner": owner, "mint": "nope", "amount": "1"},
             {"owner": owner, "mint": USDC, "amount": "-1"},
             {"owner": owner, "mint": USDC, "amount": "1.5"},
+            {"owner": owner, "mint": USDC, "amount": str(2**63 - 1)},  # past a u64 in all
         ):
             refused = await http.post("/mock/airdrop", json=bad)
             assert refused.status_code == 400, bad
         assert (await rpc(http, "getBalance", "nope"))["error"]["code"] == p.RPC_INVALID_PARAMS
-    assert chain.cluster.accounts.token(owner, USDC) == 2500000
+    assert chain.cluster.accounts.token(owner, USDC) == 2**64 - 1
+    async with httpx.AsyncClient(base_url=chain.url) as http:  # and the ledger still saves
+        assert (await rpc(http, "getHealth"))["result"] == "ok"
+        assert (await rpc(http, "getSignatureStatuses", []))["result"]["value"] == []
 
 
 def route(

@@ -542,7 +542,10 @@ async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
         lamports = params[1] if len(params) > 1 else None
         if not isinstance(lamports, int) or not 0 < lamports <= MAX_AIRDROP:
             raise RpcError(p.RPC_INVALID_PARAMS, "Invalid param: lamports")
-        return await cluster.request_airdrop(owner, lamports)
+        try:
+            return await cluster.request_airdrop(owner, lamports)
+        except ValueError as err:
+            raise RpcError(p.RPC_INVALID_PARAMS, f"Invalid param: {err}") from None
     if method == "getAccountInfo":
         if not params or not isinstance(params[0], str):
             raise RpcError(p.RPC_INVALID_PARAMS, "params: expected [address, config]")
@@ -689,7 +692,10 @@ def create_chain_app(cluster: Cluster) -> Starlette:
                 raise _Bad(f"amount: base units as a positive integer up to {MAX_AIRDROP}")
         except (_Bad, ValueError, RpcError) as err:
             return _error(400, "INVALID_REQUEST", str(err))
-        balance = await cluster.airdrop(owner, token.mint, units)
+        try:
+            balance = await cluster.airdrop(owner, token.mint, units)
+        except ValueError as err:
+            return _error(400, "INVALID_REQUEST", str(err))
         return _json({"owner": owner, "mint": token.mint, "balance": str(balance)})
 
     async def view(request: Request) -> Response:
