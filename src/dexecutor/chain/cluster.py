@@ -119,28 +119,25 @@ def market_time(slot: int) -> float:
     return round(slot * SLOT_S, 3)
 
 
+def _swap(market: Market, swap: dict[str, Any], at: float) -> Quote:
+    return market.execute(
+        swap["venue"],
+        swap["tokenIn"],
+        swap["tokenOut"],
+        Decimal(swap["amountIn"]),
+        Decimal(swap["minAmountOut"]),
+        at,
+    )
+
+
 def apply_action(market: Market, kind: str, data: dict[str, Any], at: float) -> Quote | None:
     """Apply one journalled action to the market (live, and again on replay)."""
     if kind == "fill":
-        return market.execute(
-            data["venue"],
-            data["tokenIn"],
-            data["tokenOut"],
-            Decimal(data["amountIn"]),
-            Decimal(data["minAmountOut"]),
-            at,
-        )
+        return _swap(market, data, at)
     if kind == "route":  # a route's hops, in order (all or nothing was decided live)
         fill = None
         for hop in data["hops"]:
-            fill = market.execute(
-                hop["venue"],
-                hop["tokenIn"],
-                hop["tokenOut"],
-                Decimal(hop["amountIn"]),
-                Decimal(hop["minAmountOut"]),
-                at,
-            )
+            fill = _swap(market, hop, at)
         return fill
     if kind == "launch":
         market.launch(data["token"], data["venue"], at)
