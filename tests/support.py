@@ -57,9 +57,7 @@ def redis_url() -> str:
 # What a test user's new wallet gets from the faucet: the tests sell every launched
 # token and whales trade thousands of SOL, more than a development default allows.
 # (tests/e2e/test_wallets.py checks the default itself.)
-TEST_FUNDING = (
-    "SOL:100000,USDC:10000000,USDT:1000000,BONK:100000000000,JUP:1000000,RAY:1000000"
-)
+TEST_FUNDING = "SOL:100000,USDC:10000000,USDT:1000000,BONK:100000000000,JUP:1000000,RAY:1000000"
 
 # Venue latencies for tests: fast, but long enough that orders overlap.
 FAST = {

@@ -13,15 +13,21 @@ import secrets
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
+import asyncpg
 import httpx
 import pytest
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from dexecutor import jsoncodec
+from dexecutor.domain.order import Order, OrderStatus, OrderType, first_event
+from dexecutor.engine.triggers import trigger_of
+from dexecutor.store.orders import OrderRepository
 from dexecutor.wallets import SecretBox, _context
 from tests.support import (
     DEXECUTOR,
@@ -50,7 +56,11 @@ class Deployment:
 async def deployment() -> AsyncIterator[Deployment]:
     key = secrets.token_bytes(32)
     async with isolated("dxw") as iso:
-        env = iso.env(TRIGGER_INTERVAL_MS="100", WALLET_KEY=base64.b64encode(key).decode())
+        env = iso.env(
+            TRIGGER_INTERVAL_MS="100",
+            RECONCILE_INTERVAL_MS="500",
+            WALLET_KEY=base64.b64encode(key).decode(),
+        )
         del env["DEV_FUNDING"]  # the development default
         chain, env = chained(env)
         api = Process("api", env, port=free_port())
@@ -227,6 +237,34 @@ async def test_a_waiting_order_reserves_its_input_and_cancel_releases_it(
     assert freed == {"total": 1000, "available": 1000, "reserved": 0}
     again = await place(client, userId="saver", amountIn=600, **far)
     assert again.status_code == 202, again.text
+
+
+async def test_a_limit_order_that_fires_unfunded_fails_insufficient_funds(
+    deployment: Deployment,
+) -> None:
+    """Stored as intake stores it but without the placement check (as if placed before
+    the wallet was drained): the engine's check stops it when it fires."""
+    now = datetime.now(UTC)
+    order = Order(
+        id=uuid4(), user_id="drained", type=OrderType.LIMIT, token_in="JUP", token_out="USDC",
+        amount_in=Decimal(5), slippage_bps=100, created_at=now, updated_at=now, seq=1,
+        limit_price=Decimal("0.000001"),  # marketable: fires at the next tick
+    )  # fmt: skip
+    pool = await asyncpg.create_pool(deployment.dsn, min_size=1, max_size=2)
+    try:
+        repo = OrderRepository(pool)
+        await repo.create(order, first_event(order))
+        await repo.append(order, order.event(OrderStatus.WAITING, now, trigger=trigger_of(order)))
+    finally:
+        await pool.close()
+    record = await wait_terminal(deployment.client, str(order.id))
+    assert (record["status"], record["failReason"]) == ("failed", "insufficient_funds")
+    events = decoded(await deployment.client.get(f"/api/orders/{order.id}/events"))["events"]
+    assert [e["status"] for e in events] == ["pending", "waiting", "routing", "failed"]
+    async with connected(deployment.dsn) as conn:
+        assert (
+            await conn.fetchval("SELECT count(*) FROM chain_txs WHERE order_id = $1", order.id) == 0
+        )
 
 
 async def test_a_retried_placement_with_its_key_replays_instead_of_being_refused(

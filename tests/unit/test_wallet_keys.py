@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import stat
 from decimal import Decimal
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_funding_defaults_by_environment() -> None:
 
 @pytest.mark.parametrize("text", ["SOL", "SOL:0", "SOL:-1", "DOGE:1", "USDC:0.0000001", "SOL:x"])
 def test_bad_funding_is_refused(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape(text.split(":")[0])):
         parse_funding(text)
     with pytest.raises(ConfigError, match="DEV_FUNDING"):
         load_settings(dev_funding=text)
