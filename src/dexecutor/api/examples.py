@@ -141,7 +141,7 @@ HISTORY = {"orders": [ORDER], "nextBefore": None}
 TOKENS = [
     {"symbol": "SOL", "mint": "So11111111111111111111111111111111111111112", "decimals": 9,
      "launched": True, "name": "Solana (routed as wrapped SOL)"},
-    {"symbol": "NOVA", "mint": "NoVAx7mQ3hZpT9wKc2RfYb8uJdLs4gEv6nAyCqPt1pump", "decimals": 6,
+    {"symbol": "NOVA", "mint": "NoVAx7mQ3hZpT9wKc2RfYb8uJdLs4gEv6nAyCqPpump", "decimals": 6,
      "launched": False, "name": "Nova"},
 ]  # fmt: skip
 STATE_MACHINE = {
@@ -177,3 +177,13 @@ CANCELLED = {
     "lastTradeTimestamp": None, "filled": 0, "remaining": 2, "average": None, "cost": 0,
     "fee": None,
 }  # fmt: skip
+
+
+BALANCES = {
+    "userId": "user1",
+    "wallet": "9wFFyRfZBsuAha4YcuxcXLKwMxJR43S7fPfQLusDBzvT",
+    "balances": {
+        "SOL": {"total": 998.004, "available": 996.004, "reserved": 2},
+        "USDC": {"total": 100197.4, "available": 100197.4, "reserved": 0},
+    },
+}

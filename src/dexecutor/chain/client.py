@@ -239,19 +239,6 @@ class ChainClient:
             raise ChainUnreachable(f"sendTransaction failed: {err.message}") from None
         return str(signature)
 
-    async def airdrop(self, owner: str, mint: str, units: int) -> int:
-        """Development faucet: add base units of a token to a wallet; its new balance."""
-        response = await self._request(
-            "POST",
-            "/mock/airdrop",
-            jsoncodec.dumps({"owner": owner, "mint": mint, "amount": str(units)}),
-        )
-        if response.status_code != 200:
-            raise ChainUnreachable(
-                f"the chain refused an airdrop ({response.status_code}): {response.text[:200]}"
-            )
-        return int(jsoncodec.loads(response.content)["balance"])
-
     async def outcome(self, signature: str, last_valid: int | None = None) -> Outcome:
         """Wait until the transaction landed, or (when `last_valid` is known) expired.
 
@@ -400,6 +387,19 @@ class ChainClient:
 
     async def clear_faults(self) -> None:
         await self._json("DELETE", "/mock/faults")
+
+    async def airdrop(self, owner: str, mint: str, units: int) -> int:
+        """Development faucet: add base units of a token to a wallet; its new balance."""
+        response = await self._request(
+            "POST",
+            "/mock/airdrop",
+            jsoncodec.dumps({"owner": owner, "mint": mint, "amount": str(units)}),
+        )
+        if response.status_code != 200:
+            raise ChainUnreachable(
+                f"the chain refused an airdrop ({response.status_code}): {response.text[:200]}"
+            )
+        return int(jsoncodec.loads(response.content)["balance"])
 
     async def launch(self, token: str, venue: str) -> bool:
         """Open a pool; True when it was open already."""
