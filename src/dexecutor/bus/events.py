@@ -424,11 +424,13 @@ class EventHub:
         for sub in self._by_order.get(message["orderId"], ()):
             sub.offer(message)
         user_id = message.get("userId", "")
-        for group in self._followers.get(user_id, ())[:]:
-            self._follow(group, message)
+        # Watchers on their own first: a group's members that go back to their tasks
+        # below are handed the message as they go.
         for sub in self._by_user.get(user_id, ()):
             if sub.followers is None:
                 sub.offer(message)
+        for group in self._followers.get(user_id, ())[:]:
+            self._follow(group, message)
 
     def _resync_all(self) -> None:
         for hook in self._resync_hooks:
@@ -510,13 +512,6 @@ class EventHub:
         self._last_reread = started
         for user_id, event in found:
             key = str(event.order_id)
-            for group in self._followers.get(user_id, ())[:]:
-                if event.seq <= group.seqs.get(key, 0):
-                    continue
-                if event.at >= group.since:
-                    self._follow(group, event_message(event, user_id))
-                else:  # new to some of them only: each decides on its own, below
-                    self._disband(group)
             for sub in self._by_user.get(user_id, ()):
                 if (
                     sub.followers is None
@@ -524,3 +519,13 @@ class EventHub:
                     and event.seq > sub.seqs.get(key, 0)
                 ):
                     sub.offer(event_message(event, user_id))
+            for group in self._followers.get(user_id, ())[:]:
+                if event.seq <= group.seqs.get(key, 0):
+                    continue
+                if event.at >= group.since:
+                    self._follow(group, event_message(event, user_id))
+                    continue
+                # New to some of its members only: each decides on its own.
+                for sub in self._disband(group):
+                    if event.at >= sub.since:
+                        sub.offer(event_message(event, user_id))
