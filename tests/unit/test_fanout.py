@@ -11,16 +11,18 @@ import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 from uuid import UUID, uuid4
 
 import pytest
 from redis.asyncio import Redis
+from starlette.websockets import WebSocketDisconnect
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from dexecutor import jsoncodec
-from dexecutor.api.wsdirect import frame_of, text_frame
+from dexecutor.api.wsdirect import DirectSocket, frame_of, text_frame
 from dexecutor.bus.events import RESYNC, EventHub, Subscription, is_preframed
 from dexecutor.domain.order import OrderEvent, OrderStatus
 
@@ -303,3 +305,65 @@ async def test_an_event_from_before_a_watcher_opened_is_not_sent_to_it(hub: Even
             assert [m["seq"] for m in await early.task] == [1]
             assert not late.task.done()
             late.task.cancel()
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+def server_side() -> tuple[DirectSocket, Any, Transport]:
+    """A DirectSocket over the state uvicorn's protocol keeps for an accepted socket."""
+    transport = Transport()
+    writable = asyncio.Event()
+    writable.set()
+    protocol = SimpleNamespace(
+        loop=asyncio.get_running_loop(),
+        transport=transport,
+        writable=writable,
+        handshake_complete=True,
+        close_sent=False,
+        disconnected=False,
+    )
+    return DirectSocket(cast(Any, protocol)), protocol, transport
+
+
+async def test_frames_put_this_turn_go_out_in_one_write_before_anything_sent_after() -> None:
+    socket, _, transport = server_side()
+    assert socket.put(b"a") and socket.put(b"b")
+    assert transport.written == []
+    assert socket.write(b"c")  # a group's write comes after what was put before it
+    await turn()
+    assert transport.written == [b"ab", b"c"]
+
+
+async def test_a_socket_whose_client_does_not_read_takes_no_write_and_send_waits() -> None:
+    socket, protocol, transport = server_side()
+    protocol.writable.clear()  # uvicorn's protocol: the transport's buffer is over its mark
+    assert not socket.write(b"x") and not socket.put(b"x")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):  # the watcher's send timeout, in small
+            await socket.send([b"y"])
+    sending = asyncio.ensure_future(socket.send([b"y", b"z"]))
+    await turn()
+    protocol.writable.set()  # the client read
+    await sending
+    assert transport.written == [b"yz"]
+
+
+async def test_nothing_is_written_to_a_closed_socket() -> None:
+    socket, protocol, transport = server_side()
+    assert socket.put(b"a")
+    protocol.close_sent = True
+    await turn()
+    assert not socket.write(b"b")
+    with pytest.raises(WebSocketDisconnect):
+        await socket.send([b"c"])
+    assert transport.written == []
