@@ -1,8 +1,9 @@
 """The event hub's fan-out to user watchers that wait: one check and one write per turn.
 
 The hub is driven here without Redis (its dispatch of one published message), with
-connections that record what is written to them. The same paths run against a real
-server in tests/e2e (test_lifecycle, test_lost_events).
+connections that record what is written to them; the direct writes run over the state
+uvicorn's protocol keeps for a connection. The same paths run against a real server in
+tests/e2e (test_lifecycle, test_lost_events, test_hostile_input).
 """
 
 from __future__ import annotations

@@ -6,6 +6,13 @@ feed may have missed something (Redis reconnect, a slow consumer, a seq jump, or
 event hub finding the store ahead of it) the watcher re-reads PostgreSQL from its last
 seq. A user's stream keeps each order's events in seq order the same way: a jump is
 filled from the store before the later event goes out, and nothing goes out twice.
+
+While a watcher's task waits with everything sent, the event hub sends its next events
+itself, framed once and written below the ASGI layer (api/wsdirect.py): a user's
+watchers that have sent the same events get one write each per turn of the event loop,
+the same bytes for all, and no task wakes for them. Anything that needs more than
+sending (a gap, a resync, a connection that cannot take the write, an order's terminal
+event and its close) goes back to the watcher's task.
 """
 
 from __future__ import annotations
