@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
@@ -99,6 +99,24 @@ def watchers(hub: EventHub, n: int, user: str = "u") -> Iterator[list[Watcher]]:
         yield [Watcher(stack.enter_context(hub.watch_user(user))) for _ in range(n)]
 
 
+@contextlib.asynccontextmanager
+async def waiting(hub: EventHub, n: int) -> AsyncIterator[list[Watcher]]:
+    """`n` watchers of user u, each task waiting with nothing to send."""
+    with watchers(hub, n) as ws:
+        for w in ws:
+            await w.wait()
+        yield ws
+
+
+async def left_behind(hub: EventHub, w: Watcher, message: bytes) -> list[dict[str, Any]]:
+    """What `w`'s task gets when its connection cannot take the write of `message`."""
+    w.connection.full = True
+    hub._dispatch(message)
+    await turn()
+    assert w.task is not None
+    return await w.task
+
+
 async def turn() -> None:
     """One turn of the event loop: the hub writes what the previous turn queued."""
     await asyncio.sleep(0)
@@ -112,9 +130,7 @@ def test_a_text_frame_parses_as_one_final_unmasked_text_frame(size: int) -> None
 
 
 async def test_one_turns_events_go_to_every_waiting_watcher_in_one_write(hub: EventHub) -> None:
-    with watchers(hub, 3) as ws:
-        for w in ws:
-            await w.wait()
+    async with waiting(hub, 3) as ws:
         for seq in (1, 2, 3):
             hub._dispatch(event("a", seq))
         hub._dispatch(event("b", 1))
@@ -128,9 +144,7 @@ async def test_one_turns_events_go_to_every_waiting_watcher_in_one_write(hub: Ev
 
 
 async def test_an_event_sent_before_is_not_sent_again(hub: EventHub) -> None:
-    with watchers(hub, 2) as ws:
-        for w in ws:
-            await w.wait()
+    async with waiting(hub, 2) as ws:
         hub._dispatch(event("a", 1))
         hub._dispatch(event("a", 1))
         await turn()
@@ -142,9 +156,7 @@ async def test_an_event_sent_before_is_not_sent_again(hub: EventHub) -> None:
 async def test_a_gap_sends_each_watcher_back_to_its_task_after_what_it_was_due(
     hub: EventHub,
 ) -> None:
-    with watchers(hub, 2) as ws:
-        for w in ws:
-            await w.wait()
+    async with waiting(hub, 2) as ws:
         hub._dispatch(event("a", 1))
         hub._dispatch(event("a", 3))  # seq 2 is missing: the task reads it from the store
         for w in ws:
@@ -159,15 +171,9 @@ async def test_a_gap_sends_each_watcher_back_to_its_task_after_what_it_was_due(
 async def test_a_connection_that_cannot_take_a_write_leaves_and_holds_up_nobody(
     hub: EventHub,
 ) -> None:
-    with watchers(hub, 3) as ws:
-        for w in ws:
-            await w.wait()
+    async with waiting(hub, 3) as ws:
         slow = ws[1]
-        slow.connection.full = True
-        hub._dispatch(event("a", 1))
-        await turn()
-        assert slow.task is not None
-        (due,) = await slow.task
+        (due,) = await left_behind(hub, slow, event("a", 1))
         assert frame_of(due) == ws[0].connection.writes[0]
         assert slow.sub.followers is None and slow.sub.seqs == {"a": 1}
         hub._dispatch(event("a", 2))  # now for its task
@@ -178,22 +184,16 @@ async def test_a_connection_that_cannot_take_a_write_leaves_and_holds_up_nobody(
 
 
 async def test_a_watcher_that_caught_up_follows_again_with_the_others(hub: EventHub) -> None:
-    with watchers(hub, 2) as ws:
-        for w in ws:
-            await w.wait()
+    async with waiting(hub, 2) as ws:
         behind = ws[1]
-        behind.connection.full = True
-        hub._dispatch(event("a", 1))
-        await turn()
-        assert behind.task is not None
-        await behind.task  # its task sent what it was due
+        await left_behind(hub, behind, event("a", 1))  # its task sent what it was due
         behind.connection.full = False
         await behind.wait()
         assert behind.sub.followers is ws[0].sub.followers
         hub._dispatch(event("a", 2))
         await turn()
         assert behind.connection.writes == ws[0].connection.writes[1:]
-        assert not behind.task.done()
+        assert behind.task is not None and not behind.task.done()
 
 
 async def test_watchers_that_sent_different_events_are_checked_apart(hub: EventHub) -> None:
@@ -214,9 +214,7 @@ async def test_watchers_that_sent_different_events_are_checked_apart(hub: EventH
 
 
 async def test_a_closed_watcher_leaves_its_group(hub: EventHub) -> None:
-    with watchers(hub, 2) as ws:
-        for w in ws:
-            await w.wait()
+    async with waiting(hub, 2) as ws:
         with watchers(hub, 1) as (gone,):
             await gone.wait()
             assert gone.sub.followers is ws[0].sub.followers
@@ -230,9 +228,7 @@ async def test_a_closed_watcher_leaves_its_group(hub: EventHub) -> None:
 
 
 async def test_a_resync_sends_each_watcher_back_to_its_task(hub: EventHub) -> None:
-    with watchers(hub, 2) as ws:
-        for w in ws:
-            await w.wait()
+    async with waiting(hub, 2) as ws:
         hub._dispatch(event("a", 1))
         hub._resync_all()  # as after a Redis reconnect
         for w in ws:
@@ -276,9 +272,7 @@ async def test_an_event_found_only_in_the_store_reaches_the_watchers_it_is_new_t
     hub: EventHub,
 ) -> None:
     order = uuid4()
-    with watchers(hub, 2) as ws:
-        for w in ws:
-            await w.wait()
+    async with waiting(hub, 2) as ws:
         hub._dispatch(event(str(order), 1))
         await turn()
         lost = stored(order, 2, datetime.now(UTC))
