@@ -362,3 +362,19 @@ async def test_nothing_is_written_to_a_closed_socket() -> None:
     with pytest.raises(WebSocketDisconnect):
         await socket.send([b"c"])
     assert transport.written == []
+
+
+async def test_a_connection_that_fails_to_write_costs_the_others_nothing(hub: EventHub) -> None:
+    async with waiting(hub, 3) as ws:
+        broken = ws[0]
+
+        def fail(data: bytes) -> bool:
+            raise OSError("connection reset")
+
+        broken.connection.write = fail  # type: ignore[method-assign]
+        hub._dispatch(event("a", 1))
+        await turn()
+        assert all(seqs_written(w.connection) == [("a", 1)] for w in ws[1:])
+        assert broken.task is not None
+        (due,) = await broken.task  # its task sends it, or finds the connection gone
+        assert is_preframed(due)

@@ -392,7 +392,12 @@ class EventHub:
             group.frames = []
             for sub in list(group.members):
                 assert sub.sink is not None
-                if not sub.sink.write(data):
+                try:
+                    written = sub.sink.write(data)
+                except Exception:  # one broken connection must not cost the others theirs
+                    log.exception("write to a watcher failed; its task takes over")
+                    written = False
+                if not written:
                     # A client that does not read: its task waits for it, within the
                     # send timeout, and holds up nobody else.
                     self._unpark(sub, data)
