@@ -121,11 +121,22 @@ class DirectSocket:
         return True
 
     def write(self, data: bytes) -> bool:
-        """Write `data` (whole frames) now, after what is queued; False when not `open`."""
-        if not self.open:
+        """Write `data` (whole frames) now, after what is queued; False when not `open`.
+
+        Called for every watcher of a broadcast: the checks of `open` are spelt out.
+        """
+        p = self._protocol
+        if (
+            p.close_sent
+            or p.disconnected
+            or not p.handshake_complete
+            or not p.writable.is_set()
+            or p.transport.is_closing()
+        ):
             return False
-        self.flush()
-        self._protocol.transport.write(data)
+        if self._queued:
+            self.flush()
+        p.transport.write(data)
         return True
 
     def flush(self) -> None:

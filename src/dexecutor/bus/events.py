@@ -222,7 +222,7 @@ class Followers:
     def __init__(self, user_id: str, seqs: dict[str, int]) -> None:
         self.user_id = user_id
         self.seqs = seqs
-        self.members: dict[Subscription, None] = {}  # in joining order
+        self.members: dict[Subscription, Sink] = {}  # in joining order
         self.frames: list[bytes] = []  # made this turn, not yet written
         self.since = datetime.min.replace(tzinfo=UTC)  # the latest `since` of its members
 
@@ -242,6 +242,7 @@ class EventHub:
         self._by_order: dict[str, set[Subscription]] = defaultdict(set)
         self._by_user: dict[str, set[Subscription]] = defaultdict(set)
         self._followers: dict[str, list[Followers]] = {}
+        self._following: dict[str, int] = defaultdict(int)  # members of a user's groups
         self._due: list[Followers] = []
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -312,15 +313,17 @@ class EventHub:
             groups.append(group)
         self._join(sub, group)
 
-    @staticmethod
-    def _join(sub: Subscription, group: Followers) -> None:
-        group.members[sub] = None
+    def _join(self, sub: Subscription, group: Followers) -> None:
+        assert sub.sink is not None
+        group.members[sub] = sub.sink
+        self._following[group.user_id] += 1
         group.since = max(group.since, sub.since)
         sub.followers = group
         sub.seqs = group.seqs
 
     def _leave(self, sub: Subscription, group: Followers) -> None:
         del group.members[sub]
+        self._following[group.user_id] -= 1
         sub.followers = None
         sub.seqs = dict(group.seqs)
         if not group.members:
@@ -331,6 +334,7 @@ class EventHub:
         groups.remove(group)
         if not groups:
             del self._followers[group.user_id]
+            del self._following[group.user_id]
 
     def _unpark(self, sub: Subscription, due: bytes | None = None) -> None:
         """Back to its own task, which first sends `due` (or this turn's frames)."""
@@ -357,6 +361,7 @@ class EventHub:
             small, large = sorted((group, other), key=lambda g: len(g.members))
             for sub in small.members:
                 self._join(sub, large)
+            self._following[group.user_id] -= len(small.members)
             small.members.clear()
             self._drop(small)
             group = large
@@ -373,8 +378,7 @@ class EventHub:
                 if not self._due:
                     asyncio.get_running_loop().call_soon(self._write_due)
                 self._due.append(group)
-            sink = next(iter(group.members)).sink
-            assert sink is not None
+            sink = next(iter(group.members.values()))
             group.frames.append(sink.frame(message))
             return
         # A gap: each member fills it from the store on its own.
@@ -390,10 +394,9 @@ class EventHub:
                 continue
             data = group.frames[0] if len(group.frames) == 1 else b"".join(group.frames)
             group.frames = []
-            for sub in list(group.members):
-                assert sub.sink is not None
+            for sub, sink in list(group.members.items()):
                 try:
-                    written = sub.sink.write(data)
+                    written = sink.write(data)
                 except Exception:  # one broken connection must not cost the others theirs
                     log.exception("write to a watcher failed; its task takes over")
                     written = False
@@ -431,9 +434,11 @@ class EventHub:
         user_id = message.get("userId", "")
         # Watchers on their own first: a group's members that go back to their tasks
         # below are handed the message as they go.
-        for sub in self._by_user.get(user_id, ()):
-            if sub.followers is None:
-                sub.offer(message)
+        subs = self._by_user.get(user_id, ())
+        if len(subs) > self._following.get(user_id, 0):
+            for sub in subs:
+                if sub.followers is None:
+                    sub.offer(message)
         for group in self._followers.get(user_id, ())[:]:
             self._follow(group, message)
 
