@@ -572,10 +572,16 @@ async def chain_quote(server_dsn: str, redis_url: str, quotes: int) -> dict[str,
 
 
 def _rss_mib(pid: int) -> float:
+    """Resident memory of the process and its children (the API's worker processes)."""
+    total = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+            total += int(line.split()[1]) / 1024
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):
+                total += _rss_mib(int(child))
+    return total
 
 
 async def fan_out(

@@ -3,7 +3,8 @@
 A full WebSocket client per watcher costs the measuring side more CPU than the server
 spends sending, on the same two cores, and the figure would measure the client. These
 readers do only what a watcher must: the opening handshake, reading unmasked text
-frames, answering pings, and noting when each event arrived. They run in several
+frames, answering pings, and noting when each event arrived (each is decoded only
+once all arrived, so decoding one does not delay reading the next). They run in several
 processes (`spawn`), each with its own share of the connections.
 """
 
@@ -35,10 +36,10 @@ _decode_event = msgspec.json.Decoder(_Event).decode
 class Reader(asyncio.Protocol):
     """One watcher: counts the events it receives and how late each one was."""
 
-    def __init__(self, request: bytes, expected: int, delays: list[float]) -> None:
+    def __init__(self, request: bytes, expected: int, arrivals: list[tuple[float, bytes]]) -> None:
         self._request = request
         self._expected = expected
-        self._delays = delays
+        self._arrivals = arrivals
         self._buffer = bytearray()
         self._upgraded = False
         self._transport: asyncio.Transport | None = None
@@ -88,8 +89,8 @@ class Reader(asyncio.Protocol):
             payload = bytes(buf[start : start + length])
             del buf[: start + length]
             if opcode == 0x1:
-                at = datetime.fromisoformat(_decode_event(payload).at).timestamp()
-                self._delays.append((now - at) * 1000)
+                # Decoded once all arrived: decoding here would delay the next reads.
+                self._arrivals.append((now, payload))
                 self.received += 1
                 if self.received == self._expected and not self.done.done():
                     self.done.set_result(None)
@@ -115,11 +116,11 @@ def _request(host: str, port: int, path: str) -> bytes:
 
 async def _watch(host: str, port: int, paths: list[str], expected: int, pipe: Connection) -> None:
     loop = asyncio.get_running_loop()
-    delays: list[float] = []
+    arrivals: list[tuple[float, bytes]] = []
     readers: list[Reader] = []
     for i in range(0, len(paths), 250):  # in batches, so the listen backlog never overflows
         batch = [
-            Reader(_request(host, port, path), expected, delays) for path in paths[i : i + 250]
+            Reader(_request(host, port, path), expected, arrivals) for path in paths[i : i + 250]
         ]
         await asyncio.gather(*(loop.create_connection(_factory(r), host, port) for r in batch))
         await asyncio.gather(*(r.opened for r in batch))
@@ -130,7 +131,12 @@ async def _watch(host: str, port: int, paths: list[str], expected: int, pipe: Co
     finally:
         for r in readers:
             r.close()
-    pipe.send(delays)
+    pipe.send([_delay_ms(now, payload) for now, payload in arrivals])
+
+
+def _delay_ms(arrived: float, payload: bytes) -> float:
+    """From the event's time (stamped by its writer) to its arrival here."""
+    return (arrived - datetime.fromisoformat(_decode_event(payload).at).timestamp()) * 1000
 
 
 def _process_main(host: str, port: int, paths: list[str], expected: int, pipe: Connection) -> None:

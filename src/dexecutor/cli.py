@@ -254,7 +254,8 @@ def _run_uvicorn(settings: Settings, run_worker: bool, backends: Backends) -> No
         "log_config": None,
         "loop": "uvloop",
         "http": "httptools",
-        "ws": "websockets-sansio",
+        # websockets-sansio, plus pre-framed writes for the event fan-out (api/wsdirect.py).
+        "ws": "dexecutor.api.wsdirect:FramedWebSocketProtocol",
         "ws_max_size": settings.max_body_bytes,  # a bigger message closes with 1009
         # Events are a few hundred bytes: compressing them per connection would cost a
         # zlib context per watcher (memory) and a compression per watcher per event.

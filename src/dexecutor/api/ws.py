@@ -6,6 +6,13 @@ feed may have missed something (Redis reconnect, a slow consumer, a seq jump, or
 event hub finding the store ahead of it) the watcher re-reads PostgreSQL from its last
 seq. A user's stream keeps each order's events in seq order the same way: a jump is
 filled from the store before the later event goes out, and nothing goes out twice.
+
+While a watcher's task waits with everything sent, the event hub sends its next events
+itself, framed once and written below the ASGI layer (api/wsdirect.py): a user's
+watchers that have sent the same events get one write each per turn of the event loop,
+the same bytes for all, and no task wakes for them. Anything that needs more than
+sending (a gap, a resync, a connection that cannot take the write, an order's terminal
+event and its close) goes back to the watcher's task.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from dexecutor.api.errors import DATABASE_DOWN, ApiError, database_down_message
 from dexecutor.api.guard import Principal
 from dexecutor.api.orders import check_backlog, new_order
 from dexecutor.api.schemas import USER_ID_PATTERN, parse_order_request
-from dexecutor.bus.events import RAW, RESYNC, Subscription, event_message
+from dexecutor.api.wsdirect import direct_socket, frame_of
+from dexecutor.bus.events import RAW, RESYNC, Subscription, event_message, is_preframed
 from dexecutor.domain.order import TERMINAL
 from dexecutor.engine.intake import Intake, Refused
 from dexecutor.metrics import WEBSOCKETS
@@ -54,12 +62,20 @@ class TooSlow(Exception):
 
 
 async def _send(ws: WebSocket, *messages: dict[str, Any]) -> None:
-    """Send messages in order; TooSlow if the client does not take them in time."""
+    """Send messages in order; TooSlow if the client does not take them in time.
+
+    Where the server offers direct writes, all of them go in one write (a watcher that
+    fell behind catches up in one system call, not one per event).
+    """
     timeout = ws.app.state.services.settings.ws_send_timeout_s
+    direct = direct_socket(ws)
     try:
         # A timeout scope, not wait_for: wait_for wraps every send in a task of its
         # own, and a process feeding thousands of watchers sends a lot.
         async with asyncio.timeout(timeout):
+            if direct is not None:
+                await direct.send([frame_of(message) for message in messages])
+                return
             for message in messages:
                 await ws.send_text(message.get(RAW) or jsoncodec.dumps(message).decode())
     except TimeoutError:
@@ -105,6 +121,9 @@ async def admitted(ws: WebSocket, kind: str) -> AsyncIterator[Principal | None]:
 
 
 async def _close(ws: WebSocket, code: int, reason: str = "") -> None:
+    direct = direct_socket(ws)
+    if direct is not None:
+        direct.flush()  # what was queued for the client goes before the close frame
     if ws.application_state != WebSocketState.DISCONNECTED:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await ws.close(code, reason[:120])
@@ -145,6 +164,24 @@ async def stream_order(
             return
         user_id = order.user_id
         last = after
+        live = False  # the task waits for the next live event, with everything sent
+        direct = direct_socket(ws)
+
+        def take(message: dict[str, Any]) -> bool:
+            """The next event, sent from the hub's turn; gaps and the end go to the task."""
+            nonlocal last
+            if not live or message["status"] in _TERMINAL or message["seq"] > last + 1:
+                return False
+            if message["seq"] <= last:
+                return True
+            assert direct is not None
+            if not direct.put(frame_of(message)):
+                return False
+            last = sub.last = message["seq"]
+            return True
+
+        if direct is not None:
+            sub.take = take
 
         async def replay() -> bool:
             nonlocal last
@@ -156,11 +193,13 @@ async def stream_order(
             return False
 
         async def follow() -> None:
-            nonlocal last
+            nonlocal last, live
             if await replay() or (order.is_terminal and last >= order.seq):
                 return  # finished, and the client has everything (`after` at or past the end)
             while True:
+                live = True
                 message = await sub.get()
+                live = False
                 if message is RESYNC or message["seq"] > last + 1:
                     if await replay():
                         return
@@ -203,6 +242,10 @@ async def watch_user(ws: WebSocket, userId: str | None = None) -> None:
             return
         svc: Services = ws.app.state.services
         with svc.hub.watch_user(userId) as sub:
+            # While this watcher's task waits with everything sent, the hub writes its
+            # events to the connection itself, with the other watchers of the user that
+            # have sent the same: a broadcast wakes no task per watcher.
+            sub.sink = direct_socket(ws)
 
             async def forward() -> None:
                 while True:
@@ -224,6 +267,8 @@ async def _in_order(svc: Services, sub: Subscription, message: dict[str, Any]) -
     """
     if message is RESYNC:
         return [{"resync": True}]
+    if is_preframed(message):
+        return [message]  # due while the hub sent for this watcher; already in order
     order_id, seq = message["orderId"], message["seq"]
     known = sub.seqs.get(order_id)
     if known is not None and seq <= known:

@@ -41,6 +41,30 @@ RAW = "_raw"
 RESYNC: dict[str, Any] = {"resync": True}
 """Put on a watcher's queue when events may have been missed: re-read from the store."""
 
+FRAME = "_frame"
+"""Key of a message's bytes as written to a `Sink` (framed once, shared by all)."""
+
+
+def preframed(data: bytes) -> dict[str, Any]:
+    """A message of frames already made: what a follower was due but could not take."""
+    return {FRAME: data}
+
+
+def is_preframed(message: dict[str, Any]) -> bool:
+    return "orderId" not in message and FRAME in message
+
+
+class Sink(Protocol):
+    """A user watcher's connection, written from the hub's own turn (no task of its own)."""
+
+    def frame(self, message: dict[str, Any]) -> bytes:
+        """The bytes that carry `message` (the same for every sink of its kind)."""
+        ...
+
+    def write(self, data: bytes) -> bool:
+        """Write `data` now; False (nothing written) if the connection cannot take it."""
+        ...
+
 
 def event_message(event: OrderEvent, user_id: str | None = None) -> dict[str, Any]:
     """The stream's JSON shape: orderId, seq, status, attempt, at, then status fields."""
@@ -130,10 +154,25 @@ class Subscription:
         self.behind: int | None = None
         self.seqs: dict[str, int] = {}
         self.since = datetime.now(UTC) - _WATCH_SLACK
+        self.take: Callable[[dict[str, Any]], bool] | None = None
+        """Set by a watcher that can pass a message on at once, from the hub's own turn:
+        True when it did (or had sent it before). Asked only while nothing is queued, so
+        what it takes never overtakes what its task still has to send."""
+        self.sink: Sink | None = None
+        """Set by a user watcher whose connection the hub may write to itself."""
+        self.followers: Followers | None = None
+        self._park: Callable[[Subscription], None] | None = None
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.resync_pending:
             return
+        if self.take is not None and self.queue.empty():
+            try:
+                if self.take(message):
+                    return
+            except Exception:  # one watcher's fault must not stop the hub for all others
+                log.exception("watcher could not take an event; it goes to its task")
+                self.take = None
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -148,6 +187,10 @@ class Subscription:
         if self.resync_pending and self.queue.empty():
             self.resync_pending = False
             return RESYNC
+        if self._park is not None and self.queue.empty():
+            # Everything is sent and the task is about to wait: until something needs
+            # the task again, the hub sends this watcher's events with its followers'.
+            self._park(self)
         message = await self.queue.get()
         if message is RESYNC:
             self.resync_pending = False
@@ -164,6 +207,26 @@ class Subscription:
         return out
 
 
+class Followers:
+    """User watchers of one user that have sent exactly the same events, and wait.
+
+    Their per-order sequence numbers are one dict, shared: an event is checked once for
+    all of them, and the events of one turn of the event loop are written to each as the
+    same bytes, in one write. A member leaves (back to its own task, with its own copy of
+    the dict and whatever it was due) when an event needs more than sending (a gap, to
+    fill from the store) or its connection cannot take a write.
+    """
+
+    __slots__ = ("frames", "members", "seqs", "since", "user_id")
+
+    def __init__(self, user_id: str, seqs: dict[str, int]) -> None:
+        self.user_id = user_id
+        self.seqs = seqs
+        self.members: dict[Subscription, Sink] = {}  # in joining order
+        self.frames: list[bytes] = []  # made this turn, not yet written
+        self.since = datetime.min.replace(tzinfo=UTC)  # the latest `since` of its members
+
+
 class EventHub:
     """This process's single Redis subscription and its local watchers."""
 
@@ -178,6 +241,9 @@ class EventHub:
         self._subscribed_once = False
         self._by_order: dict[str, set[Subscription]] = defaultdict(set)
         self._by_user: dict[str, set[Subscription]] = defaultdict(set)
+        self._followers: dict[str, list[Followers]] = {}
+        self._following: dict[str, int] = defaultdict(int)  # members of a user's groups
+        self._due: list[Followers] = []
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -226,7 +292,120 @@ class EventHub:
     @contextlib.contextmanager
     def watch_user(self, user_id: str) -> Iterator[Subscription]:
         with self._watch(self._by_user, user_id) as sub:
-            yield sub
+            sub._park = lambda s: self._park(user_id, s)
+            try:
+                yield sub
+            finally:
+                sub._park = None
+                if sub.followers is not None:
+                    self._leave(sub, sub.followers)
+
+    def _park(self, user_id: str, sub: Subscription) -> None:
+        """Let `sub` follow with the others of its user that have sent what it has sent."""
+        if sub.sink is None or sub.followers is not None:
+            return
+        groups = self._followers.setdefault(user_id, [])
+        for group in groups:
+            if not group.frames and group.seqs == sub.seqs:
+                break
+        else:
+            group = Followers(user_id, sub.seqs)
+            groups.append(group)
+        self._join(sub, group)
+
+    def _join(self, sub: Subscription, group: Followers) -> None:
+        assert sub.sink is not None
+        group.members[sub] = sub.sink
+        self._following[group.user_id] += 1
+        group.since = max(group.since, sub.since)
+        sub.followers = group
+        sub.seqs = group.seqs
+
+    def _leave(self, sub: Subscription, group: Followers) -> None:
+        del group.members[sub]
+        self._following[group.user_id] -= 1
+        sub.followers = None
+        sub.seqs = dict(group.seqs)
+        if not group.members:
+            self._drop(group)
+
+    def _drop(self, group: Followers) -> None:
+        groups = self._followers[group.user_id]
+        groups.remove(group)
+        if not groups:
+            del self._followers[group.user_id]
+            del self._following[group.user_id]
+
+    def _unpark(self, sub: Subscription, due: bytes | None = None) -> None:
+        """Back to its own task, which first sends `due` (or this turn's frames)."""
+        group = sub.followers
+        assert group is not None
+        if due is None and group.frames:
+            due = b"".join(group.frames)
+        self._leave(sub, group)
+        if due is not None:
+            sub.offer(preframed(due))
+
+    def _disband(self, group: Followers) -> list[Subscription]:
+        members = list(group.members)
+        for sub in members:
+            self._unpark(sub)
+        return members
+
+    def _merge(self, group: Followers) -> None:
+        """Groups that have come to the same state (a member that caught up on its own
+        formed a group of its own meanwhile) become one."""
+        for other in self._followers.get(group.user_id, ())[:]:
+            if other is group or other.frames or other.seqs != group.seqs:
+                continue
+            small, large = sorted((group, other), key=lambda g: len(g.members))
+            for sub in small.members:
+                self._join(sub, large)
+            self._following[group.user_id] -= len(small.members)
+            small.members.clear()
+            self._drop(small)
+            group = large
+
+    def _follow(self, group: Followers, message: dict[str, Any]) -> None:
+        """What `Subscription`s of a user stream do with an event, once for all members."""
+        order_id, seq = message["orderId"], message["seq"]
+        known = group.seqs.get(order_id)
+        if known is not None and seq <= known:
+            return  # sent before
+        if seq == (known or 0) + 1:
+            group.seqs[order_id] = seq
+            if not group.frames:
+                if not self._due:
+                    asyncio.get_running_loop().call_soon(self._write_due)
+                self._due.append(group)
+            sink = next(iter(group.members.values()))
+            group.frames.append(sink.frame(message))
+            return
+        # A gap: each member fills it from the store on its own.
+        for sub in self._disband(group):
+            sub.offer(message)
+
+    def _write_due(self) -> None:
+        """Write each group's frames of this turn to its members, the same bytes to all."""
+        due, self._due = self._due, []
+        for group in due:
+            if not group.frames or not group.members:
+                group.frames = []
+                continue
+            data = group.frames[0] if len(group.frames) == 1 else b"".join(group.frames)
+            group.frames = []
+            for sub, sink in list(group.members.items()):
+                try:
+                    written = sink.write(data)
+                except Exception:  # one broken connection must not cost the others theirs
+                    log.exception("write to a watcher failed; its task takes over")
+                    written = False
+                if not written:
+                    # A client that does not read: its task waits for it, within the
+                    # send timeout, and holds up nobody else.
+                    self._unpark(sub, data)
+            if group.members and len(self._followers[group.user_id]) > 1:
+                self._merge(group)
 
     @contextlib.contextmanager
     def _watch(self, index: dict[str, set[Subscription]], key: str) -> Iterator[Subscription]:
@@ -252,12 +431,23 @@ class EventHub:
             listener(message)
         for sub in self._by_order.get(message["orderId"], ()):
             sub.offer(message)
-        for sub in self._by_user.get(message.get("userId", ""), ()):
-            sub.offer(message)
+        user_id = message.get("userId", "")
+        # Watchers on their own first: a group's members that go back to their tasks
+        # below are handed the message as they go.
+        subs = self._by_user.get(user_id, ())
+        if len(subs) > self._following.get(user_id, 0):
+            for sub in subs:
+                if sub.followers is None:
+                    sub.offer(message)
+        for group in self._followers.get(user_id, ())[:]:
+            self._follow(group, message)
 
     def _resync_all(self) -> None:
         for hook in self._resync_hooks:
             hook()
+        for groups in list(self._followers.values()):
+            for group in groups[:]:
+                self._disband(group)
         for subs in (*self._by_order.values(), *self._by_user.values()):
             for sub in subs:
                 sub.resync()
@@ -333,5 +523,19 @@ class EventHub:
         for user_id, event in found:
             key = str(event.order_id)
             for sub in self._by_user.get(user_id, ()):
-                if event.at >= sub.since and event.seq > sub.seqs.get(key, 0):
+                if (
+                    sub.followers is None
+                    and event.at >= sub.since
+                    and event.seq > sub.seqs.get(key, 0)
+                ):
                     sub.offer(event_message(event, user_id))
+            for group in self._followers.get(user_id, ())[:]:
+                if event.seq <= group.seqs.get(key, 0):
+                    continue
+                if event.at >= group.since:
+                    self._follow(group, event_message(event, user_id))
+                    continue
+                # New to some of its members only: each decides on its own.
+                for sub in self._disband(group):
+                    if event.at >= sub.since:
+                        sub.offer(event_message(event, user_id))
