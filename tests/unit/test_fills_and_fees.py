@@ -81,7 +81,8 @@ def test_the_network_fee_and_the_rent_come_from_the_owners_lamports() -> None:
 
 def test_the_effective_price_counts_every_fee() -> None:
     fee = NetworkFee(5000, 995_000, 0)  # 0.001 SOL
-    assert effective_price("SOL", "USDC", Decimal(2), Decimal(190), fee) == Decimal("94.952523738130")
+    paid_in_sol = effective_price("SOL", "USDC", Decimal(2), Decimal(190), fee)
+    assert paid_in_sol == Decimal("94.952523738130")  # 190 / 2.001
     assert effective_price("USDC", "SOL", Decimal(100), Decimal(1), fee) == Decimal("0.00999")
     # Neither side SOL: the fee is valued at the fill's SOL price in tokenOut.
     valued = effective_price("USDC", "USDT", Decimal(100), Decimal(99), fee, Decimal(100))
