@@ -52,6 +52,7 @@ from dexecutor import jsoncodec
 from dexecutor.background import cancel_and_wait
 from dexecutor.chain.protocol import SLOT_MS
 from dexecutor.domain.failures import FailureReason
+from dexecutor.metrics import TX_BROADCASTS
 
 log = structlog.get_logger(__name__)
 
@@ -266,8 +267,12 @@ class Rpc:
 
     # -- sending -------------------------------------------------------------------------------
 
-    async def send(self, raw: bytes) -> str:
-        """Send signed bytes (no preflight); the signature. SendFailed when refused."""
+    async def send(self, raw: bytes, *, again: bool = False) -> str:
+        """Send signed bytes (no preflight); the signature. SendFailed when refused.
+
+        `again`: a rebroadcast of bytes this process sent before (counted apart).
+        """
+        TX_BROADCASTS.labels("rebroadcast" if again else "send").inc()
         try:
             answer = await self._call(self._client.send_raw_transaction(raw, SEND_OPTS))
         except RPCException as err:
@@ -407,7 +412,7 @@ class Rpc:
 
         async def resend() -> None:
             try:
-                await self.send(raw)
+                await self.send(raw, again=True)
             except SendFailed as err:
                 # BlockhashNotFound: it expired (the poll will see it); anything else
                 # the first send would have met already.
