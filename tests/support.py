@@ -58,6 +58,8 @@ def redis_url() -> str:
 FAST = {
     "MOCK_QUOTE_LATENCY_MS": "0",
     "MOCK_SWAP_LATENCY_MS": "20-60",
+    # Blockhashes valid 8 s (20 slots), so a dropped transaction's expiry takes seconds.
+    "CHAIN_BLOCKHASH_SLOTS": "20",
     "BACKOFF_BASE_MS": "30",
     "QUOTE_TIMEOUT_MS": "500",
 }

@@ -63,10 +63,11 @@ class ChainUnreachable(ConnectionError):
 
 
 class RpcFailure(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.data = data
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,8 @@ class ChainClient:
         response = await self._request("POST", "/", jsoncodec.dumps(body))
         answer = jsoncodec.loads(response.content)
         if "error" in answer:
-            raise RpcFailure(int(answer["error"]["code"]), str(answer["error"]["message"]))
+            error = answer["error"]
+            raise RpcFailure(int(error["code"]), str(error["message"]), error.get("data"))
         return answer["result"]
 
     async def rpc_batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
