@@ -54,6 +54,12 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 
 
+# What a test user's new wallet gets from the faucet: whales trade thousands of SOL
+# and limit tests sell RAY, more than the development default gives. Other tokens a
+# test sells it airdrops first (POST /api/mock/airdrop); a new wallet holds no JUP,
+# so a first buy of it opens a token account. (test_wallets.py checks the default.)
+TEST_FUNDING = "SOL:100000,USDC:10000000,RAY:1000000"
+
 # Venue latencies for tests: fast, but long enough that orders overlap.
 FAST = {
     "MOCK_QUOTE_LATENCY_MS": "0",
@@ -171,6 +177,7 @@ def service_env(dsn: str, namespace: str, **overrides: str) -> dict[str, str]:
         LOG_LEVEL="info",
         MAX_CONCURRENT_ORDERS="10",
         MOCK_SEED="7",
+        DEV_FUNDING=TEST_FUNDING,
         **FAST,
     )
     env.update(overrides)

@@ -34,8 +34,8 @@ from dexecutor.chain import transaction as txn
 from dexecutor.chain.client import ChainClient
 from dexecutor.config import ConfigError, Settings, parse_wallet_key
 from dexecutor.domain.failures import FailureReason
-from dexecutor.domain.money import quantize_down
 from dexecutor.domain.order import Order
+from dexecutor.jsoncodec import plain
 from dexecutor.market.tokens import TOKENS, WSOL_MINT, Token, find_token
 from dexecutor.market.types import MarketError
 
@@ -411,15 +411,24 @@ def _shortfall(
 ) -> str:
     parts = []
     if symbol == token_in:
-        parts.append(f"{amount_in} {symbol} in")
+        parts.append(f"{_show(amount_in)} {symbol} in")
     if symbol == SOL:
-        parts.append(f"up to {fee} SOL network fee")
-    held = f"; {balance.reserved} {symbol} reserved by waiting orders" if balance.reserved else ""
-    return (
-        f"insufficient funds: the order needs {quantize_down(wanted, _token(symbol).decimals)}"
-        f" {symbol} ({' + '.join(parts)}) but the wallet has {balance.available} {symbol}"
-        f" available ({balance.total} on chain{held})"
+        parts.append(f"up to {_show(fee)} SOL network fee")
+    held = (
+        f"; {_show(balance.reserved)} {symbol} reserved by waiting orders"
+        if balance.reserved
+        else ""
     )
+    return (
+        f"insufficient funds: the order needs {_show(wanted)} {symbol}"
+        f" ({' + '.join(parts)}) but the wallet has {_show(balance.available)} {symbol}"
+        f" available ({_show(balance.total)} on chain{held})"
+    )
+
+
+def _show(amount: Decimal) -> str:
+    """An amount in words: plain digits, no trailing zeros."""
+    return format(plain(amount), "f")
 
 
 def funds_of(settings: Settings, pool: asyncpg.Pool, chain: ChainClient) -> tuple[Wallets, Funds]:
