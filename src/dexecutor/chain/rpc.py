@@ -17,6 +17,9 @@ do, it does:
 - it is given up only once the block height has passed its lastValidBlockHeight AND
   a status read made after that height was seen still finds nothing: only then can
   it never land, and only then may the order sign a new one.
+
+AsyncClient's HTTP goes over an aiohttp pool (`_AiohttpTransport`); requests,
+responses and errors stay solana-py's and solders'.
 """
 
 from __future__ import annotations
@@ -265,10 +268,6 @@ class Rpc:
             for future in watch.futures:
                 future.cancel()
         await self._client.close()
-
-    @property
-    def client(self) -> AsyncClient:
-        return self._client
 
     # -- what a transaction is built with ----------------------------------------------------
 
