@@ -71,6 +71,11 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 
 
+# What a test user's new wallet gets from the faucet: the tests sell every launched
+# token and whales trade thousands of SOL, more than a development default allows.
+# (tests/e2e/test_wallets.py checks the default itself.)
+TEST_FUNDING = "SOL:100000,USDC:10000000,USDT:1000000,BONK:100000000000,JUP:1000000,RAY:1000000"
+
 # Venue latencies for tests: fast, but long enough that orders overlap.
 FAST = {
     "MOCK_QUOTE_LATENCY_MS": "0",
@@ -189,6 +194,7 @@ def service_env(dsn: str, namespace: str, **overrides: str) -> dict[str, str]:
         LOG_LEVEL="info",
         MAX_CONCURRENT_ORDERS="10",
         MOCK_SEED="7",
+        DEV_FUNDING=TEST_FUNDING,
         **FAST,
     )
     env.update(overrides)

@@ -58,6 +58,18 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def _require_wallet_key(settings: Settings) -> None:
+    """Roles that sign (api, up, worker) need the wallets' key: production refuses to
+    start without WALLET_KEY; development makes one in DATA_DIR."""
+    from dexecutor.wallets import wallet_key
+
+    try:
+        wallet_key(settings)
+    except ConfigError as err:
+        typer.echo(f"dexecutor: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _setup(settings: Settings) -> None:
     from dexecutor.logs import configure
 
@@ -195,6 +207,7 @@ def migrate() -> None:
 
 
 def _serve(settings: Settings, run_worker: bool) -> None:
+    _require_wallet_key(settings)
     _setup(settings)
     settings, backends = _with_backends(settings)
     own_chain = None
@@ -269,9 +282,13 @@ def _run_uvicorn(settings: Settings, run_worker: bool, backends: Backends) -> No
     )
 
 
-def _run_async(main: Callable[[Settings], Coroutine[Any, Any, None]], redis: bool = True) -> None:
+def _run_async(
+    main: Callable[[Settings], Coroutine[Any, Any, None]], redis: bool = True, signs: bool = False
+) -> None:
     """Run a long-lived role without HTTP API of its own, on resolved backends."""
     settings = _settings()
+    if signs:
+        _require_wallet_key(settings)
     _setup(settings)
     settings, backends = _with_backends(settings, redis)
     try:
@@ -336,7 +353,7 @@ def worker() -> None:
         await services.close()
         log.info("worker stopped")
 
-    _run_async(main)
+    _run_async(main, signs=True)
 
 
 def _base_url(url: str | None) -> str:
@@ -605,6 +622,30 @@ def quote(
             from dexecutor.console import quote_table
 
             Console().print(quote_table(found))
+        return EXIT_OK
+
+    _client_command(url, api_key, work)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def balances(
+    user: str | None = USER_OPTION,
+    as_json: bool = JSON_OPTION,
+    url: str | None = URL_OPTION,
+    api_key: str | None = KEY_OPTION,
+) -> None:
+    """A user's wallet: total, available and reserved per token."""
+
+    async def work(client: DexecutorClient) -> int:
+        wallet = await client.balances(_user(user, api_key))
+        if as_json:
+            _print_json(wallet)
+        else:
+            from rich.console import Console
+
+            from dexecutor.console import balances_table
+
+            Console().print(balances_table(wallet))
         return EXIT_OK
 
     _client_command(url, api_key, work)

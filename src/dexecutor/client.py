@@ -281,6 +281,21 @@ class DexecutorClient:
         params = {"tokenIn": token_in, "tokenOut": token_out, "amountIn": str(amount_in)}
         return cast(dict[str, Any], await self._call("GET", "/api/quote", params=params))
 
+    async def balances(self, user_id: str | None = None) -> dict[str, Any]:
+        """The user's wallet: total, available and reserved per token (without
+        `user_id`: the API key's user)."""
+        params = {"userId": user_id} if user_id is not None else {}
+        return cast(dict[str, Any], await self._call("GET", "/api/balances", params=params))
+
+    async def airdrop(
+        self, token: str, amount: Decimal | int | str, user_id: str | None = None
+    ) -> dict[str, Any]:
+        """Development faucet: add `amount` of `token` to the wallet; its new balances."""
+        body: dict[str, Any] = {"token": token, "amount": str(amount)}
+        if user_id is not None:
+            body["userId"] = user_id
+        return cast(dict[str, Any], await self._call("POST", "/api/mock/airdrop", json=body))
+
     async def tokens(self) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], await self._call("GET", "/api/tokens"))
 

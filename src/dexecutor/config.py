@@ -6,9 +6,11 @@ and passed down. A bad value stops start-up with a message naming the variable.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -22,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dexecutor.market.tokens import find_token
 
 
 class ConfigError(Exception):
@@ -81,6 +85,43 @@ def parse_origins(text: str) -> list[str]:
 def _valid_origins(text: str) -> str:
     parse_origins(text)
     return text
+
+
+DEV_FUNDING = "SOL:1000,USDC:100000"
+
+
+def parse_funding(text: str) -> list[tuple[str, Decimal]]:
+    """`DEV_FUNDING=SOL:1000,USDC:100000` → [(symbol, amount)]: a new wallet's faucet grant.
+
+    Each token must be in the registry and each amount positive, in whole base units.
+    """
+    grants = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        symbol, sep, amount = item.partition(":")
+        try:
+            value = Decimal(amount.strip())
+        except ArithmeticError:
+            value = Decimal(0)
+        if not sep or not value.is_finite() or value <= 0:
+            raise ValueError(f"expected TOKEN:AMOUNT pairs with AMOUNT > 0, got {item!r}")
+        token = find_token(symbol.strip())
+        if token is None:
+            raise ValueError(f"unknown token {symbol.strip()!r} in {item!r}")
+        if value != value.quantize(token.quantum, rounding=ROUND_DOWN):
+            raise ValueError(f"{item!r}: {token.symbol} has {token.decimals} decimals")
+        grants.append((token.symbol, value))
+    return grants
+
+
+def parse_wallet_key(text: str) -> bytes:
+    """WALLET_KEY: base64 of exactly 32 bytes (an AES-256 key)."""
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64 (e.g. from `openssl rand -base64 32`)") from None
+    if len(key) != 32:
+        raise ValueError(f"must be base64 of 32 bytes, got {len(key)} bytes")
+    return key
 
 
 def parse_launches(text: str) -> list[tuple[str, str, float]]:
@@ -147,6 +188,13 @@ class Settings(BaseSettings):
     chain_url: str | None = None
     chain_port: Annotated[int, Field(ge=1, le=65535)] = 8899
 
+    # Custodial wallets. WALLET_KEY encrypts their secrets (base64 of 32 bytes); without
+    # it, development and test generate one into DATA_DIR/wallet.key and production
+    # refuses to start. DEV_FUNDING: what the faucet gives a new wallet, `TOKEN:AMOUNT,…`
+    # (unset: 1,000 SOL and 100,000 USDC, but nothing in production).
+    wallet_key: SecretStr = SecretStr("")
+    dev_funding: str | None = None
+
     mock_quote_latency_ms: str = "150-250"
     mock_swap_latency_ms: str = "2000-3000"
     mock_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
@@ -171,6 +219,27 @@ class Settings(BaseSettings):
     def _api_keys(cls, value: SecretStr) -> SecretStr:
         parse_api_keys(value.get_secret_value())
         return value
+
+    @field_validator("wallet_key")
+    @classmethod
+    def _wallet_key(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value().strip():
+            parse_wallet_key(value.get_secret_value())
+        return value
+
+    @field_validator("dev_funding")
+    @classmethod
+    def _dev_funding(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_funding(value)
+        return value
+
+    @property
+    def funding(self) -> list[tuple[str, Decimal]]:
+        """The faucet grant of a new wallet (none in production unless DEV_FUNDING says)."""
+        if self.dev_funding is not None:
+            return parse_funding(self.dev_funding)
+        return [] if self.env == "production" else parse_funding(DEV_FUNDING)
 
     @property
     def cors_origin_list(self) -> list[str]:

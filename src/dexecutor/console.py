@@ -179,8 +179,19 @@ def quote_table(quote: dict[str, Any]) -> Table:
     return table
 
 
+def balances_table(wallet: dict[str, Any]) -> Table:
+    table = Table(title=f"{wallet['userId']}  wallet {wallet['wallet']}", title_justify="left")
+    for column in ("token", "total", "available", "reserved"):
+        table.add_column(column, justify="left" if column == "token" else "right")
+    for symbol, b in wallet["balances"].items():
+        reserved = num(b["reserved"]) if b["reserved"] else Text("0", style="dim")
+        table.add_row(symbol, num(b["total"]), num(b["available"]), reserved)
+    return table
+
+
 __all__ = [
     "TERMINAL",
+    "balances_table",
     "lifecycle_table",
     "orders_table",
     "quote_table",

@@ -34,6 +34,7 @@ from dexecutor.store.db import create_pool
 from dexecutor.store.orders import OrderRepository
 from dexecutor.store.outbox import PgOutbox
 from dexecutor.store.watch import StoredEvents
+from dexecutor.wallets import Funds, Wallets, funds_of
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +56,8 @@ class Services:
     hub: EventHub
     control: MarketControl
     publisher: EventPublisher
+    wallets: Wallets
+    funds: Funds
     worker: OrderWorker | None = None
     triggers: TriggerRunner | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -75,6 +78,7 @@ class Services:
         chain = ChainClient(settings.chain, timeout_s=max(10.0, settings.quote_timeout_ms / 500))
         venues = {name: ChainVenue(name, chain) for name in VENUES}
         publisher = EventPublisher(redis, keys.events, keys.wait_events)
+        wallets, funds = funds_of(settings, pool, chain)
         engine = Engine(
             repo,
             publisher,
@@ -87,6 +91,7 @@ class Services:
                 internal_error_limit=settings.internal_error_limit,
             ),
             observer=EngineMetrics(),
+            funds=funds,
         )
         queue = OrderQueue(settings.redis, settings.namespace, redis)
         # A process that serves watchers hears every event; a worker alone only what
@@ -101,7 +106,7 @@ class Services:
         hub.on_channel(keys.market, control.receive)
         services = cls(
             settings, pool, redis, keys, repo, QuoteBook(redis, keys), queue, chain, venues,
-            engine, hub, control, publisher, loops=loops,
+            engine, hub, control, publisher, wallets, funds, loops=loops,
         )  # fmt: skip
         if worker:
             # The trigger book checks itself against PostgreSQL as often as the

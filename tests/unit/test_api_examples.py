@@ -20,8 +20,9 @@ from dexecutor.api import views
         (views.EventsView, ex.EVENTS),
         (views.QuoteView, ex.QUOTE),
         (views.StatusView, ex.STATUS),
+        (views.BalancesView, ex.BALANCES),
     ],
-    ids=["order", "cancelled", "history", "events", "quote", "status"],
+    ids=["order", "cancelled", "history", "events", "quote", "status", "balances"],
 )
 def test_examples_match_their_views(model: type[BaseModel], example: Any) -> None:
     model.model_validate(example)

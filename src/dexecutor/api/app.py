@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dexecutor import __version__
-from dexecutor.api import errors, health, market, orders, ws
+from dexecutor.api import errors, health, market, orders, wallets, ws
 from dexecutor.api.guard import Authenticator, BodySizeLimit, RateLimiter
 from dexecutor.api.responses import JSONResponse
 from dexecutor.config import Settings, load_settings, parse_api_keys
@@ -41,6 +41,7 @@ def create_app(
             services.queue,
             services.publisher,
             services.quotes,
+            services.funds,
         )
         app.state.limiter = RateLimiter(
             services.redis,
@@ -86,6 +87,7 @@ def create_app(
     app.include_router(orders.submission)
     app.include_router(orders.router)
     app.include_router(market.router)
+    app.include_router(wallets.router)
     app.include_router(ws.router)
     app.include_router(health.router)
     # The blotter's scripts and styles; mounts stay out of the OpenAPI schema.

@@ -168,3 +168,13 @@ CANCELLED = {
     "lastTradeTimestamp": None, "filled": 0, "remaining": 2, "average": None, "cost": 0,
     "fee": None,
 }  # fmt: skip
+
+
+BALANCES = {
+    "userId": "user1",
+    "wallet": "9wFFyRfZBsuAha4YcuxcXLKwMxJR43S7fPfQLusDBzvT",
+    "balances": {
+        "SOL": {"total": 998.004, "available": 996.004, "reserved": 2},
+        "USDC": {"total": 100197.4, "available": 100197.4, "reserved": 0},
+    },
+}

@@ -196,3 +196,15 @@ class ReadyView(View):
     checks: dict[str, str]
     mode: dict[str, str]
     chain: str
+
+
+class BalanceView(View):
+    total: Num = Field(description="on chain")
+    available: Num = Field(description="total minus reserved: what a new order may spend")
+    reserved: Num = Field(description="held by the user's waiting limit and sniper orders")
+
+
+class BalancesView(View):
+    userId: str
+    wallet: str = Field(description="the wallet's address (base58 public key)")
+    balances: dict[str, BalanceView]

@@ -354,6 +354,19 @@ class ChainClient:
     async def clear_faults(self) -> None:
         await self._json("DELETE", "/mock/faults")
 
+    async def airdrop(self, owner: str, mint: str, units: int) -> int:
+        """Development faucet: add base units of a token to a wallet; its new balance."""
+        response = await self._request(
+            "POST",
+            "/mock/airdrop",
+            jsoncodec.dumps({"owner": owner, "mint": mint, "amount": str(units)}),
+        )
+        if response.status_code != 200:
+            raise ChainUnreachable(
+                f"the chain refused an airdrop ({response.status_code}): {response.text[:200]}"
+            )
+        return int(jsoncodec.loads(response.content)["balance"])
+
     async def launch(self, token: str, venue: str) -> bool:
         """Open a pool; True when it was open already."""
         answer = await self._json(

@@ -54,6 +54,13 @@ class Publisher(Protocol):
     async def publish(self, event: OrderEvent, user_id: str) -> None: ...
 
 
+class Funds(Protocol):
+    """The pre-trade check: raises MarketError(insufficient_funds) when the user's wallet
+    cannot pay the order's input and network fee (the order's own reservation excluded)."""
+
+    async def check(self, order: Order) -> None: ...
+
+
 class Observer(Protocol):
     """Hooks for metrics; the engine reports, it does not know Prometheus."""
 
@@ -103,6 +110,7 @@ class Engine:
         policy: Policy,
         observer: Observer | None = None,
         clock: Callable[[], datetime] = utcnow,
+        funds: Funds | None = None,
     ) -> None:
         self._repo = repo
         self._publisher = publisher
@@ -111,6 +119,7 @@ class Engine:
         self._policy = policy
         self._observer = observer
         self._clock = clock
+        self._funds = funds
 
     async def process(self, order_id: UUID) -> int | None:
         """Carry the order as far as it goes now. Returns a retry delay (ms) or None when done.
@@ -179,6 +188,11 @@ class Engine:
                 FailureReason.QUOTE_EXPIRED,
                 f"quote {order.quote_id} expired before the order could be routed",
             )
+        if self._funds is not None:
+            # Before any quote: an order the wallet cannot pay fails here, not on chain
+            # (where it would still cost its fee). A limit or sniper order that fires
+            # unfunded fails the same way.
+            await self._funds.check(order)
         decision = await decide(
             self._venues.values(),
             order.token_in,

@@ -23,6 +23,7 @@ from uuid import UUID, uuid4
 import structlog
 from redis.exceptions import RedisError
 
+from dexecutor.chain.client import ChainUnreachable
 from dexecutor.domain.order import (
     CANCELLABLE,
     Order,
@@ -34,6 +35,7 @@ from dexecutor.domain.order import (
 from dexecutor.engine.execute import Publisher
 from dexecutor.engine.triggers import trigger_of
 from dexecutor.group_commit import GroupCommit, ItemFailed
+from dexecutor.market.types import MarketError
 from dexecutor.metrics import ORDERS_ACCEPTED
 from dexecutor.store.orders import NewRecord, OrderRepository, StaleOrder
 
@@ -50,6 +52,21 @@ class BatchPublisher(Publisher, Protocol):
 
 class QuoteLookup(Protocol):
     async def get(self, quote_id: str) -> dict[str, Any] | None: ...
+
+
+class Placement(Protocol):
+    """The funds check a limit or sniper order passes before it is stored: it will
+    reserve its input, so the wallet must hold it (MarketError insufficient_funds)."""
+
+    async def check_spend(
+        self,
+        user_id: str,
+        token_in: str,
+        token_out: str,
+        amount_in: Decimal,
+        order_id: UUID | None = None,
+        idempotency_key: str | None = None,
+    ) -> None: ...
 
 
 class Refused(Exception):
@@ -82,7 +99,9 @@ class Intake:
         queue: Enqueuer,
         publisher: BatchPublisher,
         quotes: QuoteLookup,
+        funds: Placement | None = None,
     ) -> None:
+        self._funds = funds
         self._repo = repo
         self._queue = queue
         self._publisher = publisher
@@ -101,6 +120,8 @@ class Intake:
         `fingerprint` tells a retry under the same `idempotency_key` from a different
         order; without a key it is not needed.
         """
+        if new.type is not OrderType.MARKET and self._funds is not None:
+            await self._check_funds(new, idempotency_key)
         now = datetime.now(UTC)
         quote_min = quote_expiry = None
         if new.quote_id is not None:
@@ -127,6 +148,26 @@ class Intake:
         if not await self._commits.submit(record):
             return await self._repo.replayed(order, idempotency_key, fingerprint), False
         return record.order, True
+
+    async def _check_funds(self, new: NewOrder, idempotency_key: str | None) -> None:
+        """Refuse (422 insufficient_funds, nothing stored) a waiting order the wallet
+        cannot cover. Market orders skip it: their check runs in the engine, so the
+        submission path stays free of chain calls. A retry under the same key leaves
+        its first order's reservation out, so it replays instead of being refused."""
+        try:
+            await self._funds.check_spend(  # type: ignore[union-attr]
+                new.user_id,
+                new.token_in,
+                new.token_out,
+                new.amount_in,
+                idempotency_key=idempotency_key,
+            )
+        except MarketError as err:
+            raise Refused(422, err.reason, err.message) from None
+        except ChainUnreachable as err:
+            raise Refused(
+                503, "chain_unavailable", f"the chain service did not answer: {err}"
+            ) from None
 
     async def _store_batch(self, records: list[NewRecord]) -> list[bool | ItemFailed]:
         """Commit a batch of new orders, then queue its market orders and announce all.
