@@ -42,7 +42,7 @@ _WINDOW = 16  # characters of an encoding looked up at once; every encoding is l
 _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,}")
 _HEX = re.compile(r"[0-9a-fA-F]{64,}")  # both cases are indexed
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{40,}")
-_BYTE_ARRAY = re.compile(r"\[\s*(?:\d{1,3}\s*,\s*){%d,}\d{1,3}\s*\]" % (SEED_BYTES - 1))
+_BYTE_ARRAY = re.compile(r"\[\s*(?:\d{1,3}\s*,\s*){31,}\d{1,3}\s*\]")  # 32 or more numbers
 _BYTES_LITERAL = re.compile(r"""b'(?:[^'\\\n]|\\.){32,}'|b"(?:[^"\\\n]|\\.){32,}\"""")
 
 
@@ -188,9 +188,9 @@ def _scan(source: str, text: str, patterns: _Patterns) -> Iterator[Finding]:
     if patterns.seeds:
         for value, line, encoding in _byte_values(text):
             for start in range(len(value) - SEED_BYTES + 1):
-                label = patterns.seeds.get(value[start : start + SEED_BYTES])
-                if label is not None:
-                    yield Finding(source, line, label, encoding)
+                owner = patterns.seeds.get(value[start : start + SEED_BYTES])
+                if owner is not None:
+                    yield Finding(source, line, owner, encoding)
     for secret in patterns.texts:
         assert isinstance(secret.value, str)
         position = text.find(secret.value)

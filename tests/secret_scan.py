@@ -23,11 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
+from cryptography.exceptions import InvalidTag
+from solders.keypair import Keypair
+
 from dexecutor.config import parse_api_keys
+from dexecutor.wallets import KEY_FILE, SecretBox
+from dexecutor.wallets import _context as wallet_context
 from tests.leaks import Finding, Secret, find_secrets, read_logs
 
 DEFAULT_DATA_DIR = Path(".data")
-KEY_FILE = "wallet.key"
 
 
 def _base64_key(text: str) -> bytes | None:
@@ -36,6 +41,17 @@ def _base64_key(text: str) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     return key if len(key) == 32 else None
+
+
+def _open(boxes: list[SecretBox], user_id: str, pubkey: str, sealed: bytes) -> bytes | None:
+    for box in boxes:
+        try:
+            seed = box.open(sealed, wallet_context(user_id, pubkey))
+        except InvalidTag:
+            continue
+        if str(Keypair.from_seed(seed).pubkey()) == pubkey:
+            return seed
+    return None
 
 
 @dataclass
@@ -54,8 +70,8 @@ class SessionSecrets:
             users = parse_api_keys(env.get("API_KEYS", ""))
         except ValueError:  # a test of a bad setting: the process refuses to start
             users = {}
-        for key, user in users.items():
-            self.texts[key] = f"API key of {user}"
+        for api_key, user in users.items():
+            self.texts[api_key] = f"API key of {user}"
         if env.get("DEXECUTOR_API_KEY"):
             self.texts[env["DEXECUTOR_API_KEY"]] = "DEXECUTOR_API_KEY"
         if env.get("WALLET_KEY"):
@@ -75,7 +91,22 @@ class SessionSecrets:
         return list(self.keys)
 
     async def harvest(self, dsn: str) -> None:
-        """Note the wallets of a test database (it is about to be dropped)."""
+        """Note the wallets of a test database (it is about to be dropped): each secret,
+        decrypted the way the services do, checked against its public key."""
+        conn = await asyncpg.connect(dsn)
+        try:
+            if await conn.fetchval("SELECT to_regclass('wallets')") is None:
+                return
+            rows = await conn.fetch("SELECT user_id, pubkey, secret FROM wallets")
+        finally:
+            await conn.close()
+        boxes = [SecretBox(key) for key in self.wallet_keys()]
+        for row in rows:
+            seed = _open(boxes, row["user_id"], row["pubkey"], row["secret"])
+            if seed is None:
+                self.unchecked.append(row["user_id"])
+            else:
+                self.wallets[seed] = f"wallet of {row['user_id']} ({row['pubkey']})"
 
     def secrets(self) -> list[Secret]:
         self.wallet_keys()
@@ -88,14 +119,16 @@ class SessionSecrets:
 
 @dataclass(frozen=True)
 class Report:
+    folder: Path
     findings: list[Finding]
     files: int
     secrets: int
     unchecked: list[str]
 
     def lines(self) -> list[str]:
-        summary = f"secret scan: {self.secrets} secrets, {self.files} log files"
-        lines = [summary + (": clean" if not self.findings else f": {len(self.findings)} leaks")]
+        summary = f"{self.secrets} secrets looked for in {self.files} files under {self.folder}"
+        verdict = f"{len(self.findings)} LEAKS" if self.findings else "none found"
+        lines = [f"{summary}: {verdict}"]
         lines += [f"  LEAK {finding}" for finding in self.findings]
         if self.unchecked:
             lines.append(
@@ -108,4 +141,4 @@ class Report:
 def scan(folder: Path, secrets: SessionSecrets) -> Report:
     logs = read_logs(folder) if folder.is_dir() else {}
     wanted = secrets.secrets()
-    return Report(find_secrets(logs, wanted), len(logs), len(wanted), secrets.unchecked)
+    return Report(folder, find_secrets(logs, wanted), len(logs), len(wanted), secrets.unchecked)
