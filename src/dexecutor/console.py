@@ -3,7 +3,7 @@ quotes (rich)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +33,60 @@ def num(value: Any) -> str:
     return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
+def pct(fraction: Any) -> str:
+    """A fraction (0.0012) as the percentage people read (0.12%)."""
+    try:
+        return f"{Decimal(str(fraction)) * 100:.4f}".rstrip("0").rstrip(".") + "%"
+    except ArithmeticError:
+        return str(fraction)
+
+
+def _network_fee(fill: Mapping[str, Any]) -> str | None:
+    """`0.000005 SOL (base 0.000005 + priority 0 + rent 0)`, from what the fill carries."""
+    total = fill.get("networkFee")
+    if total is None:
+        return None
+    detail = fill.get("networkFeeDetail")
+    parts = [f"{name} {num(detail[name])}" for name in ("base", "priority", "rent")
+             if isinstance(detail, Mapping) and detail.get(name) is not None]  # fmt: skip
+    return f"{num(total)} SOL" + (f" ({' + '.join(parts)})" if parts else "")
+
+
+def _venue_fee(fill: Mapping[str, Any]) -> str | None:
+    fee = fill.get("venueFee")
+    if not isinstance(fee, Mapping) or fee.get("amount") is None:
+        return None
+    return f"{num(fee['amount'])} {fee.get('token', '')}".rstrip()
+
+
+def fees_line(fill: Mapping[str, Any]) -> str:
+    """What a fill cost: venue fee, network fee (its parts), price impact, effective
+    price. Fields a server does not send are left out, so older servers still show."""
+    parts = []
+    if (venue := _venue_fee(fill)) is not None:
+        parts.append(f"venue fee {venue}")
+    if (network := _network_fee(fill)) is not None:
+        parts.append(f"network fee {network}")
+    if fill.get("priceImpact") is not None:
+        parts.append(f"impact {pct(fill['priceImpact'])}")
+    if fill.get("effectivePrice") is not None:
+        parts.append(f"effective price {num(fill['effectivePrice'])}")
+    return " · ".join(parts)
+
+
+def _transaction(event: Mapping[str, Any]) -> str:
+    """The signature in full (what an explorer looks up), then where it stands."""
+    parts = [f"tx {event['txHash']}"] if event.get("txHash") else []
+    if event.get("slot") is not None:
+        level = f" ({event['commitment']})" if event.get("commitment") else ""
+        parts.append(f"slot {event['slot']}{level}")
+    if event.get("lastValidBlockHeight") is not None:
+        parts.append(f"valid to block {event['lastValidBlockHeight']}")
+    if event.get("computeUnitPrice") is not None:
+        parts.append(f"priority {event['computeUnitPrice']} µlamports/CU")
+    return " · ".join(parts)
+
+
 def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
@@ -53,12 +107,16 @@ def _details(event: OrderEvent) -> str:
             + f" · min {event.get('minAmountOut')}"
         )
     if status == "submitted":
-        return f"{event.get('dex')} tx {str(event.get('txHash'))[:16]}…"
+        return f"{event.get('dex')} {_transaction(event)}"
     if status == "confirmed":
-        return f"{event.get('amountOut')} at {event.get('executedPrice')} on {event.get('dex')}"
+        fill = f"{event.get('amountOut')} at {event.get('executedPrice')} on {event.get('dex')}"
+        return "\n".join(filter(None, (fill, _transaction(event), fees_line(event))))
     if status in ("retrying", "failed"):
         extra = f" · next attempt in {event.get('delayMs')} ms" if status == "retrying" else ""
-        return f"{event.get('reason')}: {event.get('message')}{extra}"
+        # A transaction that landed and reverted: its signature, slot and the fee it paid.
+        landed = " · ".join(filter(None, (_transaction(event), fees_line(event))))
+        why = f"{event.get('reason')}: {event.get('message')}{extra}"
+        return f"{why}\n{landed}" if landed else why
     if status == "waiting":
         return str(event.get("trigger", {}).get("description", ""))
     return str(event.get("reason", ""))
@@ -100,7 +158,8 @@ async def watch_order(client: DexecutorClient, order_id: str, console: Console) 
 _RECORD_FIELDS = (
     "orderId", "userId", "type", "status", "tokenIn", "tokenOut", "amountIn", "slippageBps",
     "limitPrice", "expiresAt", "dexUsed", "route", "expectedAmountOut", "minAmountOut",
-    "amountOut", "executedPrice", "txHash", "failReason", "attempts", "createdAt", "updatedAt",
+    "amountOut", "executedPrice", "effectivePrice", "priceImpact", "venueFee", "networkFee",
+    "txHash", "slot", "commitment", "failReason", "attempts", "createdAt", "updatedAt",
 )  # fmt: skip
 
 
@@ -118,6 +177,12 @@ def record_table(record: OrderRecord) -> Table:
         value = fields[name]
         if name == "status":
             table.add_row(name, status_text(str(value)))
+        elif name == "networkFee":
+            table.add_row(name, _network_fee(fields) or "")
+        elif name == "venueFee":
+            table.add_row(name, _venue_fee(fields) or "")
+        elif name == "priceImpact":
+            table.add_row(name, pct(value))
         elif isinstance(value, list):
             table.add_row(name, " → ".join(map(str, value)))
         elif not isinstance(value, dict):
@@ -192,6 +257,7 @@ def balances_table(wallet: dict[str, Any]) -> Table:
 __all__ = [
     "TERMINAL",
     "balances_table",
+    "fees_line",
     "lifecycle_table",
     "orders_table",
     "quote_table",
