@@ -59,19 +59,19 @@ def _venue_fee(fill: Mapping[str, Any]) -> str | None:
     return f"{num(fee['amount'])} {fee.get('token', '')}".rstrip()
 
 
-def fees_line(fill: Mapping[str, Any]) -> str:
-    """What a fill cost: venue fee, network fee (its parts), price impact, effective
-    price. Fields a server does not send are left out, so older servers still show."""
-    parts = []
-    if (venue := _venue_fee(fill)) is not None:
-        parts.append(f"venue fee {venue}")
-    if (network := _network_fee(fill)) is not None:
-        parts.append(f"network fee {network}")
+def fee_lines(fill: Mapping[str, Any]) -> list[str]:
+    """What a fill cost: the venue's side (fee, price impact, effective price) on one
+    line, the network fee and its parts on the next. Fields a server does not send are
+    left out, so older servers still show."""
+    venue = []
+    if (fee := _venue_fee(fill)) is not None:
+        venue.append(f"venue fee {fee}")
     if fill.get("priceImpact") is not None:
-        parts.append(f"impact {pct(fill['priceImpact'])}")
+        venue.append(f"impact {pct(fill['priceImpact'])}")
     if fill.get("effectivePrice") is not None:
-        parts.append(f"effective price {num(fill['effectivePrice'])}")
-    return " · ".join(parts)
+        venue.append(f"effective price {num(fill['effectivePrice'])}")
+    network = _network_fee(fill)
+    return [line for line in (" · ".join(venue), network and f"network fee {network}") if line]
 
 
 def _transaction(event: Mapping[str, Any]) -> str:
@@ -107,14 +107,15 @@ def _details(event: OrderEvent) -> str:
             + f" · min {event.get('minAmountOut')}"
         )
     if status == "submitted":
-        return f"{event.get('dex')} {_transaction(event)}"
+        sent = _transaction(event).replace(" · ", "\n", 1)  # the signature on a line of its own
+        return f"{event.get('dex')} {sent}"
     if status == "confirmed":
         fill = f"{event.get('amountOut')} at {event.get('executedPrice')} on {event.get('dex')}"
-        return "\n".join(filter(None, (fill, _transaction(event), fees_line(event))))
+        return "\n".join(filter(None, (fill, _transaction(event), *fee_lines(event))))
     if status in ("retrying", "failed"):
         extra = f" · next attempt in {event.get('delayMs')} ms" if status == "retrying" else ""
         # A transaction that landed and reverted: its signature, slot and the fee it paid.
-        landed = " · ".join(filter(None, (_transaction(event), fees_line(event))))
+        landed = " · ".join(filter(None, (_transaction(event), *fee_lines(event))))
         why = f"{event.get('reason')}: {event.get('message')}{extra}"
         return f"{why}\n{landed}" if landed else why
     if status == "waiting":
@@ -257,7 +258,7 @@ def balances_table(wallet: dict[str, Any]) -> Table:
 __all__ = [
     "TERMINAL",
     "balances_table",
-    "fees_line",
+    "fee_lines",
     "lifecycle_table",
     "orders_table",
     "quote_table",

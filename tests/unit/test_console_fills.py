@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from dexecutor.console import fees_line, lifecycle_table, record_table
+from dexecutor.console import fee_lines, lifecycle_table, record_table
 
 SIGNATURE = "5" + "K" * 86  # a base58 signature's length; shown whole, never cut
 SUBMITTED = {
@@ -40,10 +40,9 @@ def test_the_watch_shows_the_signature_slot_and_fees() -> None:
     assert "slot 1200" in out and "valid to block 1350" in out
     assert "priority 25000 µlamports/CU" in out
     assert "slot 1203 (confirmed)" in out
-    assert "venue fee 0.005 SOL" in out
+    assert "venue fee 0.005 SOL · impact 0.012% · effective price 98.0985" in out
     detail = "base 0.000005 + priority 0.00000375 + rent 0.00203928"
     assert f"network fee 0.00204303 SOL ({detail})" in out
-    assert "impact 0.012%" in out and "effective price 98.0985" in out
 
 
 def test_a_reverted_transaction_shows_what_it_cost() -> None:
@@ -70,7 +69,7 @@ def test_events_without_the_new_fields_still_render() -> None:
     assert "meteora tx abc" in out and "1 at 2 on meteora" in out
     assert "no_route: no venue" in out
     assert "slot" not in out and "fee" not in out
-    assert fees_line({}) == ""
+    assert fee_lines({}) == []
 
 
 def test_the_record_shows_the_fill_and_its_fees() -> None:
