@@ -80,6 +80,8 @@ TEST_FUNDING = "SOL:100000,USDC:10000000,USDT:1000000,BONK:100000000000,JUP:1000
 FAST = {
     "MOCK_QUOTE_LATENCY_MS": "0",
     "MOCK_SWAP_LATENCY_MS": "20-60",
+    # Blockhashes valid 8 s (20 slots), so a dropped transaction's expiry takes seconds.
+    "CHAIN_BLOCKHASH_SLOTS": "20",
     "BACKOFF_BASE_MS": "30",
     "QUOTE_TIMEOUT_MS": "500",
 }

@@ -187,6 +187,13 @@ class Settings(BaseSettings):
     # itself; `api` and `worker` use http://127.0.0.1:CHAIN_PORT.
     chain_url: str | None = None
     chain_port: Annotated[int, Field(ge=1, le=65535)] = 8899
+    # How transactions land (docs/chain.md): `model` draws each broadcast's delay (or its
+    # loss) from its priority fee against the congestion; `latency` lands every
+    # broadcast after MOCK_SWAP_LATENCY_MS (fast tests). Unset: `latency` when
+    # MOCK_SWAP_LATENCY_MS is set, the model otherwise.
+    chain_landing: Literal["model", "latency"] | None = None
+    # Blocks a blockhash stays valid for (Solana: 150, about a minute).
+    chain_blockhash_slots: Annotated[int, Field(ge=2, le=100_000)] = 150
 
     # Custodial wallets. WALLET_KEY encrypts their secrets (base64 of 32 bytes); without
     # it, development and test generate one into DATA_DIR/wallet.key and production
@@ -298,6 +305,13 @@ class Settings(BaseSettings):
     @property
     def swap_latency(self) -> tuple[int, int]:
         return LatencyRange.parse(self.mock_swap_latency_ms)
+
+    @property
+    def landing_mode(self) -> str:
+        """`model` or `latency` (CHAIN_LANDING, or what MOCK_SWAP_LATENCY_MS implies)."""
+        if self.chain_landing is not None:
+            return self.chain_landing
+        return "latency" if "mock_swap_latency_ms" in self.model_fields_set else "model"
 
     @property
     def controls_enabled(self) -> bool:

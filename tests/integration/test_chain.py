@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from decimal import Decimal
-from uuid import uuid4
+from typing import Any
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from solders.keypair import Keypair
 
 from dexecutor.chain import protocol as p
+from dexecutor.chain import transaction
+from dexecutor.chain.accounts import NATIVE, TOKEN_PROGRAM, token_account
 from dexecutor.chain.client import ChainClient, ChainVenue
-from dexecutor.chain.cluster import market_time
+from dexecutor.chain.cluster import Cluster, TxRefused, market_time
 from dexecutor.chain.service import open_cluster
+from dexecutor.chain.transaction import LAMPORTS_PER_SIGNATURE, TOKEN_ACCOUNT_RENT
 from dexecutor.market.types import VENUES
 from dexecutor.market.venue import SubmitRefused, VenueError
 from tests.integration.conftest import Chain, chain_settings
@@ -21,10 +27,47 @@ SOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 
 
-async def rpc(client: httpx.AsyncClient, method: str, *params: object) -> dict[str, object]:
+async def rpc(client: httpx.AsyncClient, method: str, *params: object) -> dict[str, Any]:
     body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-    answer: dict[str, object] = (await client.post("/", json=body)).json()
+    answer: dict[str, Any] = (await client.post("/", json=body)).json()
     return answer
+
+
+def signed(
+    cluster: Cluster,
+    wallet: Keypair,
+    venue: str = "raydium",
+    token_in: str = "SOL",
+    token_out: str = "USDC",
+    amount: Decimal = Decimal(2),
+    minimum: Decimal = Decimal(1),
+    order: UUID | None = None,
+    attempt: int = 1,
+    price: int = 0,
+) -> str:
+    """A signed swap on the chain's current blockhash, base64 (what sendTransaction takes)."""
+    blockhash, _ = cluster.latest_blockhash()
+    swap = transaction.SwapTx.single(
+        str(wallet.pubkey()), venue, token_in, token_out, amount, minimum,
+        order or uuid4(), attempt, blockhash, price,
+    )  # fmt: skip
+    return transaction.encode(transaction.build(swap, wallet))
+
+
+async def funded(cluster: Cluster, sol: int = 10) -> Keypair:
+    wallet = Keypair()
+    await cluster.airdrop(str(wallet.pubkey()), NATIVE, sol * 10**9)
+    return wallet
+
+
+async def settled(cluster: Cluster, signature: str) -> Any:
+    """The transaction once it landed (or failed), as the chain saved it."""
+    async with asyncio.timeout(10):
+        while True:
+            (tx,) = await cluster.statuses([signature])
+            if tx is not None and tx.final:
+                return tx
+            await asyncio.sleep(0.01)
 
 
 async def test_quotes_take_jupiters_shape_and_can_be_held_to_one_venue(chain: Chain) -> None:
@@ -63,7 +106,14 @@ async def test_rpc_answers_in_solanas_shapes(chain: Chain) -> None:
         latest = (await rpc(client, "getLatestBlockhash"))["result"]
         assert isinstance(latest, dict)
         assert set(latest["value"]) == {"blockhash", "lastValidBlockHeight"}
-        assert latest["value"]["lastValidBlockHeight"] >= slot + p.BLOCKHASH_VALID_SLOTS
+        valid = chain.settings.chain_blockhash_slots
+        assert latest["value"]["lastValidBlockHeight"] >= slot + valid
+        known = await rpc(client, "isBlockhashValid", latest["value"]["blockhash"])
+        assert known["result"]["value"] is True
+        made_up = await rpc(client, "isBlockhashValid", "4" * 44)
+        assert made_up["result"]["value"] is False
+        fees = (await rpc(client, "getRecentPrioritizationFees", []))["result"]
+        assert 1 <= len(fees) <= 150 and set(fees[-1]) == {"slot", "prioritizationFee"}
         too_many = await rpc(client, "getSignatureStatuses", ["x"] * 257)
         assert too_many["error"]["code"] == p.RPC_INVALID_PARAMS  # type: ignore[index]
         unknown = (await rpc(client, "getSignatureStatuses", ["nope"]))["result"]
@@ -120,23 +170,27 @@ async def test_the_minimum_out_is_enforced_where_the_swap_lands(chain: Chain) ->
         assert refused.value.reason == "slippage_exceeded"
         async with httpx.AsyncClient(base_url=chain.url) as http:
             status = (await rpc(http, "getSignatureStatuses", [tx.signature]))["result"]
-        err = status["value"][0]["err"]  # type: ignore[index]
-        assert err == {"InstructionError": [0, {"Custom": 0x1771}]}
+        err = status["value"][0]["err"]
+        assert err == {"InstructionError": [2, {"Custom": 0x1771}]}
     finally:
         await client.close()
 
 
-async def test_a_restarted_chain_has_its_fills_and_the_same_market(chain_dsn: str) -> None:
+async def test_a_restarted_chain_has_its_fills_balances_and_the_same_market(
+    chain_dsn: str,
+) -> None:
     """Replaying the journal on a fresh market rebuilds exactly the market that was."""
     settings = chain_settings(chain_dsn, mock_swap_latency_ms="0", mock_market="normal")
     async with open_cluster(settings) as first:
+        wallet = await funded(first, sol=2000)
+        owner = str(wallet.pubkey())
         for i, venue in enumerate(("raydium", "meteora", "raydium")):
-            swap = p.SwapTx(venue, "SOL", "USDC", Decimal(500), Decimal(1), uuid4(), 1, "h", 10**9)
-            await first.send(swap.encode())
+            signature = await first.send(signed(first, wallet, venue, amount=Decimal(500)))
+            await settled(first, signature)
             await asyncio.sleep(0.45 * (i + 1))  # fills at different slots
         await first.jump("meteora", "BONK", 250)
         assert not await first.launch("NOVA", "raydium")
-        signature = p.signature_of(swap.encode())
+        lamports, usdc = first.accounts.lamports(owner), first.accounts.token(owner, USDC)
     before = first.market
     async with open_cluster(settings) as second:
         restored = second.market
@@ -148,20 +202,130 @@ async def test_a_restarted_chain_has_its_fills_and_the_same_market(chain_dsn: st
         assert restored.is_tradable("NOVA", "raydium")
         (landed,) = await second.statuses([signature])
         assert landed is not None and landed.status == "landed"
+        assert second.accounts.lamports(owner) == lamports  # balances, fees and rent too
+        assert second.accounts.token(owner, USDC) == usdc and usdc
         # Prices go on from there: the restored chain resumes after its last saved slot.
         assert at >= market_time(0) and second.slot() > 0
 
 
 async def test_a_failed_transaction_sent_again_after_a_restart_stays_failed(chain_dsn: str) -> None:
     settings = chain_settings(chain_dsn, mock_swap_latency_ms="0")
-    swap = p.SwapTx("raydium", "SOL", "USDC", Decimal(1), Decimal(1), uuid4(), 1, "h", 10**9)
     async with open_cluster(settings) as first:
-        first.faults.arm("raydium", "drop", count=1, duration_ms=None, bps=0)
-        signature = await first.send(swap.encode())
-        (dropped,) = await first.statuses([signature])
-        assert dropped is not None and dropped.status == "dropped"
+        wallet = await funded(first)
+        payload = signed(first, wallet, minimum=Decimal(10) ** 6)  # cannot be met
+        signature = await first.send(payload)
+        reverted = await settled(first, signature)
+        assert reverted.status == "reverted" and reverted.reason == "slippage_exceeded"
+        lamports = first.accounts.lamports(str(wallet.pubkey()))
     async with open_cluster(settings) as second:
-        assert await second.send(swap.encode()) == signature  # known: not run again
+        assert await second.send(payload) == signature  # known: not run again
         (still,) = await second.statuses([signature])
-        assert still is not None and still.status == "dropped"
+        assert still is not None and still.status == "reverted"
+        assert second.accounts.lamports(str(wallet.pubkey())) == lamports  # no second fee
         assert [a for a in await second._store.actions() if a.kind == "fill"] == []
+
+
+async def test_a_swap_moves_exactly_its_amounts_its_fee_and_its_rent(chain: Chain) -> None:
+    cluster = chain.cluster
+    wallet = await funded(cluster)
+    owner = str(wallet.pubkey())
+    async with httpx.AsyncClient(base_url=chain.url) as http:
+        assert (await rpc(http, "getBalance", owner))["result"]["value"] == 10 * 10**9
+        none = await rpc(http, "getTokenAccountsByOwner", owner, {"mint": USDC},
+                         {"encoding": "jsonParsed"})  # fmt: skip
+        assert none["result"]["value"] == []
+        price = 50_000  # micro-lamports per compute unit
+        signature = await cluster.send(signed(cluster, wallet, amount=Decimal(2), price=price))
+        first = await settled(cluster, signature)
+        assert first.status == "landed"
+        out = p.to_base_units(first.amount_out, p.token_by_mint(USDC))  # type: ignore[arg-type]
+        priority = -(-transaction.SWAP_COMPUTE_UNITS * price // 10**6)
+        fee = LAMPORTS_PER_SIGNATURE + priority
+        spent = 2 * 10**9 + fee + TOKEN_ACCOUNT_RENT  # the USDC account was opened
+        assert (await rpc(http, "getBalance", owner))["result"]["value"] == 10 * 10**9 - spent
+        accounts = await rpc(http, "getTokenAccountsByOwner", owner,
+                             {"programId": TOKEN_PROGRAM}, {"encoding": "jsonParsed"})  # fmt: skip
+        (account,) = accounts["result"]["value"]
+        assert account["pubkey"] == token_account(owner, USDC)
+        info = account["account"]["data"]["parsed"]["info"]
+        assert (info["mint"], info["owner"]) == (USDC, owner)
+        assert info["tokenAmount"]["amount"] == str(out) and info["tokenAmount"]["decimals"] == 6
+        await asyncio.sleep(0.45)  # one slot on: confirmed
+        answer = await rpc(http, "getTransaction", signature,
+                           {"encoding": "json", "commitment": "confirmed"})  # fmt: skip
+        meta = answer["result"]["meta"]
+        assert meta["err"] is None and meta["fee"] == fee
+        assert meta["preBalances"][0] - meta["postBalances"][0] == spent
+        (post,) = meta["postTokenBalances"]
+        assert post["mint"] == USDC and post["uiTokenAmount"]["amount"] == str(out)
+        assert meta["preTokenBalances"] == []
+        returned = base64.b64decode(meta["returnData"]["data"][0])
+        assert int.from_bytes(returned, "little") == out
+        tx = answer["result"]["transaction"]
+        assert tx["signatures"] == [signature] and tx["message"]["accountKeys"][0] == owner
+        # finalized commitment: not yet (32 slots after landing)
+        early = await rpc(http, "getTransaction", signature, {"commitment": "finalized"})
+        assert early["result"] is None
+        # A second swap into the same account pays no rent.
+        again = await cluster.send(signed(cluster, wallet, amount=Decimal(1)))
+        assert (await settled(cluster, again)).status == "landed"
+        second = 10 * 10**9 - spent - 10**9 - LAMPORTS_PER_SIGNATURE
+        assert (await rpc(http, "getBalance", owner))["result"]["value"] == second
+
+
+async def test_the_chain_refuses_what_a_real_node_refuses(chain: Chain) -> None:
+    cluster = chain.cluster
+    wallet = await funded(cluster, sol=1)
+    async with httpx.AsyncClient(base_url=chain.url) as http:
+
+        async def send(payload: str) -> dict[str, Any]:
+            return await rpc(http, "sendTransaction", payload, {"encoding": "base64"})
+
+        raw = bytearray(base64.b64decode(signed(cluster, wallet)))
+        raw[5] ^= 0xFF  # inside the signature
+        forged = await send(base64.b64encode(bytes(raw)).decode())
+        assert forged["error"]["code"] == -32003
+        stranger = await send(signed(cluster, Keypair()))  # no lamports for the fee
+        assert stranger["error"]["code"] == -32002
+        assert stranger["error"]["data"]["err"] == "InsufficientFundsForFee"
+        blockhash = p.blockhash_of("elsewhere", 1)
+        swap = transaction.SwapTx.single(
+            str(wallet.pubkey()), "raydium", "SOL", "USDC", Decimal(1), Decimal(1), uuid4(), 1,
+            blockhash,
+        )  # fmt: skip
+        unknown = await send(transaction.encode(transaction.build(swap, wallet)))
+        assert unknown["error"]["data"]["err"] == "BlockhashNotFound"
+        garbage = await send("bm90IGEgdHJhbnNhY3Rpb24=")
+        assert garbage["error"]["code"] == p.RPC_INVALID_PARAMS
+        assert cluster.accounts.lamports(str(wallet.pubkey())) == 10**9  # nothing charged
+        # Too little input at landing: the swap fails (SPL InsufficientFunds), the fee is paid.
+        short = await cluster.send(signed(cluster, wallet, "raydium", "USDC", "SOL", Decimal(5)))
+        failed = await settled(cluster, short)
+        assert failed.status == "reverted" and failed.reason == "insufficient_funds"
+        assert failed.meta["err"] == {"InstructionError": [2, {"Custom": 1}]}
+        assert cluster.accounts.lamports(str(wallet.pubkey())) == 10**9 - LAMPORTS_PER_SIGNATURE
+        with pytest.raises(TxRefused):  # and in-process, the same refusal as an exception
+            await cluster.send("")
+
+
+async def test_the_faucet_funds_any_token_and_refuses_nonsense(chain: Chain) -> None:
+    owner = str(Keypair().pubkey())
+    async with httpx.AsyncClient(base_url=chain.url) as http:
+        granted = await http.post(
+            "/mock/airdrop", json={"owner": owner, "mint": USDC, "amount": "2500000"}
+        )
+        assert granted.json() == {"owner": owner, "mint": USDC, "balance": "2500000"}
+        sol = await rpc(http, "requestAirdrop", owner, 3 * 10**9)
+        statuses = await rpc(http, "getSignatureStatuses", [sol["result"]])
+        assert statuses["result"]["value"][0]["err"] is None
+        assert (await rpc(http, "getBalance", owner))["result"]["value"] == 3 * 10**9
+        for bad in (
+            {"owner": "nope", "mint": USDC, "amount": "1"},
+            {"owner": owner, "mint": "nope", "amount": "1"},
+            {"owner": owner, "mint": USDC, "amount": "-1"},
+            {"owner": owner, "mint": USDC, "amount": "1.5"},
+        ):
+            refused = await http.post("/mock/airdrop", json=bad)
+            assert refused.status_code == 400, bad
+        assert (await rpc(http, "getBalance", "nope"))["error"]["code"] == p.RPC_INVALID_PARAMS
+    assert chain.cluster.accounts.token(owner, USDC) == 2500000

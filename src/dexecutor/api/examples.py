@@ -157,7 +157,16 @@ PRICES = {"tokenIn": "SOL", "tokenOut": "USDC", "at": AT,
           "venues": {"raydium": 98.42, "meteora": 97.95}, "reference": 98.1,
           "slot": 1234}  # fmt: skip
 FAULTS = {
-    "armed": [{"venue": "raydium", "kind": "drop", "remaining": 2, "expiresInMs": None, "bps": 0}]
+    "armed": [
+        {
+            "venue": "raydium",
+            "kind": "drop",
+            "remaining": 2,
+            "expiresInMs": None,
+            "bps": 0,
+            "slots": 0,
+        }
+    ]
 }
 LAUNCH = {"token": "NOVA", "venue": "raydium", "launched": True, "alreadyOpen": False}
 PRICE_MOVE = {"token": "SOL", "venues": ["raydium", "meteora"], "bps": 300}

@@ -216,14 +216,18 @@ class FaultRequest(BaseModel):
     )
 
     venue: Literal["raydium", "meteora", "all"]
-    kind: Literal["error", "timeout", "drop", "expire", "price"] = Field(
+    kind: Literal["error", "timeout", "drop", "expire", "late", "price"] = Field(
         description="error: quote answers 503 (venue_unavailable); timeout: quote hangs "
-        "(venue_timeout); drop: tx dropped (failed_to_land); expire: blockhash expires "
-        "(tx_expired); price: the venue's price of tokenIn moves by bps before the fill"
+        "(venue_timeout); drop: every broadcast of the transaction is lost, so it never "
+        "lands and its blockhash expires (blockhash_expired); expire: the same as drop; "
+        "late: the transaction lands only `slots` slots (default 20) after it was sent, "
+        "however often it is rebroadcast; price: the venue's price of tokenIn moves by "
+        "bps before the fill"
     )
     count: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     durationMs: Annotated[int, Field(ge=1, le=86_400_000)] | None = None
     bps: Annotated[int, Field(ge=-9000, le=100_000)] = 0
+    slots: Annotated[int, Field(ge=1, le=10_000)] | None = None
 
     @model_validator(mode="after")
     def _one_bound(self) -> FaultRequest:

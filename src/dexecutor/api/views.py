@@ -168,6 +168,7 @@ class ArmedFaultView(View):
     remaining: int | None
     expiresInMs: int | None
     bps: int
+    slots: int = 0  # a `late` fault's delay in slots
 
 
 class FaultsView(View):

@@ -23,10 +23,12 @@ from uuid import UUID
 
 import aiohttp
 import structlog
+from solders.keypair import Keypair
 
 from dexecutor import jsoncodec
 from dexecutor.background import cancel_and_wait
 from dexecutor.chain import protocol as p
+from dexecutor.chain import transaction
 from dexecutor.domain.failures import FailureReason
 from dexecutor.domain.money import price_of
 from dexecutor.market.tokens import find_token, route_name
@@ -48,10 +50,11 @@ class ChainUnreachable(ConnectionError):
 
 
 class RpcFailure(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.data = data
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,7 @@ class ChainClient:
         self._blockhash: tuple[float, str, int] | None = None
         self._blockhash_call: asyncio.Task[tuple[str, int]] | None = None
         self._waiting: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._valid_until: dict[str, int] = {}  # awaited signature -> its last valid height
         self._wake = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self._complained_at = 0.0
@@ -138,7 +142,8 @@ class ChainClient:
         response = await self._request("POST", "/", jsoncodec.dumps(body))
         answer = jsoncodec.loads(response.content)
         if "error" in answer:
-            raise RpcFailure(int(answer["error"]["code"]), str(answer["error"]["message"]))
+            error = answer["error"]
+            raise RpcFailure(int(error["code"]), str(error["message"]), error.get("data"))
         return answer["result"]
 
     async def rpc_batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
@@ -223,15 +228,40 @@ class ChainClient:
         try:
             signature = await self.rpc("sendTransaction", [encoded, {"encoding": "base64"}])
         except RpcFailure as err:
+            refusal = err.data.get("err") if isinstance(err.data, dict) else None
+            if refusal in (p.BLOCKHASH_NOT_FOUND, p.INSUFFICIENT_FUNDS_FOR_FEE):
+                reason = p.reason_of(refusal)
+                raise VenueError(
+                    reason, f"the chain refused the transaction: {err.message}"
+                ) from None
             if err.code == p.RPC_TX_REFUSED:
                 raise SubmitRefused(err.message) from None
             raise ChainUnreachable(f"sendTransaction failed: {err.message}") from None
         return str(signature)
 
-    async def outcome(self, signature: str) -> Outcome:
-        """Wait until the chain reports the transaction final (batched polling)."""
+    async def airdrop(self, owner: str, mint: str, units: int) -> int:
+        """Development faucet: add base units of a token to a wallet; its new balance."""
+        response = await self._request(
+            "POST",
+            "/mock/airdrop",
+            jsoncodec.dumps({"owner": owner, "mint": mint, "amount": str(units)}),
+        )
+        if response.status_code != 200:
+            raise ChainUnreachable(
+                f"the chain refused an airdrop ({response.status_code}): {response.text[:200]}"
+            )
+        return int(jsoncodec.loads(response.content)["balance"])
+
+    async def outcome(self, signature: str, last_valid: int | None = None) -> Outcome:
+        """Wait until the transaction landed, or (when `last_valid` is known) expired.
+
+        Batched polling. A status still null once the block height passed the
+        transaction's last valid one is final: it can never land.
+        """
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(signature, []).append(future)
+        if last_valid is not None:
+            self._valid_until[signature] = last_valid
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll(), name="chain-confirm")
         self._wake.set()
@@ -260,12 +290,21 @@ class ChainClient:
                 self._waiting[sig] = alive
             else:
                 del self._waiting[sig]
+                self._valid_until.pop(sig, None)
         signatures = list(self._waiting)
         for start in range(0, len(signatures), 256):
             chunk = signatures[start : start + 256]
             answer = await self.rpc(
                 "getSignatureStatuses", [chunk, {"searchTransactionHistory": True}]
             )
+            height = int(answer["context"]["slot"])  # one block a slot on this chain
+            for sig, st in zip(chunk, answer["value"], strict=True):
+                if st is None and self._valid_until.get(sig, height) < height:
+                    outcome = Outcome(sig, height, p.BLOCKHASH_NOT_FOUND, None, None)
+                    for future in self._waiting.pop(sig, []):
+                        if not future.done():
+                            future.set_result(outcome)
+                    self._valid_until.pop(sig, None)
             final = [
                 (s, st) for s, st in zip(chunk, answer["value"], strict=True) if st is not None
             ]
@@ -276,7 +315,14 @@ class ChainClient:
                     [
                         (
                             "getTransaction",
-                            [s, {"encoding": "json", "maxSupportedTransactionVersion": 0}],
+                            [
+                                s,
+                                {
+                                    "encoding": "base64",
+                                    "commitment": "confirmed",
+                                    "maxSupportedTransactionVersion": 0,
+                                },
+                            ],
                         )
                         for s in landed
                     ]
@@ -294,6 +340,7 @@ class ChainClient:
                 elif status["err"] is None:
                     continue  # landed but not readable yet: ask again next poll
                 outcome = Outcome(sig, int(status["slot"]), status["err"], units, payload)
+                self._valid_until.pop(sig, None)
                 for future in self._waiting.pop(sig, []):
                     if not future.done():
                         future.set_result(outcome)
@@ -388,12 +435,27 @@ def _token(symbol: str) -> Any:
 
 
 class ChainVenue:
-    """One venue on the chain, as the engine's venue protocol wants it."""
+    """One venue on the chain, as the engine's venue protocol wants it.
 
-    def __init__(self, name: str, client: ChainClient, confirm_timeout_s: float = 60.0) -> None:
+    Signs with a keypair from `signer` when one is given; without one, with a
+    development keypair of this process that the faucet funds, before each build,
+    with exactly what the swap spends (its input, the fee, an account's rent), so
+    engine code that does not yet know wallets still sends real signed transactions.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        client: ChainClient,
+        confirm_timeout_s: float = 60.0,
+        signer: Keypair | None = None,
+    ) -> None:
         self.name = name
         self._client = client
         self._confirm_timeout = confirm_timeout_s
+        self._keypair = signer if signer is not None else _dev_keypair()
+        self._funded = signer is not None
+        self._valid_until: dict[str, int] = {}  # built here: signature -> last valid height
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         return await self._client.quote(self.name, token_in, token_out, amount_in)
@@ -407,21 +469,39 @@ class ChainVenue:
         amount_in: Decimal,
         min_amount_out: Decimal,
     ) -> SignedTx:
-        """The swap transaction, ready to record and send (not sent)."""
+        """The swap transaction, signed, ready to record and send (not sent)."""
         blockhash, last_valid = await self._client.latest_blockhash()
-        swap = p.SwapTx(
-            venue=self.name,
-            token_in=token_in,
-            token_out=token_out,
-            amount_in=amount_in,
-            min_amount_out=min_amount_out,
-            order_id=order_id,
-            attempt=attempt,
-            recent_blockhash=blockhash,
-            last_valid_block_height=last_valid,
+        swap = transaction.SwapTx.single(
+            str(self._keypair.pubkey()),
+            self.name,
+            token_in,
+            token_out,
+            amount_in,
+            min_amount_out,
+            order_id,
+            attempt,
+            blockhash,
         )
-        encoded = swap.encode()
-        return SignedTx(p.signature_of(encoded), self.name, encoded)
+        if not self._funded:
+            await self._fund(swap)
+        signed = transaction.build(swap, self._keypair)
+        signature = transaction.signature(signed)
+        self._valid_until[signature] = last_valid
+        while len(self._valid_until) > 100_000:
+            del self._valid_until[next(iter(self._valid_until))]
+        return SignedTx(signature, self.name, transaction.encode(signed))
+
+    async def _fund(self, swap: transaction.SwapTx) -> None:
+        owner = swap.owner
+        token_in = _token(swap.token_in)
+        units = p.to_base_units(swap.amount_in, token_in)
+        lamports = swap.base_fee_lamports + swap.priority_fee_lamports
+        lamports += transaction.TOKEN_ACCOUNT_RENT
+        if token_in.symbol == "SOL":
+            lamports += units
+        else:
+            await self._client.airdrop(owner, token_in.mint, units)
+        await self._client.airdrop(owner, p.mint_of("SOL"), lamports)
 
     async def send(self, tx: SignedTx) -> None:
         signature = await self._client.send(tx.payload)
@@ -431,7 +511,10 @@ class ChainVenue:
     async def confirm(self, tx_hash: str) -> Fill:
         """The landed swap, or VenueError/MarketError with the reason it failed."""
         try:
-            outcome = await asyncio.wait_for(self._client.outcome(tx_hash), self._confirm_timeout)
+            outcome = await asyncio.wait_for(
+                self._client.outcome(tx_hash, self._valid_until.get(tx_hash)),
+                self._confirm_timeout,
+            )
         except TimeoutError:
             raise ChainUnreachable(
                 f"no outcome for {tx_hash} within {self._confirm_timeout:g}s"
@@ -440,7 +523,7 @@ class ChainVenue:
             reason = p.reason_of(outcome.err)
             raise VenueError(reason, f"{self.name}: the transaction failed on chain ({reason})")
         assert outcome.payload is not None and outcome.amount_out_units is not None
-        swap = p.SwapTx.decode(outcome.payload)
+        swap, _ = transaction.decode(outcome.payload)
         token_out = _token(swap.token_out)
         amount_out = p.from_base_units(outcome.amount_out_units, token_out)
         return Fill(
@@ -450,3 +533,14 @@ class ChainVenue:
             executed_price=price_of(amount_out, swap.amount_in),
             slot=outcome.slot,
         )
+
+
+_DEV_KEYPAIR: Keypair | None = None
+
+
+def _dev_keypair() -> Keypair:
+    """This process's development keypair (made once; its secret never leaves memory)."""
+    global _DEV_KEYPAIR
+    if _DEV_KEYPAIR is None:
+        _DEV_KEYPAIR = Keypair()
+    return _DEV_KEYPAIR

@@ -1,35 +1,56 @@
-"""The simulated cluster: one market, its slot clock, its ledger, its faults.
+"""The simulated cluster: one market, its accounts, its slot clock, its ledger, its faults.
 
 Everything that changes the market happens here, in one process, so every API and
-worker process sees the same prices. The market is the pure core; this class gives
-it a clock (400 ms slots: market time is the current slot's start), lands
-transactions after their latency at the slot where they land, enforces the minimum
-output there, and journals every change so a restart replays it (see `restore`).
+worker process sees the same prices and balances. The market is the pure core; this
+class gives it a clock (400 ms slots: market time is the current slot's start),
+accepts signed transactions the way an RPC node's preflight does, lands them at the
+slot the landing model (or, in latency mode, the configured latency) says, runs them
+there against the market and the accounts as they are then (minimum output, balances,
+fees), lets them expire with their blockhash, and journals every change so a restart
+finds it again (see `restore`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import heapq
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from itertools import islice
+from itertools import islice, pairwise
 from typing import Any
 from uuid import UUID
 
 import structlog
+from solders.signature import Signature
 
 from dexecutor.background import cancel_and_wait
 from dexecutor.chain import protocol as p
+from dexecutor.chain import transaction
+from dexecutor.chain.accounts import NATIVE, Accounts
 from dexecutor.chain.faults import FaultBoard
 from dexecutor.chain.journal import Journal
-from dexecutor.chain.records import LANDED, LIVE, PENDING, Action, ChainTx
+from dexecutor.chain.landing import Congestion
+from dexecutor.chain.records import (
+    DROPPED,
+    EXPIRED,
+    LANDED,
+    LIVE,
+    PENDING,
+    REVERTED,
+    Action,
+    ChainTx,
+)
 from dexecutor.chain.store import ChainStore
+from dexecutor.chain.transaction import SwapTx
 from dexecutor.domain.failures import FailureReason
 from dexecutor.market.simulation import Market, MarketParams
+from dexecutor.market.tokens import Token, find_token
 from dexecutor.market.types import VENUES, MarketError, Quote
-from dexecutor.market.venue import QUOTE_FAULTS, SWAP_FAULTS, VenueError
+from dexecutor.market.venue import QUOTE_FAULTS, VenueError
 
 log = structlog.get_logger(__name__)
 
@@ -38,17 +59,39 @@ SLOT_S = p.SLOT_MS / 1000
 SLOT_SAVE_S = 2.0
 # Final transactions kept in memory for status reads; older ones are read from PostgreSQL.
 KEEP_IN_MEMORY = 200_000
+# A `late` fault without `slots`: the transaction lands this many slots after it came.
+LATE_SLOTS = 20
+# The faucet's largest single grant, in base units (lamports for SOL): a u64.
+MAX_AIRDROP = 2**63 - 1
+# requestAirdrop signatures remembered for status reads (a faucet's receipts).
+KEEP_AIRDROPS = 10_000
+# Faults that decide how a transaction lands, taken at its first broadcast.
+LANDING_FAULTS = ("drop", "expire", "late")
 
 
 @dataclass(frozen=True, slots=True)
 class Latencies:
+    """How the chain answers and lands: latencies, losses, blockhash validity."""
+
     quote_ms: tuple[int, int]
     swap_ms: tuple[int, int]
     failure_rate: float
+    landing: str = "latency"  # model: the landing model; latency: after swap_ms
+    blockhash_slots: int = p.BLOCKHASH_VALID_SLOTS
 
 
 class TxRefused(Exception):
-    """sendTransaction refused: malformed, or its order already has another live swap."""
+    """sendTransaction refused, as an RPC node's preflight refuses it.
+
+    `code` is the JSON-RPC error code; `err` the TransactionError a -32002 carries
+    (BlockhashNotFound, InsufficientFundsForFee, AlreadyProcessed), None otherwise.
+    """
+
+    def __init__(self, message: str, err: Any = None, code: int = p.RPC_TX_REFUSED) -> None:
+        super().__init__(message)
+        self.message = message
+        self.err = err
+        self.code = code
 
 
 class SlotClock:
@@ -82,6 +125,18 @@ def apply_action(market: Market, kind: str, data: dict[str, Any], at: float) -> 
             Decimal(data["minAmountOut"]),
             at,
         )
+    if kind == "route":  # a route's hops, in order (all or nothing was decided live)
+        fill = None
+        for hop in data["hops"]:
+            fill = market.execute(
+                hop["venue"],
+                hop["tokenIn"],
+                hop["tokenOut"],
+                Decimal(hop["amountIn"]),
+                Decimal(hop["minAmountOut"]),
+                at,
+            )
+        return fill
     if kind == "launch":
         market.launch(data["token"], data["venue"], at)
     elif kind == "jump":
@@ -100,6 +155,7 @@ class Cluster:
         first_slot: int,
         next_action_id: int,
         latencies: Latencies,
+        accounts: Accounts | None = None,
     ) -> None:
         self.market = market
         self.genesis = genesis
@@ -108,6 +164,17 @@ class Cluster:
         self._store = store
         self._lat = latencies
         self._rng = random.Random(f"{market.seed}:faults")
+        self._congestion = Congestion(market.seed) if latencies.landing == "model" else None
+        self.accounts = accounts if accounts is not None else Accounts()
+        self._blockhashes: dict[str, int] = {}  # valid blockhash -> its slot
+        self._hash_order: deque[tuple[int, str]] = deque()
+        self._hashed_to = -1
+        self._swaps: dict[str, SwapTx] = {}  # pending transactions, decoded
+        self._arrivals: list[tuple[int, str]] = []  # heap: (slot it lands at, signature)
+        self._expiries: list[tuple[int, str]] = []  # heap: (last valid slot, signature)
+        self._timers: set[str] = set()  # latency mode: landings scheduled
+        self._airdrops: dict[str, int] = {}  # requestAirdrop signature -> its slot
+        self._airdrop_count = 0
         self._txs: dict[str, ChainTx] = {}  # latest state of transactions this run saw
         self._public: dict[str, ChainTx] = {}  # their latest *saved* state: what clients see
         self._live: dict[UUID, str] = {}  # order id -> its live transaction
@@ -115,6 +182,7 @@ class Cluster:
         # the chain ever accepted, so a re-send is recognised without asking PostgreSQL.
         self._dead: set[str] = set()
         self._journal = Journal(store, next_action_id, self.clock.slot, self._saved)
+        self.accounts.on_change = self._journal.account
         self._landing: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
 
@@ -154,22 +222,39 @@ class Cluster:
                 log.error("replayed action refused", action_id=action.id, error=str(err))
         first = gen.slot + 1
         market.advance(market_time(first))
-        cluster = cls(
-            market, store, gen.genesis, first, (actions[-1].id + 1) if actions else 1, latencies
-        )
+        next_id = (actions[-1].id + 1) if actions else 1
+        accounts = Accounts(await store.accounts())
+        cluster = cls(market, store, gen.genesis, first, next_id, latencies, accounts)
         cluster._live = await store.live()
         cluster._dead = await store.dead()
         pending = await store.pending()
         log.info(
             "chain restored",
             slot=first, actions=len(actions), pending=len(pending), seed=gen.seed,
-            preset=gen.preset, ms=round((time.perf_counter() - started) * 1000),
+            preset=gen.preset, owners=accounts.owners(),
+            ms=round((time.perf_counter() - started) * 1000),
         )  # fmt: skip
         for tx in pending:
-            cluster._txs[tx.signature] = tx
-            cluster._public[tx.signature] = tx
-            cluster._land_later(tx, 0.0)
+            cluster._resume(tx)
         return cluster
+
+    def _resume(self, tx: ChainTx) -> None:
+        """A transaction an earlier run left pending: it lands or expires as it would have."""
+        self._txs[tx.signature] = tx
+        self._public[tx.signature] = tx
+        try:
+            swap = transaction.decode(tx.payload)[0]
+        except ValueError:
+            swap = None
+        if swap is None or tx.last_valid is None:  # not a signed transaction: cannot run
+            self._finish(replace(tx, status=EXPIRED))
+            return
+        self._swaps[tx.signature] = swap
+        heapq.heappush(self._expiries, (tx.last_valid, tx.signature))
+        if tx.lands_at is not None:
+            heapq.heappush(self._arrivals, (tx.lands_at, tx.signature))
+        elif tx.fault is None and self._congestion is None:
+            self._land_later(tx.signature, 0.0)
 
     async def start(self) -> None:
         self._journal.start()
@@ -183,11 +268,12 @@ class Cluster:
         await self._journal.stop()
 
     async def _tick(self) -> None:
-        """Advance the market slot by slot; save the slot now and then."""
+        """Advance the market slot by slot, landing and expiring; save the slot now and then."""
         saved_at = time.monotonic()
         while True:
             await asyncio.sleep(self.clock.until_next())
             self.now()
+            self._on_slot(self.slot())
             if time.monotonic() - saved_at >= SLOT_SAVE_S:
                 self._journal.touch()
                 saved_at = time.monotonic()
@@ -204,8 +290,48 @@ class Cluster:
         return at
 
     def latest_blockhash(self) -> tuple[str, int]:
+        """The current slot's blockhash and the last block height it is valid at."""
         slot = self.slot()
-        return p.blockhash_of(self.genesis, slot), slot + p.BLOCKHASH_VALID_SLOTS
+        self._hash_to(slot)
+        return p.blockhash_of(self.genesis, slot), slot + self._lat.blockhash_slots
+
+    def recent_fees(self, n: int = 150) -> list[tuple[int, int]]:
+        """Each recent slot's lowest landed priority fee (µlamports/CU), oldest first."""
+        slot = self.slot()
+        if self._congestion is None:
+            return [(s, 0) for s in range(max(slot - n + 1, 0), slot + 1)]
+        return self._congestion.recent_fees(slot, n)
+
+    async def airdrop(self, owner: str, mint: str, units: int) -> int:
+        """The faucet: credit `units` of `mint` (SOL: lamports); the new balance, durable."""
+        balance = self.accounts.airdrop(owner, mint, units)
+        await self._journal.durable()
+        return balance
+
+    async def request_airdrop(self, owner: str, lamports: int) -> str:
+        """requestAirdrop: SOL from the faucet, and a signature whose status reads landed."""
+        await self.airdrop(owner, NATIVE, lamports)
+        self._airdrop_count += 1
+        seed = f"airdrop:{self.genesis}:{owner}:{self._airdrop_count}".encode()
+        signature = str(Signature.from_bytes(hashlib.sha512(seed).digest()))
+        self._airdrops[signature] = self.slot()
+        while len(self._airdrops) > KEEP_AIRDROPS:
+            del self._airdrops[next(iter(self._airdrops))]
+        return signature
+
+    def airdrop_status(self, signature: str, slot: int) -> dict[str, Any] | None:
+        """The status of a faucet grant (landed at once), or None when it is not one."""
+        landed = self._airdrops.get(signature)
+        if landed is None:
+            return None
+        final = slot - landed >= 32
+        return {
+            "slot": landed,
+            "confirmations": None if final else slot - landed,
+            "err": None,
+            "status": {"Ok": None},
+            "confirmationStatus": "finalized" if final else "confirmed",
+        }
 
     @property
     def healthy(self) -> bool:
@@ -235,98 +361,289 @@ class Cluster:
             )
         return self.market.quote(venue, token_in, token_out, amount, self.now())
 
+    # -- blockhashes ----------------------------------------------------------------------
+
+    def _hash_to(self, slot: int) -> None:
+        """Remember the blockhashes of the slots still valid at `slot` (and forget older)."""
+        valid = self._lat.blockhash_slots
+        for s in range(max(self._hashed_to + 1, slot - valid, 0), slot + 1):
+            blockhash = p.blockhash_of(self.genesis, s)
+            self._blockhashes[blockhash] = s
+            self._hash_order.append((s, blockhash))
+        self._hashed_to = max(self._hashed_to, slot)
+        while self._hash_order and self._hash_order[0][0] < slot - valid:
+            _, old = self._hash_order.popleft()
+            self._blockhashes.pop(old, None)
+
+    def blockhash_slot(self, blockhash: str) -> int | None:
+        """The slot a blockhash names while it is valid; None when unknown or expired."""
+        slot = self.slot()
+        self._hash_to(slot)
+        made = self._blockhashes.get(blockhash)
+        if made is None or made + self._lat.blockhash_slots < slot:
+            return None
+        return made
+
     # -- transactions ----------------------------------------------------------------------
 
     async def send(self, encoded: str) -> str:
-        """Accept a transaction; its signature once it is durably in the ledger.
+        """Accept a transaction (or a rebroadcast of one); its signature once durable.
 
-        The same signature again is the same transaction: accepted once, run once. A
-        different transaction for an order that already has a live one is refused.
+        The checks a real RPC node's preflight makes: the bytes parse, the signature
+        verifies, the blockhash is valid, the fee payer can pay the fee. The same
+        signature again is the same transaction: never run twice, but each broadcast of
+        a pending one is another chance to land. A different transaction for an order
+        that already has a live one is refused.
         """
         try:
-            swap = p.SwapTx.decode(encoded)
+            swap, tx = transaction.decode(encoded)
         except ValueError as err:
-            raise TxRefused(str(err)) from None
-        signature = p.signature_of(encoded)
+            raise TxRefused(f"invalid transaction: {err}", code=p.RPC_INVALID_PARAMS) from None
+        if not transaction.verify(tx):
+            raise TxRefused(
+                "Transaction signature verification failure", code=p.RPC_SIGNATURE_FAILURE
+            )
+        signature = transaction.signature(tx)
         live = self._live.get(swap.order_id)
         if signature not in self._txs and (signature == live or signature in self._dead):
             known = (await self._store.txs([signature])).get(signature)  # an earlier run's
             if known is not None:
                 self._txs[signature] = known
-        if signature not in self._txs:
-            if live is not None and live != signature:
-                raise TxRefused(f"order {swap.order_id} already has a live transaction {live}")
-            delay = self._delay(self._lat.swap_ms)
-            tx = ChainTx(
-                signature=signature,
-                venue=swap.venue,
-                order_id=swap.order_id,
-                attempt=swap.attempt,
-                token_in=swap.token_in,
-                token_out=swap.token_out,
-                amount_in=swap.amount_in,
-                min_amount_out=swap.min_amount_out,
-                status=PENDING,
-                received_slot=self.slot(),
-                lands_in_ms=int(delay * 1000),
-                payload=encoded,
-            )
-            self._txs[signature] = tx
-            self._live[swap.order_id] = signature
-            self._journal.tx(tx)
-            if delay:
-                self._land_later(tx, delay)
-            else:
-                self._land(signature)
+        known = self._txs.get(signature)
+        if known is not None:
+            self._broadcast(known)
+        else:
+            self._accept(swap, signature, encoded, live)
         await self._journal.durable()
         return signature
 
-    def _land_later(self, tx: ChainTx, delay: float) -> None:
-        async def later() -> None:
-            await asyncio.sleep(delay)
-            self._land(tx.signature)
+    def _accept(self, swap: SwapTx, signature: str, encoded: str, live: str | None) -> None:
+        if live is not None:
+            raise TxRefused(
+                f"order {swap.order_id} already has a live transaction {live}",
+                err=p.ALREADY_PROCESSED,
+            )
+        made = self.blockhash_slot(swap.recent_blockhash)
+        if made is None:
+            raise TxRefused("Blockhash not found", err=p.BLOCKHASH_NOT_FOUND)
+        fee = swap.base_fee_lamports + swap.priority_fee_lamports
+        if self.accounts.lamports(swap.owner) < fee:
+            raise TxRefused("Insufficient funds for fee", err=p.INSUFFICIENT_FUNDS_FOR_FEE)
+        slot = self.slot()
+        fault = self.faults.take(swap.venue, LANDING_FAULTS)
+        kind = None if fault is None else ("drop" if fault.kind == "expire" else fault.kind)
+        tx = ChainTx(
+            signature=signature,
+            venue=swap.venue,
+            order_id=swap.order_id,
+            attempt=swap.attempt,
+            token_in=swap.token_in,
+            token_out=swap.token_out,
+            amount_in=swap.amount_in,
+            min_amount_out=swap.min_amount_out,
+            status=PENDING,
+            received_slot=slot,
+            lands_in_ms=0,
+            payload=encoded,
+            owner=swap.owner,
+            fee=fee,
+            last_valid=made + self._lat.blockhash_slots,
+            fault=kind,
+            lands_at=slot + (fault.slots or LATE_SLOTS) if fault and kind == "late" else None,
+        )
+        self._txs[signature] = tx
+        self._swaps[signature] = swap
+        self._live[swap.order_id] = signature
+        self._journal.tx(tx)
+        assert tx.last_valid is not None
+        heapq.heappush(self._expiries, (tx.last_valid, signature))
+        if tx.lands_at is not None:
+            heapq.heappush(self._arrivals, (tx.lands_at, signature))
+        self._broadcast(tx)
 
+    def _broadcast(self, tx: ChainTx) -> None:
+        """One broadcast of a pending transaction: lost, or it lands (sooner, perhaps)."""
+        if tx.status != PENDING or tx.fault is not None or tx.last_valid is None:
+            return  # final, or a scripted fault decides (drop: never; late: when it says)
+        slot = self.slot()
+        if slot > tx.last_valid or self._roll():
+            return  # expired (it never lands now), or this broadcast was lost
+        if self._congestion is None:  # latency mode: the configured latency, no model
+            if tx.signature not in self._timers:
+                self._land_later(tx.signature, self._delay(self._lat.swap_ms))
+            return
+        swap = self._swaps[tx.signature]
+        slots = self._congestion.broadcast(slot, swap.compute_unit_price, self._rng)
+        if slots is None:
+            return  # lost on the way to the leader
+        at = slot + slots
+        if tx.lands_at is None or at < tx.lands_at:
+            sooner = replace(tx, lands_at=at)
+            self._txs[tx.signature] = sooner
+            self._journal.tx(sooner)
+            heapq.heappush(self._arrivals, (at, tx.signature))
+
+    def _land_later(self, signature: str, delay: float) -> None:
+        async def later() -> None:
+            try:
+                if delay:
+                    await asyncio.sleep(delay)
+            finally:
+                self._timers.discard(signature)
+            self._land(signature)
+
+        self._timers.add(signature)
         task = asyncio.create_task(later())
         self._landing.add(task)
         task.add_done_callback(self._landing.discard)
 
+    def _on_slot(self, slot: int) -> None:
+        """Each slot: land what arrives in it, expire what can no longer land."""
+        self._hash_to(slot)
+        while self._arrivals and self._arrivals[0][0] <= slot:
+            at, signature = heapq.heappop(self._arrivals)
+            tx = self._txs.get(signature)
+            if tx is not None and tx.status == PENDING and tx.lands_at == at:
+                self._land(signature)
+        while self._expiries and self._expiries[0][0] < slot:
+            _, signature = heapq.heappop(self._expiries)
+            tx = self._txs.get(signature)
+            if tx is not None and tx.status == PENDING:
+                self._finish(replace(tx, status=DROPPED if tx.fault == "drop" else EXPIRED))
+
+    def _finish(self, done: ChainTx) -> None:
+        if done.status not in LIVE and self._live.get(done.order_id) == done.signature:
+            del self._live[done.order_id]
+        if done.final:
+            self._swaps.pop(done.signature, None)
+        self._txs[done.signature] = done
+        self._journal.tx(done)
+
     def _land(self, signature: str) -> None:
-        """The transaction reaches its slot: run it against the market as it is now."""
+        """The transaction reaches its slot: run it against the market as it is now.
+
+        The fee is charged first (a payer that cannot pay it is not included: the
+        transaction waits for a rebroadcast or its expiry); then the swap runs, and a
+        swap that fails reverts everything but the fee, as on chain.
+        """
         tx = self._txs[signature]
         if tx.status != PENDING:
             return
-        fault = self.faults.take(tx.venue, SWAP_FAULTS)
-        kind = fault.kind if fault else None
         slot = self.slot()
+        assert tx.last_valid is not None and tx.owner is not None
+        if slot > tx.last_valid:
+            self._finish(replace(tx, status=DROPPED if tx.fault == "drop" else EXPIRED))
+            return
+        swap = self._swaps[signature]
+        owner = swap.owner
+        mint_in, mint_out = p.mint_of(swap.token_in), p.mint_of(swap.token_out)
+        mints = list(dict.fromkeys((NATIVE, mint_in, mint_out)))
+        before = {m: self.accounts.token(owner, m) for m in mints}
+        if not self.accounts.charge(owner, tx.fee):
+            self._finish(replace(tx, lands_at=None))  # not included; may land if resent
+            return
         at = self.now()
-        if kind == "drop" or (kind is None and self._roll()):
-            done = replace(tx, status="dropped", reason=FailureReason.FAILED_TO_LAND, slot=slot)
-        elif kind == "expire":
-            done = replace(tx, status="expired", reason=FailureReason.TX_EXPIRED, slot=slot)
+        fault = self.faults.take(tx.venue, ("price",))
+        if fault is not None:
+            self._act(slot, at, "jump", {"venue": tx.venue, "token": tx.token_in, "bps": fault.bps})
+        units_in = p.to_base_units(swap.amount_in, _token(swap.token_in))
+        err: Any = None
+        reason: str | None = None
+        amount_out: Decimal | None = None
+        rent = 0
+        if not self.accounts.can_swap(owner, mint_in, units_in, mint_out):
+            reason = FailureReason.INSUFFICIENT_FUNDS
         else:
-            if kind == "price" and fault is not None:
-                self._act(
-                    slot, at, "jump", {"venue": tx.venue, "token": tx.token_in, "bps": fault.bps}
-                )
-            data = {
-                "venue": tx.venue,
-                "tokenIn": tx.token_in,
-                "tokenOut": tx.token_out,
-                "amountIn": str(tx.amount_in),
-                "minAmountOut": str(tx.min_amount_out),
-            }
             try:
-                fill = apply_action(self.market, "fill", data, at)
-            except MarketError as err:
-                done = replace(tx, status="reverted", reason=err.reason, slot=slot)
+                amount_out = self._execute(swap, signature, slot, at)
+            except MarketError as refusal:
+                reason = refusal.reason
+            except ValueError:  # amounts the pools refuse
+                reason = FailureReason.TX_FAILED
             else:
-                assert fill is not None
-                self._journal.action(slot, at, "fill", {**data, "signature": tx.signature})
-                done = replace(tx, status=LANDED, amount_out=fill.amount_out, slot=slot)
-        if done.status not in LIVE and self._live.get(tx.order_id) == signature:
-            del self._live[tx.order_id]
-        self._txs[signature] = done
-        self._journal.tx(done)
+                units_out = p.to_base_units(amount_out, _token(swap.token_out))
+                rent = self.accounts.swap(owner, mint_in, units_in, mint_out, units_out).rent
+        if reason is not None:
+            err = p.error_of(reason)
+        after = {m: self.accounts.token(owner, m) for m in mints}
+        budget = transaction.compute_units_for(swap.legs)
+        meta = {
+            "err": err,
+            "blockTime": int(time.time()),
+            "rent": rent,
+            "pre": before,
+            "post": after,
+            "units": min(swap.compute_unit_limit, budget * (3 if err is None else 1) // 4),
+            "out": None
+            if amount_out is None
+            else p.to_base_units(amount_out, _token(swap.token_out)),
+        }
+        self._finish(
+            replace(
+                tx,
+                status=LANDED if err is None else REVERTED,
+                reason=reason,
+                slot=slot,
+                lands_at=slot,
+                amount_out=amount_out,
+                meta=meta,
+            )
+        )
+
+    def _execute(self, swap: SwapTx, signature: str, slot: int, at: float) -> Decimal:
+        """Run the swap (or the whole route) on the market; MarketError when it fails.
+
+        A route is all or nothing: its legs are priced on the pools as they are, the
+        minimum applies to the total, and only then are the legs committed. A route that
+        would trade one pool twice is refused (its legs' prices would depend on order).
+        """
+        if not swap.is_split:
+            data = {
+                "venue": swap.venue,
+                "tokenIn": swap.token_in,
+                "tokenOut": swap.token_out,
+                "amountIn": str(swap.amount_in),
+                "minAmountOut": str(swap.min_amount_out),
+            }
+            fill = apply_action(self.market, "fill", data, at)
+            assert fill is not None
+            self._journal.action(slot, at, "fill", {**data, "signature": signature})
+            return fill.amount_out
+        hops: list[dict[str, str]] = []
+        used: set[tuple[str, frozenset[str]]] = set()
+        total = Decimal(0)
+        for leg in swap.legs:
+            amount = leg.amount_in
+            for hop in leg.hops:
+                quote = self.market.quote(hop.venue, hop.token_in, hop.token_out, amount, at)
+                symbols = [_symbol(name) for name in quote.route]
+                pools = {(hop.venue, frozenset(pair)) for pair in pairwise(symbols)}
+                if pools & used:
+                    raise MarketError(
+                        FailureReason.TX_FAILED, "the route trades one pool more than once"
+                    )
+                used |= pools
+                hops.append(
+                    {
+                        "venue": hop.venue,
+                        "tokenIn": hop.token_in,
+                        "tokenOut": hop.token_out,
+                        "amountIn": str(amount),
+                        "minAmountOut": str(quote.amount_out),
+                    }
+                )
+                amount = quote.amount_out
+            total += amount
+        if total < swap.min_amount_out:
+            raise MarketError(
+                FailureReason.SLIPPAGE_EXCEEDED,
+                f"the route would fill {total} {swap.token_out}, below the minimum of "
+                f"{swap.min_amount_out}",
+            )
+        data_route = {"hops": hops}
+        apply_action(self.market, "route", data_route, at)
+        self._journal.action(slot, at, "route", {**data_route, "signature": signature})
+        return total
 
     def _saved(self, txs: list[ChainTx]) -> None:
         for tx in txs:
@@ -394,6 +711,18 @@ class Cluster:
                 continue
             best = q.price if best is None else max(best, q.price)
         return best
+
+
+def _token(symbol: str) -> Token:
+    token = find_token(symbol)
+    if token is None:
+        raise ValueError(f"unknown token {symbol!r}")
+    return token
+
+
+def _symbol(route_name: str) -> str:
+    """A token's symbol from its name in a route (wSOL is SOL)."""
+    return "SOL" if route_name == "wSOL" else route_name
 
 
 def _genesis_hash(seed: int) -> str:

@@ -19,6 +19,7 @@ class _Armed:
     remaining: int | None  # None: until it expires
     expires_at: float | None  # time.monotonic(); None: until used up
     bps: int
+    slots: int = 0
 
 
 class FaultBoard:
@@ -26,11 +27,20 @@ class FaultBoard:
         self._armed: dict[tuple[str, str], _Armed] = {}
 
     def arm(
-        self, venue: str, kind: str, count: int | None, duration_ms: int | None, bps: int
+        self,
+        venue: str,
+        kind: str,
+        count: int | None,
+        duration_ms: int | None,
+        bps: int,
+        slots: int = 0,
     ) -> None:
-        """Make `venue` suffer `kind` for the next `count` calls or for `duration_ms`."""
+        """Make `venue` suffer `kind` for the next `count` calls or for `duration_ms`.
+
+        A swap fault counts transactions (their first broadcast), not rebroadcasts.
+        """
         expires = time.monotonic() + duration_ms / 1000 if duration_ms is not None else None
-        self._armed[(venue, kind)] = _Armed(count, expires, bps)
+        self._armed[(venue, kind)] = _Armed(count, expires, bps, slots)
 
     def clear(self) -> None:
         self._armed.clear()
@@ -51,7 +61,7 @@ class FaultBoard:
                 armed.remaining -= 1
                 if armed.remaining <= 0:
                     del self._armed[(venue, kind)]
-            return Fault(kind, armed.bps)
+            return Fault(kind, armed.bps, armed.slots)
         return None
 
     def armed(self) -> list[dict[str, Any]]:
@@ -70,6 +80,7 @@ class FaultBoard:
                     "remaining": armed.remaining,
                     "expiresInMs": left,
                     "bps": armed.bps,
+                    "slots": armed.slots,
                 }
             )
         out.sort(key=lambda a: (VENUES.index(a["venue"]), FAULT_KINDS.index(a["kind"])))

@@ -25,7 +25,13 @@ RETRY_S = 0.5
 
 
 class Store(Protocol):
-    async def commit(self, actions: list[Action], txs: list[ChainTx], slot: int) -> None: ...
+    async def commit(
+        self,
+        actions: list[Action],
+        txs: list[ChainTx],
+        slot: int,
+        accounts: dict[tuple[str, str], int] | None = None,
+    ) -> None: ...
 
 
 class Journal:
@@ -42,6 +48,7 @@ class Journal:
         self._on_saved = on_saved
         self._actions: list[Action] = []
         self._txs: dict[str, ChainTx] = {}
+        self._accounts: dict[tuple[str, str], int] = {}
         self._appended = 0  # changes appended so far
         self._saved = 0  # changes saved so far
         self._wake = asyncio.Event()
@@ -59,6 +66,11 @@ class Journal:
     def tx(self, tx: ChainTx) -> None:
         self._txs.pop(tx.signature, None)  # keep the latest state, in order of change
         self._txs[tx.signature] = tx
+        self._bump()
+
+    def account(self, owner: str, mint: str, amount: int) -> None:
+        """An account's new balance (saved in the batch of the change that made it)."""
+        self._accounts[(owner, mint)] = amount
         self._bump()
 
     def touch(self) -> None:
@@ -95,9 +107,10 @@ class Journal:
             target = self._appended
             actions, self._actions = self._actions, []
             txs, self._txs = list(self._txs.values()), {}
+            accounts, self._accounts = self._accounts, {}
             while True:
                 try:
-                    await self._store.commit(actions, txs, self._slot())
+                    await self._store.commit(actions, txs, self._slot(), accounts)
                     break
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
                     self.failing = True

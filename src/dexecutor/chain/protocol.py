@@ -2,28 +2,19 @@
 
 Modelled on the real ones so a real adapter could take the client's place: amounts
 travel in base units as strings, tokens by mint, venues by Jupiter's AMM labels, and
-a transaction is opaque encoded bytes whose signature is known before it is sent.
-
-Until transactions are signed (wallets come later), a transaction is a small JSON
-message, base64-encoded, and its "signature" is the base58 of its SHA-512 digest: 64
-bytes, like an ed25519 signature, so the same bytes always carry the same signature
-and the chain deduplicates a re-send by it. What the engine records before sending is
-exactly what it sends again after a crash.
+a transaction is a real signed Solana transaction (`transaction.py`) whose signature
+is known before it is sent. The errors are Solana's: a refusal names its
+TransactionError, a swap that landed and failed its program's Custom code.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from solders.hash import Hash
 from solders.pubkey import Pubkey
-from solders.signature import Signature
 
 from dexecutor.domain.failures import FailureReason
 from dexecutor.market.tokens import TOKENS, Token, find_token
@@ -50,20 +41,26 @@ RPC_INVALID_REQUEST = -32600
 RPC_METHOD_NOT_FOUND = -32601
 RPC_INVALID_PARAMS = -32602
 RPC_NODE_UNHEALTHY = -32005
-RPC_TX_REFUSED = -32002  # Solana: "Transaction simulation failed"
+RPC_TX_REFUSED = -32002  # Solana: "Transaction simulation failed" (data.err says why)
+RPC_SIGNATURE_FAILURE = -32003  # Solana: "Transaction signature verification failure"
 
-# Program error codes a swap fails with (Custom errors of the swap instruction).
-# 6001 (0x1771) is the slippage error real aggregator programs raise.
+# The TransactionErrors a -32002 refusal carries in `data.err` (Solana's names).
+BLOCKHASH_NOT_FOUND = "BlockhashNotFound"  # unknown, or expired: re-sign with a new one
+INSUFFICIENT_FUNDS_FOR_FEE = "InsufficientFundsForFee"  # the fee payer cannot pay the fee
+ALREADY_PROCESSED = "AlreadyProcessed"  # the order already has another live transaction
+
+# Program errors a landed swap fails with: Custom errors of the swap instruction (index
+# 2, after the two compute-budget instructions). 1 is the SPL token program's
+# InsufficientFunds; 6001 (0x1771) the slippage error real aggregator programs raise.
+SWAP_INSTRUCTION = 2
 CUSTOM_ERRORS: dict[str, int] = {
+    FailureReason.INSUFFICIENT_FUNDS: 1,
+    FailureReason.TX_FAILED: 6000,
     FailureReason.SLIPPAGE_EXCEEDED: 6001,
     FailureReason.INSUFFICIENT_LIQUIDITY: 6002,
     FailureReason.NO_ROUTE: 6003,
 }
 _BY_CODE = {code: reason for reason, code in CUSTOM_ERRORS.items()}
-# Until transactions really expire (wallets and blockhashes come later), a dropped
-# transaction is reported at once with this error rather than by its blockhash expiring.
-DROPPED = "TransactionDropped"
-EXPIRED = "BlockhashNotFound"
 
 
 def venue_of(name: str) -> str | None:
@@ -97,6 +94,34 @@ def from_base_units(units: int | str, token: Token) -> Decimal:
     return Decimal(int(units)).scaleb(-token.decimals)
 
 
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58)}
+
+
+def b58encode(data: bytes) -> str:
+    """Bitcoin's base58, as Solana writes instruction data and signatures."""
+    number = int.from_bytes(data, "big")
+    out = ""
+    while number:
+        number, digit = divmod(number, 58)
+        out = _B58[digit] + out
+    zeros = len(data) - len(data.lstrip(b"\0"))
+    return "1" * zeros + out
+
+
+def b58decode(text: str) -> bytes:
+    """The bytes of a base58 string; ValueError for a character base58 lacks."""
+    number = 0
+    for char in text:
+        digit = _B58_INDEX.get(char)
+        if digit is None:
+            raise ValueError("not base58")
+        number = number * 58 + digit
+    zeros = len(text) - len(text.lstrip("1"))
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
+    return b"\0" * zeros + body
+
+
 def pool_address(venue: str, base: str, quote: str) -> str:
     """A stable address for a venue's pool of a pair (its `ammKey`)."""
     return str(Pubkey(hashlib.sha256(f"pool:{venue}:{base}:{quote}".encode()).digest()))
@@ -108,94 +133,22 @@ def blockhash_of(genesis: str, slot: int) -> str:
 
 
 def error_of(reason: str) -> Any:
-    """The transaction error (Solana's `err` shape) for a failure reason."""
-    if reason == FailureReason.FAILED_TO_LAND:
-        return DROPPED
-    if reason == FailureReason.TX_EXPIRED:
-        return EXPIRED
-    return {"InstructionError": [0, {"Custom": CUSTOM_ERRORS.get(reason, 6000)}]}
+    """The error (Solana's `err` shape) a swap that landed and failed for `reason` has."""
+    code = CUSTOM_ERRORS.get(reason, CUSTOM_ERRORS[FailureReason.TX_FAILED])
+    return {"InstructionError": [SWAP_INSTRUCTION, {"Custom": code}]}
 
 
 def reason_of(err: Any) -> str:
-    """The failure reason a transaction error maps to."""
-    if err == DROPPED:
-        return FailureReason.FAILED_TO_LAND
-    if err == EXPIRED:
-        return FailureReason.TX_EXPIRED
+    """The failure reason a transaction error (of a status or a refusal) maps to."""
+    if err == BLOCKHASH_NOT_FOUND:
+        return FailureReason.BLOCKHASH_EXPIRED
+    if err == INSUFFICIENT_FUNDS_FOR_FEE:
+        return FailureReason.INSUFFICIENT_FUNDS
     if isinstance(err, dict) and "InstructionError" in err:
         detail = err["InstructionError"][1]
         if isinstance(detail, dict) and "Custom" in detail:
-            return _BY_CODE.get(int(detail["Custom"]), FailureReason.SLIPPAGE_EXCEEDED)
-    return FailureReason.FAILED_TO_LAND
-
-
-@dataclass(frozen=True, slots=True)
-class SwapTx:
-    """One swap transaction: what the engine records, sends, and re-sends."""
-
-    venue: str
-    token_in: str
-    token_out: str
-    amount_in: Decimal
-    min_amount_out: Decimal
-    order_id: UUID
-    attempt: int
-    recent_blockhash: str
-    last_valid_block_height: int
-
-    @property
-    def memo(self) -> str:
-        """The order and attempt, as the memo instruction of a real swap would carry it."""
-        return f"dexecutor:{self.order_id}:{self.attempt}"
-
-    def encode(self) -> str:
-        """The transaction as base64 (sendTransaction's `encoding: base64`)."""
-        t_in, t_out = _token(self.token_in), _token(self.token_out)
-        message = {
-            "program": PROGRAMS[self.venue],
-            "inputMint": t_in.mint,
-            "outputMint": t_out.mint,
-            "amountIn": str(to_base_units(self.amount_in, t_in)),
-            "minimumAmountOut": str(to_base_units(self.min_amount_out, t_out)),
-            "memo": self.memo,
-            "recentBlockhash": self.recent_blockhash,
-            "lastValidBlockHeight": self.last_valid_block_height,
-        }
-        raw = json.dumps(message, separators=(",", ":"), sort_keys=True).encode()
-        return base64.b64encode(raw).decode()
-
-    @staticmethod
-    def decode(encoded: str) -> SwapTx:
-        """Parse a transaction; ValueError when it is not one this chain can run."""
-        try:
-            message = json.loads(base64.b64decode(encoded, validate=True))
-            venue = next(v for v, p in PROGRAMS.items() if p == message["program"])
-            t_in = token_by_mint(message["inputMint"])
-            t_out = token_by_mint(message["outputMint"])
-            if t_in is None or t_out is None:
-                raise ValueError("unknown mint")
-            prefix, order, attempt = str(message["memo"]).split(":")
-            if prefix != "dexecutor":
-                raise ValueError("memo is not an order's")
-            return SwapTx(
-                venue=venue,
-                token_in=t_in.symbol,
-                token_out=t_out.symbol,
-                amount_in=from_base_units(message["amountIn"], t_in),
-                min_amount_out=from_base_units(message["minimumAmountOut"], t_out),
-                order_id=UUID(order),
-                attempt=int(attempt),
-                recent_blockhash=str(message["recentBlockhash"]),
-                last_valid_block_height=int(message["lastValidBlockHeight"]),
-            )
-        except (ValueError, KeyError, TypeError, StopIteration) as err:
-            raise ValueError(f"not a swap transaction this chain can run: {err}") from None
-
-
-def signature_of(encoded: str) -> str:
-    """The transaction's signature (base58, 64 bytes), known before it is sent."""
-    digest = hashlib.sha512(base64.b64decode(encoded)).digest()
-    return str(Signature.from_bytes(digest))
+            return _BY_CODE.get(int(detail["Custom"]), FailureReason.TX_FAILED)
+    return FailureReason.TX_FAILED
 
 
 def _token(symbol: str) -> Token:

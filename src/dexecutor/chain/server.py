@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
-import time
 from decimal import Decimal
 from typing import Any
 
 import structlog
+from solders.pubkey import Pubkey
+from solders.transaction import Transaction
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,10 +25,12 @@ from starlette.routing import Route
 
 from dexecutor import jsoncodec
 from dexecutor.chain import protocol as p
-from dexecutor.chain.cluster import Cluster, TxRefused
-from dexecutor.chain.records import LANDED, PENDING, ChainTx
+from dexecutor.chain import transaction
+from dexecutor.chain.accounts import NATIVE, TOKEN_PROGRAM, token_account
+from dexecutor.chain.cluster import MAX_AIRDROP, Cluster, TxRefused
+from dexecutor.chain.records import LANDED, REVERTED, ChainTx
 from dexecutor.domain.failures import FailureReason
-from dexecutor.market.tokens import Token, find_token
+from dexecutor.market.tokens import Token
 from dexecutor.market.types import VENUES, MarketError, Quote
 from dexecutor.market.venue import FAULT_KINDS, VenueError
 
@@ -48,10 +51,11 @@ def _error(status: int, code: str, message: str, reason: str | None = None) -> R
 
 
 class RpcError(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.data = data
 
 
 def _mint(value: Any, name: str) -> Token:
@@ -143,53 +147,184 @@ async def quote_response(cluster: Cluster, request: Request) -> Response:
 
 # -- JSON-RPC ----------------------------------------------------------------------------
 
+# Slots from landing until a transaction is finalized (Solana: 32, the lockout depth).
+FINALIZED_AFTER = 32
+U64_MAX = 2**64 - 1
+_COMMITMENTS = ("processed", "confirmed", "finalized")
 
-def _status(tx: ChainTx | None) -> dict[str, Any] | None:
-    if tx is None or tx.status == PENDING:
+
+def _level(tx: ChainTx, slot: int) -> tuple[str, int | None]:
+    """A landed transaction's confirmation level at `slot`, and its confirmations."""
+    assert tx.slot is not None
+    age = max(slot - tx.slot, 0)
+    if age >= FINALIZED_AFTER:
+        return "finalized", None
+    return ("confirmed" if age >= 1 else "processed"), age
+
+
+def _err(tx: ChainTx) -> Any:
+    if tx.meta is not None:
+        return tx.meta["err"]
+    return None if tx.status == LANDED else p.error_of(tx.reason or FailureReason.TX_FAILED)
+
+
+def _status(tx: ChainTx | None, slot: int) -> dict[str, Any] | None:
+    """Solana's status of a signature: None until it lands (also when lost or expired)."""
+    if tx is None or tx.status not in (LANDED, REVERTED) or tx.slot is None:
         return None
-    err = None if tx.status == LANDED else p.error_of(tx.reason or FailureReason.FAILED_TO_LAND)
+    level, confirmations = _level(tx, slot)
+    err = _err(tx)
     return {
         "slot": tx.slot,
-        "confirmations": None,
+        "confirmations": confirmations,
         "err": err,
         "status": {"Ok": None} if err is None else {"Err": err},
-        "confirmationStatus": "finalized",
+        "confirmationStatus": level,
     }
 
 
-def _transaction(tx: ChainTx | None) -> dict[str, Any] | None:
-    status = _status(tx)
+def _ui_amount(units: int, decimals: int) -> dict[str, Any]:
+    exact = Decimal(units).scaleb(-decimals)
+    text = f"{exact:f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return {
+        "amount": str(units),
+        "decimals": decimals,
+        "uiAmount": float(exact),
+        "uiAmountString": text,
+    }
+
+
+def _token_balances(
+    held: dict[str, int | None], owner: str, keys: list[str]
+) -> list[dict[str, Any]]:
+    """Token balances in getTransaction's shape (the index is the mint's account: the
+    simulation's swap lists mints, not token accounts)."""
+    out = []
+    for mint, units in held.items():
+        token = p.token_by_mint(mint)
+        if mint == NATIVE or units is None or token is None or mint not in keys:
+            continue
+        out.append(
+            {
+                "accountIndex": keys.index(mint),
+                "mint": mint,
+                "owner": owner,
+                "programId": TOKEN_PROGRAM,
+                "uiTokenAmount": _ui_amount(units, token.decimals),
+            }
+        )
+    return out
+
+
+def _json_transaction(tx: Transaction) -> dict[str, Any]:
+    """A transaction in getTransaction's `json` encoding."""
+    message = tx.message
+    header = message.header
+    return {
+        "signatures": [str(sig) for sig in tx.signatures],
+        "message": {
+            "accountKeys": [str(key) for key in message.account_keys],
+            "header": {
+                "numRequiredSignatures": header.num_required_signatures,
+                "numReadonlySignedAccounts": header.num_readonly_signed_accounts,
+                "numReadonlyUnsignedAccounts": header.num_readonly_unsigned_accounts,
+            },
+            "recentBlockhash": str(message.recent_blockhash),
+            "instructions": [
+                {
+                    "programIdIndex": ix.program_id_index,
+                    "accounts": list(bytes(ix.accounts)),
+                    "data": p.b58encode(bytes(ix.data)),
+                    "stackHeight": None,
+                }
+                for ix in message.instructions
+            ],
+        },
+    }
+
+
+def _logs(program: str, meta: dict[str, Any], units: int, limit: int) -> list[str]:
+    budget = "ComputeBudget111111111111111111111111111111"
+    logs = [f"Program {budget} invoke [1]", f"Program {budget} success"] * 2
+    logs += [f"Program {program} invoke [1]", "Program log: Instruction: Swap"]
+    err = meta["err"]
+    if err is None:
+        logs += [
+            f"Program log: amount_out={meta['out']}",
+            f"Program {program} consumed {units} of {limit} compute units",
+            f"Program return: {program} {_return_data(meta['out'])}",
+            f"Program {program} success",
+            f"Program {transaction.MEMO_PROGRAM} invoke [1]",
+            f"Program {transaction.MEMO_PROGRAM} success",
+        ]
+    else:
+        code = err["InstructionError"][1]["Custom"]
+        logs += [
+            f"Program log: Error: {_MESSAGES.get(code, 'the swap failed')}",
+            f"Program {program} consumed {units} of {limit} compute units",
+            f"Program {program} failed: custom program error: {code:#x}",
+        ]
+    return logs
+
+
+_MESSAGES = {
+    1: "insufficient funds",
+    6001: "Slippage tolerance exceeded",
+    6002: "not enough liquidity",
+    6003: "no route",
+}
+
+
+def _return_data(units: int) -> str:
+    # What the swap program returns: the amount out, a little-endian u64.
+    return base64.b64encode(struct.pack("<Q", units)).decode()
+
+
+def _transaction(tx: ChainTx | None, slot: int, encoding: str, commitment: str) -> Any:
+    """getTransaction's answer: None until landed (and at the commitment asked)."""
+    status = _status(tx, slot)
     if tx is None or status is None:
         return None
-    out_token = find_token(tx.token_out)
-    assert out_token is not None
-    logs = [f"Program {p.PROGRAMS[tx.venue]} invoke [1]", f"Program log: Memo {tx.order_id}"]
-    meta: dict[str, Any] = {
+    if commitment == "finalized" and status["confirmationStatus"] != "finalized":
+        return None
+    if commitment == "confirmed" and status["confirmationStatus"] == "processed":
+        return None
+    try:
+        swap, signed = transaction.decode(tx.payload)
+    except ValueError:
+        return None  # a transaction of an older chain: not readable in this shape
+    meta = tx.meta or {}
+    keys = [str(key) for key in signed.message.account_keys]
+    pre: dict[str, int | None] = meta.get("pre", {})
+    post: dict[str, int | None] = meta.get("post", {})
+    owner = swap.owner
+    units = int(meta.get("units", 0))
+    program = str(signed.message.account_keys[signed.message.instructions[2].program_id_index])
+    lamports_pre = [int(pre.get(NATIVE) or 0)] + [0] * (len(keys) - 1)
+    lamports_post = [int(post.get(NATIVE) or 0)] + [0] * (len(keys) - 1)
+    body: dict[str, Any] = {
         "err": status["err"],
         "status": status["status"],
-        "fee": 5000,
-        "preBalances": [],
-        "postBalances": [],
-        "preTokenBalances": [],
-        "postTokenBalances": [],
-        "logMessages": logs,
+        "fee": tx.fee,
+        "preBalances": lamports_pre,
+        "postBalances": lamports_post,
+        "innerInstructions": [],
+        "logMessages": _logs(program, meta, units, swap.compute_unit_limit) if meta else [],
+        "preTokenBalances": _token_balances(pre, owner, keys),
+        "postTokenBalances": _token_balances(post, owner, keys),
+        "rewards": [],
+        "loadedAddresses": {"writable": [], "readonly": []},
+        "computeUnitsConsumed": units,
     }
-    if tx.status == LANDED and tx.amount_out is not None:
-        out_units = p.to_base_units(tx.amount_out, out_token)
-        # What the swap program returns: the amount out, a little-endian u64.
-        meta["returnData"] = {
-            "programId": p.PROGRAMS[tx.venue],
-            "data": [base64.b64encode(struct.pack("<Q", out_units)).decode(), "base64"],
-        }
-        logs.append(f"Program log: swap amount_out={out_units}")
-        logs.append(f"Program {p.PROGRAMS[tx.venue]} success")
-    else:
-        logs.append(f"Program {p.PROGRAMS[tx.venue]} failed: {tx.reason}")
+    if status["err"] is None and meta.get("out") is not None:
+        body["returnData"] = {"programId": program, "data": [_return_data(meta["out"]), "base64"]}
     return {
         "slot": tx.slot,
-        "blockTime": int(time.time()),
-        "transaction": [tx.payload, "base64"],
-        "meta": meta,
+        "blockTime": meta.get("blockTime"),
+        "transaction": _json_transaction(signed) if encoding == "json" else [tx.payload, "base64"],
+        "meta": body,
         "version": "legacy",
     }
 
@@ -202,6 +337,116 @@ def _accounts(cluster: Cluster) -> dict[str, tuple[str, str, str]]:
     }
 
 
+def _pubkey(value: Any, name: str = "pubkey") -> str:
+    if isinstance(value, str) and 32 <= len(value) <= 44:
+        try:
+            return str(Pubkey.from_string(value))
+        except ValueError:
+            pass
+    raise RpcError(p.RPC_INVALID_PARAMS, f"Invalid param: {name} is not a valid public key")
+
+
+def _config(params: list[Any], at: int) -> dict[str, Any]:
+    config = params[at] if len(params) > at else None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise RpcError(p.RPC_INVALID_PARAMS, "Invalid params: the configuration is not an object")
+    return config
+
+
+def _commitment(config: dict[str, Any], default: str = "finalized") -> str:
+    commitment = config.get("commitment") or default
+    if commitment not in _COMMITMENTS:
+        raise RpcError(p.RPC_INVALID_PARAMS, f"Invalid commitment {str(commitment)[:20]!r}")
+    return str(commitment)
+
+
+def _token_account(cluster: Cluster, owner: str, mint: str, encoding: str) -> dict[str, Any]:
+    """An SPL token account in getTokenAccountsByOwner's shape."""
+    units = cluster.accounts.token(owner, mint) or 0
+    token = p.token_by_mint(mint)
+    assert token is not None
+    data: Any
+    if encoding == "jsonParsed":
+        data = {
+            "program": "spl-token",
+            "parsed": {
+                "info": {
+                    "isNative": False,
+                    "mint": mint,
+                    "owner": owner,
+                    "state": "initialized",
+                    "tokenAmount": _ui_amount(units, token.decimals),
+                },
+                "type": "account",
+            },
+            "space": TOKEN_ACCOUNT_SPACE,
+        }
+    else:
+        data = [base64.b64encode(_token_account_bytes(owner, mint, units)).decode(), "base64"]
+    return {
+        "pubkey": token_account(owner, mint),
+        "account": {
+            "data": data,
+            "executable": False,
+            "lamports": transaction.TOKEN_ACCOUNT_RENT,
+            "owner": TOKEN_PROGRAM,
+            "rentEpoch": U64_MAX,
+            "space": TOKEN_ACCOUNT_SPACE,
+        },
+    }
+
+
+TOKEN_ACCOUNT_SPACE = 165
+
+
+def _token_account_bytes(owner: str, mint: str, units: int) -> bytes:
+    """The SPL token account layout: mint, owner, amount, no delegate, initialized."""
+    return (
+        bytes(Pubkey.from_string(mint))
+        + bytes(Pubkey.from_string(owner))
+        + struct.pack("<Q", units)
+        + bytes(36)  # delegate: none
+        + b"\x01"  # state: initialized
+        + bytes(12)  # is_native: none
+        + struct.pack("<Q", 0)  # delegated amount
+        + bytes(36)  # close authority: none
+    )
+
+
+async def _send(cluster: Cluster, params: list[Any]) -> str:
+    if not params or not isinstance(params[0], str):
+        raise RpcError(p.RPC_INVALID_PARAMS, "params: expected [encodedTransaction, config]")
+    config = _config(params, 1)
+    encoding = config.get("encoding", "base58")
+    if encoding == "base58":
+        try:
+            encoded = base64.b64encode(p.b58decode(params[0])).decode()
+        except ValueError:
+            raise RpcError(p.RPC_INVALID_PARAMS, "invalid transaction: not base58") from None
+    elif encoding == "base64":
+        encoded = params[0]
+    else:
+        raise RpcError(p.RPC_INVALID_PARAMS, f"unsupported encoding: {str(encoding)[:20]}")
+    try:
+        return await cluster.send(encoded)
+    except TxRefused as refusal:
+        if refusal.err is None:
+            raise RpcError(refusal.code, refusal.message) from None
+        data = {
+            "accounts": None,
+            "err": refusal.err,
+            "innerInstructions": None,
+            "logs": [],
+            "replacementBlockhash": None,
+            "returnData": None,
+            "unitsConsumed": 0,
+        }
+        message = f"Transaction simulation failed: {refusal.message}"
+        raise RpcError(refusal.code, message, data) from None
+
+
 async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
     slot = cluster.slot()
     context = {"slot": slot, "apiVersion": "2.0.0"}
@@ -210,7 +455,7 @@ async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
             raise RpcError(p.RPC_NODE_UNHEALTHY, "Node is unhealthy: its ledger cannot be saved")
         return "ok"
     if method in ("getSlot", "getBlockHeight"):
-        return slot
+        return slot  # one block a slot: no skipped slots here
     if method == "getEpochInfo":
         return {
             "absoluteSlot": slot,
@@ -226,16 +471,12 @@ async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
             "context": context,
             "value": {"blockhash": blockhash, "lastValidBlockHeight": last_valid},
         }
-    if method == "sendTransaction":
+    if method == "isBlockhashValid":
         if not params or not isinstance(params[0], str):
-            raise RpcError(p.RPC_INVALID_PARAMS, "params: expected [encodedTransaction, config]")
-        config = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
-        if config.get("encoding", "base58") != "base64":
-            raise RpcError(p.RPC_INVALID_PARAMS, "only encoding=base64 is supported")
-        try:
-            return await cluster.send(params[0])
-        except TxRefused as err:
-            raise RpcError(p.RPC_TX_REFUSED, f"Transaction refused: {err}") from None
+            raise RpcError(p.RPC_INVALID_PARAMS, "params: expected [blockhash, config]")
+        return {"context": context, "value": cluster.blockhash_slot(params[0]) is not None}
+    if method == "sendTransaction":
+        return await _send(cluster, params)
     if method == "getSignatureStatuses":
         signatures = params[0] if params and isinstance(params[0], list) else None
         if signatures is None or not all(isinstance(s, str) for s in signatures):
@@ -243,11 +484,58 @@ async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
         if len(signatures) > MAX_SIGNATURES:
             raise RpcError(p.RPC_INVALID_PARAMS, f"Too many inputs provided; max {MAX_SIGNATURES}")
         found = await cluster.statuses(signatures)
-        return {"context": context, "value": [_status(tx) for tx in found]}
+        slot = cluster.slot()  # after the read: a status is never ahead of its context
+        return {
+            "context": {**context, "slot": slot},
+            "value": [
+                cluster.airdrop_status(sig, slot) or _status(tx, slot)
+                for sig, tx in zip(signatures, found, strict=True)
+            ],
+        }
     if method == "getTransaction":
         if not params or not isinstance(params[0], str):
             raise RpcError(p.RPC_INVALID_PARAMS, "params: expected [signature, config]")
-        return _transaction((await cluster.statuses([params[0]]))[0])
+        config = _config(params, 1)
+        encoding = config.get("encoding", "json")
+        if encoding not in ("json", "base64"):
+            raise RpcError(p.RPC_INVALID_PARAMS, f"unsupported encoding: {str(encoding)[:20]}")
+        commitment = _commitment(config)
+        if commitment == "processed":
+            raise RpcError(
+                p.RPC_INVALID_PARAMS, "Method does not support commitment below `confirmed`"
+            )
+        (read,) = await cluster.statuses([params[0]])
+        return _transaction(read, cluster.slot(), encoding, commitment)
+    if method == "getBalance":
+        owner = _pubkey(params[0] if params else None)
+        return {"context": context, "value": cluster.accounts.lamports(owner)}
+    if method == "getTokenAccountsByOwner":
+        owner = _pubkey(params[0] if params else None)
+        which = _config(params, 1)
+        encoding = _config(params, 2).get("encoding", "base64")
+        if encoding not in ("jsonParsed", "base64"):
+            raise RpcError(p.RPC_INVALID_PARAMS, f"unsupported encoding: {str(encoding)[:20]}")
+        if "mint" in which:
+            mints = [_pubkey(which["mint"], "mint")]
+        elif which.get("programId") == TOKEN_PROGRAM:
+            mints = cluster.accounts.token_mints(owner)
+        elif "programId" in which:
+            raise RpcError(p.RPC_INVALID_PARAMS, "Invalid param: unrecognized Token program id")
+        else:
+            raise RpcError(p.RPC_INVALID_PARAMS, "Invalid params: expected {mint} or {programId}")
+        held = [m for m in mints if m != NATIVE and cluster.accounts.token(owner, m) is not None]
+        return {
+            "context": context,
+            "value": [_token_account(cluster, owner, m, encoding) for m in held],
+        }
+    if method == "getRecentPrioritizationFees":
+        return [{"slot": s, "prioritizationFee": fee} for s, fee in cluster.recent_fees()]
+    if method == "requestAirdrop":
+        owner = _pubkey(params[0] if params else None)
+        lamports = params[1] if len(params) > 1 else None
+        if not isinstance(lamports, int) or not 0 < lamports <= MAX_AIRDROP:
+            raise RpcError(p.RPC_INVALID_PARAMS, "Invalid param: lamports")
+        return await cluster.request_airdrop(owner, lamports)
     if method == "getAccountInfo":
         if not params or not isinstance(params[0], str):
             raise RpcError(p.RPC_INVALID_PARAMS, "params: expected [address, config]")
@@ -294,11 +582,10 @@ async def _one_rpc(cluster: Cluster, call: Any) -> dict[str, Any]:
             raise RpcError(p.RPC_INVALID_PARAMS, "params must be an array")
         result = await _rpc(cluster, call["method"], params)
     except RpcError as err:
-        return {
-            "jsonrpc": "2.0",
-            "error": {"code": err.code, "message": err.message},
-            "id": call_id,
-        }
+        error: dict[str, Any] = {"code": err.code, "message": err.message}
+        if err.data is not None:
+            error["data"] = err.data
+        return {"jsonrpc": "2.0", "error": error, "id": call_id}
     return {"jsonrpc": "2.0", "result": result, "id": call_id}
 
 
@@ -351,8 +638,9 @@ def create_chain_app(cluster: Cluster) -> Starlette:
                         body.get("count"),
                         body.get("durationMs"),
                         int(body.get("bps", 0)),
+                        int(body.get("slots") or 0),
                     )
-            except _Bad as err:
+            except (_Bad, ValueError, TypeError) as err:
                 return _error(400, "INVALID_REQUEST", str(err))
             return _json({"armed": cluster.faults.armed()}, 201)
         return _json({"armed": cluster.faults.armed()})
@@ -381,6 +669,21 @@ def create_chain_app(cluster: Cluster) -> Starlette:
             return _error(400, "INVALID_REQUEST", str(err))
         await cluster.jump(venue, token.symbol, bps)
         return _json({"mint": token.mint, "venue": venue, "bps": bps})
+
+    async def airdrop(request: Request) -> Response:
+        """The faucet: any token (SOL's mint: lamports), in base units."""
+        try:
+            body = await body_of(request)
+            owner = _pubkey(body.get("owner"), "owner")
+            token = _mint(body.get("mint"), "mint")
+            amount = body.get("amount")
+            units = int(amount) if isinstance(amount, (str, int)) else 0
+            if not 0 < units <= MAX_AIRDROP:
+                raise _Bad(f"amount: base units as a positive integer up to {MAX_AIRDROP}")
+        except (_Bad, ValueError, RpcError) as err:
+            return _error(400, "INVALID_REQUEST", str(err))
+        balance = await cluster.airdrop(owner, token.mint, units)
+        return _json({"owner": owner, "mint": token.mint, "balance": str(balance)})
 
     async def view(request: Request) -> Response:
         try:
@@ -430,6 +733,7 @@ def create_chain_app(cluster: Cluster) -> Starlette:
             Route("/mock/faults", faults, methods=["GET", "POST", "DELETE"]),
             Route("/mock/launch", launch, methods=["POST"]),
             Route("/mock/price", price, methods=["POST"]),
+            Route("/mock/airdrop", airdrop, methods=["POST"]),
             Route("/market/view", view, methods=["POST"]),
         ]
     )

@@ -25,7 +25,13 @@ log = structlog.get_logger(__name__)
 
 
 def latencies_of(settings: Settings) -> Latencies:
-    return Latencies(settings.quote_latency, settings.swap_latency, settings.mock_failure_rate)
+    return Latencies(
+        settings.quote_latency,
+        settings.swap_latency,
+        settings.mock_failure_rate,
+        settings.landing_mode,
+        settings.chain_blockhash_slots,
+    )
 
 
 @asynccontextmanager

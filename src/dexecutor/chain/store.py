@@ -8,7 +8,7 @@ exactly the market that was, fills and all.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -18,7 +18,8 @@ from dexecutor.chain.records import Action, ChainTx
 
 _TX_COLUMNS = (
     "signature, venue, order_id, attempt, token_in, token_out, amount_in, min_amount_out,"
-    " status, received_slot, lands_in_ms, payload, slot, reason, amount_out"
+    " status, received_slot, lands_in_ms, payload, slot, reason, amount_out,"
+    " owner, fee, last_valid, lands_at, fault, meta"
 )
 
 
@@ -31,7 +32,10 @@ class Genesis:
 
 
 def _tx(row: asyncpg.Record) -> ChainTx:
-    return ChainTx(**dict(row.items()))
+    values = dict(row.items())
+    if values["meta"] is not None:
+        values["meta"] = json.loads(values["meta"])
+    return ChainTx(**values)
 
 
 class ChainStore:
@@ -103,9 +107,28 @@ class ChainStore:
         )
         return {r["signature"]: _tx(r) for r in rows}
 
-    async def commit(self, actions: Sequence[Action], txs: Sequence[ChainTx], slot: int) -> None:
-        """Save a batch in one transaction: actions in order, transactions' latest state."""
+    async def accounts(self) -> dict[tuple[str, str], int]:
+        """Every account's balance: (owner, mint) -> base units (SOL: lamports)."""
+        rows = await self._pool.fetch("SELECT owner, mint, amount FROM chain_accounts")
+        return {(r["owner"], r["mint"]): int(r["amount"]) for r in rows}
+
+    async def commit(
+        self,
+        actions: Sequence[Action],
+        txs: Sequence[ChainTx],
+        slot: int,
+        accounts: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        """Save a batch in one transaction: actions in order, transactions' latest state,
+        the balances they left."""
         async with self._pool.acquire() as conn, conn.transaction():
+            if accounts:
+                await conn.executemany(
+                    "INSERT INTO chain_accounts (owner, mint, amount) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (owner, mint) DO UPDATE SET amount = EXCLUDED.amount,"
+                    " updated_at = now()",
+                    [(owner, mint, amount) for (owner, mint), amount in accounts.items()],
+                )
             if actions:
                 await conn.executemany(
                     "INSERT INTO chain_actions (id, slot, at, kind, data)"
@@ -115,10 +138,12 @@ class ChainStore:
             if txs:
                 await conn.executemany(
                     f"INSERT INTO chain_txs ({_TX_COLUMNS}) VALUES"
-                    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+                    " $16, $17, $18, $19, $20, $21::jsonb)"
                     " ON CONFLICT (signature) DO UPDATE SET status = EXCLUDED.status,"
                     " slot = EXCLUDED.slot, reason = EXCLUDED.reason,"
-                    " amount_out = EXCLUDED.amount_out,"
+                    " amount_out = EXCLUDED.amount_out, lands_at = EXCLUDED.lands_at,"
+                    " fault = EXCLUDED.fault, meta = EXCLUDED.meta,"
                     " finalized_at ="
                     " CASE WHEN EXCLUDED.status = 'pending' THEN NULL ELSE now() END",
                     [
@@ -138,6 +163,12 @@ class ChainStore:
                             t.slot,
                             t.reason,
                             t.amount_out,
+                            t.owner,
+                            t.fee,
+                            t.last_valid,
+                            t.lands_at,
+                            t.fault,
+                            json.dumps(t.meta) if t.meta is not None else None,
                         )
                         for t in txs
                     ],

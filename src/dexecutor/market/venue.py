@@ -35,10 +35,11 @@ class Fault:
 
     kind: str
     bps: int = 0
+    slots: int = 0  # `late`: how many slots after it came the transaction lands
 
 
 QUOTE_FAULTS = ("timeout", "error")
-SWAP_FAULTS = ("drop", "expire", "price")
+SWAP_FAULTS = ("drop", "expire", "late", "price")
 FAULT_KINDS = QUOTE_FAULTS + SWAP_FAULTS
 
 
