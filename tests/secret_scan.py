@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,9 @@ from dexecutor.wallets import KEY_FILE, SecretBox
 from dexecutor.wallets import _context as wallet_context
 from tests.leaks import Finding, Secret, find_secrets, read_logs
 
-DEFAULT_DATA_DIR = Path(".data")
+# Where the services keep their generated wallet key when a test gives them no DATA_DIR
+# of their own: the environment's (they inherit it), else the default.
+DEFAULT_DATA_DIR = Path(os.environ.get("DATA_DIR") or ".data")
 
 
 def _base64_key(text: str) -> bytes | None:

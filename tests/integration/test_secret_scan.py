@@ -3,6 +3,9 @@ with the key they generated, and finds a planted secret in a log folder."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -11,7 +14,7 @@ from dexecutor.chain.client import ChainClient
 from dexecutor.config import Settings
 from dexecutor.wallets import SecretBox, Wallets, wallet_key
 from tests.secret_scan import SessionSecrets, scan
-from tests.support import create_database, drop_database
+from tests.support import ROOT, create_database, drop_database
 
 
 async def _make_wallets(dsn: str, data_dir: Path, *users: str) -> dict[str, str]:
@@ -51,3 +54,46 @@ async def test_the_wallets_of_a_test_database_are_read_and_looked_for(tmp_path: 
     ]
     assert report.files == 3
     assert all(keypairs["bob"] not in line for line in report.lines())
+
+
+INNER_TEST = """
+import asyncpg
+from dexecutor.chain.client import ChainClient
+from dexecutor.config import Settings
+from dexecutor.wallets import SecretBox, Wallets, wallet_key
+
+
+async def test_a_wallet(database: str) -> None:
+    box = SecretBox(wallet_key(Settings(env="test")))
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=1)
+    try:
+        keypair = await Wallets(pool, ChainClient("http://127.0.0.1:9"), box).keypair("leaky")
+    finally:
+        await pool.close()
+    print({SHAPE})
+"""
+
+
+def _session(folder: Path, shape: str) -> tuple[int, str]:
+    """A whole pytest session of its own (the suite's conftest as a plugin, its own log
+    folder and data directory) whose one test makes a wallet and prints `shape`."""
+    folder.mkdir()
+    (folder / "test_inner.py").write_text(INNER_TEST.replace("{SHAPE}", shape))
+    env = {**os.environ, "DEXECUTOR_TEST_LOGS": str(folder / "logs"),
+           "DATA_DIR": str(folder / "data")}  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
+         "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), str(folder / "test_inner.py")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=100,
+    )  # fmt: skip
+    return run.returncode, run.stdout + run.stderr
+
+
+def test_a_session_whose_logs_hold_a_wallet_secret_fails(tmp_path: Path) -> None:
+    code, out = _session(tmp_path / "clean", "'nothing secret'")
+    assert code == 0 and "1 passed" in out and ": none found" in out, out
+    code, out = _session(tmp_path / "leaky", "keypair")
+    assert code == 1 and "1 passed" in out, out
+    (leak,) = [line for line in out.splitlines() if "LEAK " in line]
+    assert "pytest-captured.log:" in leak and "wallet of leaky (" in leak, leak
+    assert leak.endswith("(keypair base58)"), leak
