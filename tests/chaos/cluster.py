@@ -47,6 +47,12 @@ NAMESPACE = "chaos"
 # the chain not answering mid-build, leaves its order in an executing status while
 # another takes the slot.
 CAP_WINDOW_S = 15.0
+# A blockhash is valid for this many slots (12 s at 400 ms): a dropped transaction is
+# known dead, and its order re-signed, in seconds rather than the minute of mainnet.
+BLOCKHASH_SLOTS = 30
+# What each user's wallet starts with: enough for every order the load places, in every
+# token it sells (limit orders sell RAY and JUP), so funds never stand in for a fault.
+FUNDING = "SOL:100000,USDC:10000000,RAY:1000000,JUP:1000000"
 
 
 def now() -> datetime:
@@ -120,8 +126,15 @@ KINDS: dict[str, float] = {  # relative weights of the fault kinds
     "pg_cut": 1.5,
     "pg_restart": 1.5,
     "kill_chain": 1.5,
-    "venue": 2,
+    "venue": 2.5,
+    # Transactions that land late (their engine already rebroadcasting), and a worker
+    # killed while they are in flight: the order is resumed by another worker, which
+    # must wait for the same signature, never sign a second swap before expiry.
+    "late_crash": 2,
 }
+# Venue faults: quotes that fail, and transactions that never land (`drop`, `expire`:
+# every broadcast lost until the blockhash expires), land late or at a moved price.
+VENUE_KINDS = ["error", "timeout", "drop", "expire", "late", "price"]
 
 
 @dataclass
@@ -165,6 +178,8 @@ class Cluster:
             TRIGGER_INTERVAL_MS="200",
             PG_POOL_SIZE="8",
             RATE_LIMIT_PER_USER="0",
+            CHAIN_BLOCKHASH_SLOTS=str(BLOCKHASH_SLOTS),
+            DEV_FUNDING=FUNDING,
         )
         # The chain is separate infrastructure: straight to PostgreSQL, not via the proxy.
         chain = Node("chain", chain_process({**env, "DATABASE_URL": self.dsn}), self.out)
@@ -244,10 +259,13 @@ class Cluster:
         down_s = round(rng.uniform(0.5, 5.0), 2)
         pick = rng.random()
         venue = rng.choice(["raydium", "meteora", "all"])
-        venue_kind = rng.choice(["error", "timeout", "drop", "expire", "price"])
+        venue_kind = rng.choice(VENUE_KINDS)
         count = rng.randint(1, 6)
         bps = rng.choice([-150, -60, 60, 150])
-        if kind in ("kill_api", "kill_worker"):
+        # `late`: lands this many slots after it was sent, inside its validity.
+        late_slots = rng.randint(4, BLOCKHASH_SLOTS - 8)
+        crash_after_s = round(rng.uniform(0.3, 2.0), 2)
+        if kind in ("kill_api", "kill_worker", "late_crash"):
             group = self.apis if kind == "kill_api" else self.workers
             target = group[int(pick * len(group))].name
         elif kind == "kill_chain":
@@ -266,8 +284,15 @@ class Cluster:
             body: dict[str, Any] = {"venue": venue, "kind": venue_kind, "count": count}
             if venue_kind == "price":
                 body["bps"] = bps
+            if venue_kind == "late":
+                body["slots"] = late_slots
             fault.detail = jsoncodec.dumps(body).decode()
             self._spawn(self._venue(fault, target, body))
+        elif kind == "late_crash":
+            body = {"venue": "all", "kind": "late", "count": count + 2, "slots": late_slots}
+            fault.detail = f"{target} {crash_after_s}s after {jsoncodec.dumps(body).decode()}"
+            fault.detail += f" for {down_s}s"
+            self._spawn(self._late_crash(fault, target, body, crash_after_s, down_s))
         else:
             self._spawn(self._outage(fault, target, down_s))
         return fault
@@ -300,6 +325,33 @@ class Cluster:
                 await self.pg.stop(mode)
                 await asyncio.sleep(down_s)
                 await self.pg.start()
+            fault.healed = now()
+        finally:
+            self.busy.discard(target)
+
+    async def _late_crash(
+        self, fault: Fault, target: str, body: dict[str, Any], after_s: float, down_s: float
+    ) -> None:
+        """Arm late landings, let transactions go out under them, then kill a worker for
+        `down_s`: the orders it was confirming are resumed elsewhere mid-flight."""
+        try:
+            api = self.live_api()
+            if api is None:
+                fault.skipped = "no API up"
+                return
+            try:
+                armed = await self.http.post(f"{api.url}/api/mock/faults", json=body)
+            except httpx.TransportError as err:
+                fault.skipped = type(err).__name__
+                return
+            if armed.status_code != 201:
+                fault.skipped = f"answered {armed.status_code}"
+                return
+            await asyncio.sleep(after_s)
+            node = next(n for n in self.nodes if n.name == target)
+            await node.kill()
+            await asyncio.sleep(down_s)
+            node.start()
             fault.healed = now()
         finally:
             self.busy.discard(target)
