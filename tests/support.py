@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,11 +55,13 @@ def cli_env(**env: str) -> dict[str, str]:
     return {"COLUMNS": "200", "PATH": "/usr/bin:/bin", **measured, **env}
 
 
-def keep_output(what: str, output: str) -> None:
-    """Add a CLI run's output to the session's logs (the secret check reads them)."""
+def keep_output(args: Sequence[str], output: str) -> None:
+    """Add a CLI run's output to the session's logs (the secret check reads them),
+    under its command line with the value of `--api-key` left out."""
+    shown = ["***" if i > 0 and args[i - 1] == "--api-key" else arg for i, arg in enumerate(args)]
     SESSION_LOGS.mkdir(parents=True, exist_ok=True)
     with (SESSION_LOGS / "cli-output.log").open("a") as log:
-        log.write(f"== {what}\n{output}\n")
+        log.write(f"== dexecutor {' '.join(shown)}\n{output}\n")
 
 
 def server_dsn() -> str:

@@ -19,7 +19,7 @@ async def run_cli(*args: str, url: str) -> tuple[int, str]:
         env=cli_env(),
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    keep_output(f"dexecutor {' '.join(args)}", out.decode(errors="replace"))
+    keep_output(args, out.decode(errors="replace"))
     return int(proc.returncode or 0), out.decode()
 
 
