@@ -12,12 +12,12 @@ secret is looked for in every encoding a log line could carry:
 Text secrets (API keys, the configured WALLET_KEY) are looked for as they are.
 
 Logs are large and a session makes many wallets, so the search does not try every
-encoding at every offset: it cuts the text into maximal runs of each encoding's
-alphabet (a key in a log sits between quotes, `=`, spaces or brackets), and looks up a
-fixed-length window of each run in an index of every encoding's first characters.
-A secret glued to other characters of its own alphabet is found as well, since every
-offset of a run is tried. A report names the file, the line, the secret's label and
-the encoding, never the secret.
+encoding at every offset: it cuts the text into the distinct maximal runs of each
+encoding's alphabet (a key in a log sits between quotes, `=`, spaces or brackets), and
+looks up short windows of each run, a few characters apart, in an index of the
+encodings' windows (`_Index` says why no occurrence slips between two). A secret glued
+to other characters of its own alphabet is found as well. A report names the file, the
+line, the secret's label and the encoding, never the secret.
 """
 
 from __future__ import annotations
