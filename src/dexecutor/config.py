@@ -202,6 +202,14 @@ class Settings(BaseSettings):
     wallet_key: SecretStr = SecretStr("")
     dev_funding: str | None = None
 
+    # Sending and confirming. The priority fee bid is this percentile of the chain's
+    # recent prioritization fees (micro-lamports per compute unit), never above the cap;
+    # an unconfirmed transaction's same bytes are sent again every REBROADCAST_MS until
+    # it is confirmed or its blockhash has expired.
+    priority_fee_percentile: Annotated[int, Field(ge=0, le=100)] = 75
+    priority_fee_max_microlamports: Annotated[int, Field(ge=0, le=1_000_000_000)] = 1_000_000
+    rebroadcast_ms: Annotated[int, Field(ge=50, le=60_000)] = 2_000
+
     mock_quote_latency_ms: str = "150-250"
     mock_swap_latency_ms: str = "2000-3000"
     mock_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0

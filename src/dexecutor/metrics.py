@@ -61,6 +61,12 @@ WEBSOCKETS = Gauge(
     multiprocess_mode="livesum",
 )
 VENUE_ERRORS = Counter("dexecutor_venue_errors", "Failed attempts by venue-side reason", ["reason"])
+TX_BROADCASTS = Counter(
+    "dexecutor_tx_broadcasts",
+    "Transactions handed to the chain: first sends, and rebroadcasts of the same bytes"
+    " while unconfirmed",
+    ["kind"],
+)
 INTERNAL_ERRORS = Counter(
     "dexecutor_internal_errors",
     "Deterministic exceptions while executing an order (bugs, unprocessable rows);"

@@ -22,6 +22,7 @@ from dexecutor.bus.market_control import MarketControl
 from dexecutor.bus.quotes import QuoteBook
 from dexecutor.bus.redis import Keys, connect
 from dexecutor.chain.client import ChainClient, ChainVenue
+from dexecutor.chain.rpc import Rpc
 from dexecutor.config import Settings
 from dexecutor.engine.execute import Engine, Policy
 from dexecutor.engine.triggers import TriggerRunner
@@ -51,6 +52,7 @@ class Services:
     quotes: QuoteBook
     queue: OrderQueue
     chain: ChainClient
+    rpc: Rpc
     venues: dict[str, ChainVenue]
     engine: Engine
     hub: EventHub
@@ -75,10 +77,18 @@ class Services:
         repo = OrderRepository(pool)
         # Generous: a quote is bounded by QUOTE_TIMEOUT_MS around it, a confirmation
         # by its own wait; this only ends requests to a chain that stopped answering.
-        chain = ChainClient(settings.chain, timeout_s=max(10.0, settings.quote_timeout_ms / 500))
-        venues = {name: ChainVenue(name, chain) for name in VENUES}
+        timeout_s = max(10.0, settings.quote_timeout_ms / 500)
+        chain = ChainClient(settings.chain, timeout_s=timeout_s)
+        rpc = Rpc(
+            settings.chain,
+            timeout_s=timeout_s,
+            rebroadcast_s=settings.rebroadcast_ms / 1000,
+            fee_percentile=settings.priority_fee_percentile,
+            fee_cap=settings.priority_fee_max_microlamports,
+        )
         publisher = EventPublisher(redis, keys.events, keys.wait_events)
         wallets, funds = funds_of(settings, pool, chain)
+        venues = {name: ChainVenue(name, chain, rpc, wallets) for name in VENUES}
         engine = Engine(
             repo,
             publisher,
@@ -105,7 +115,7 @@ class Services:
         control = MarketControl(redis, keys, chain)
         hub.on_channel(keys.market, control.receive)
         services = cls(
-            settings, pool, redis, keys, repo, QuoteBook(redis, keys), queue, chain, venues,
+            settings, pool, redis, keys, repo, QuoteBook(redis, keys), queue, chain, rpc, venues,
             engine, hub, control, publisher, wallets, funds, loops=loops,
         )  # fmt: skip
         if worker:
@@ -178,6 +188,7 @@ class Services:
         await self.hub.stop()
         await self.heap.stop()
         await self.queue.close()
+        await self.rpc.close()
         await self.chain.close()
         await self.redis.aclose()
         await self.pool.close()

@@ -434,7 +434,7 @@ def _show(amount: Decimal) -> str:
 def funds_of(settings: Settings, pool: asyncpg.Pool, chain: ChainClient) -> tuple[Wallets, Funds]:
     """The wallets and the pre-trade check of a process, from its settings."""
     wallets = Wallets(pool, chain, SecretBox(wallet_key(settings)), settings.funding)
-    return wallets, Funds(wallets)
+    return wallets, Funds(wallets, settings.priority_fee_max_microlamports)
 
 
 def describe(balances: Mapping[str, Balance]) -> dict[str, Any]:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 
+import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from dexecutor.chain.client import ChainClient, ChainVenue, Signer
 from dexecutor.chain.cluster import Cluster
+from dexecutor.chain.rpc import Rpc
 from dexecutor.chain.service import running_chain
 from dexecutor.config import Settings
+from dexecutor.market.types import VENUES
+from dexecutor.wallets import SecretBox, Wallets
 from tests.support import create_database, drop_database, free_port, redis_url
 
 
@@ -39,6 +45,7 @@ def chain_settings(dsn: str, **overrides: object) -> Settings:
         "mock_market": "calm",
         "mock_quote_latency_ms": "0",
         "mock_swap_latency_ms": "10-20",
+        "chain_blockhash_slots": 10,  # 4 s: a dropped transaction expires in seconds
         "log_json": False,
     }
     values.update(overrides)
@@ -57,3 +64,34 @@ async def chain(chain_dsn: str) -> AsyncIterator[Chain]:
     settings = chain_settings(chain_dsn)
     async with running_chain(settings) as cluster:
         yield Chain(f"http://127.0.0.1:{settings.chain_port}", chain_dsn, cluster, settings)
+
+
+# Every test wallet's secret is sealed under this key (several engines of one test
+# share their wallets, as a deployment's processes do).
+WALLET_KEY = bytes(range(32))
+FUNDING = [("SOL", Decimal(1000)), ("USDC", Decimal(100_000))]
+
+
+@dataclass
+class Wired:
+    """The chain as a worker process reaches it: quotes over the chain client, swaps
+    signed by the users' wallets and sent and confirmed through the RPC side."""
+
+    client: ChainClient
+    rpc: Rpc
+    venues: dict[str, ChainVenue]
+
+    async def close(self) -> None:
+        await self.rpc.close()
+        await self.client.close()
+
+
+def wired(chain: Chain, pool: asyncpg.Pool | None = None, signer: Signer | None = None) -> Wired:
+    """Venues signing with the users' wallets in `pool`'s database (or with `signer`)."""
+    client = ChainClient(chain.url)
+    rpc = Rpc(chain.url, poll_s=0.01, rebroadcast_s=0.2)
+    if signer is None:
+        assert pool is not None
+        signer = Wallets(pool, client, SecretBox(WALLET_KEY), FUNDING)
+    venues = {name: ChainVenue(name, client, rpc, signer) for name in VENUES}
+    return Wired(client, rpc, venues)

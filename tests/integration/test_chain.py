@@ -15,13 +15,12 @@ from solders.keypair import Keypair
 from dexecutor.chain import protocol as p
 from dexecutor.chain import transaction
 from dexecutor.chain.accounts import NATIVE, TOKEN_PROGRAM, token_account
-from dexecutor.chain.client import ChainClient, ChainVenue
 from dexecutor.chain.cluster import Cluster, TxRefused, market_time
 from dexecutor.chain.service import open_cluster
 from dexecutor.chain.transaction import LAMPORTS_PER_SIGNATURE, TOKEN_ACCOUNT_RENT
 from dexecutor.market.types import VENUES
-from dexecutor.market.venue import SubmitRefused, VenueError
-from tests.integration.conftest import Chain, chain_settings
+from dexecutor.market.venue import Reverted, SubmitRefused
+from tests.integration.conftest import Chain, chain_settings, wired
 
 SOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
@@ -136,16 +135,26 @@ async def test_rpc_answers_in_solanas_shapes(chain: Chain) -> None:
         assert answers[1]["error"]["code"] == p.RPC_METHOD_NOT_FOUND
 
 
+class OneWallet:
+    """A signer holding one funded keypair for every user."""
+
+    def __init__(self, keypair: Keypair) -> None:
+        self._keypair = keypair
+
+    async def keypair(self, user_id: str) -> Keypair:
+        return self._keypair
+
+
 async def test_a_signature_runs_once_and_an_order_has_one_live_swap(chain: Chain) -> None:
-    client = ChainClient(chain.url, poll_s=0.01)
+    made = wired(chain, signer=OneWallet(await funded(chain.cluster)))
     try:
-        venue = ChainVenue("raydium", client)
+        venue = made.venues["raydium"]
         order = uuid4()
-        tx = await venue.build(order, 1, "SOL", "USDC", Decimal(2), Decimal(1))
+        tx = await venue.build(order, 1, "u", "SOL", "USDC", Decimal(2), Decimal(1))
         await asyncio.gather(*(venue.send(tx) for _ in range(5)))
-        fill = await venue.confirm(tx.signature)
+        fill = await venue.confirm(tx)
         await venue.send(tx)  # once more, after it landed: still that one swap
-        other = await venue.build(order, 2, "SOL", "USDC", Decimal(2), Decimal(1))
+        other = await venue.build(order, 2, "u", "SOL", "USDC", Decimal(2), Decimal(1))
         with pytest.raises(SubmitRefused):  # the order's swap landed: no second one
             await venue.send(other)
         landed = await chain.cluster.statuses([tx.signature, other.signature])
@@ -156,24 +165,31 @@ async def test_a_signature_runs_once_and_an_order_has_one_live_swap(chain: Chain
         ]  # the market saw one fill
         assert [a.data["signature"] for a in fills] == [tx.signature]
     finally:
-        await client.close()
+        await made.close()
 
 
 async def test_the_minimum_out_is_enforced_where_the_swap_lands(chain: Chain) -> None:
-    client = ChainClient(chain.url, poll_s=0.01)
+    wallet = await funded(chain.cluster)
+    made = wired(chain, signer=OneWallet(wallet))
     try:
-        venue = ChainVenue("meteora", client)
-        tx = await venue.build(uuid4(), 1, "SOL", "USDC", Decimal(2), Decimal(10) ** 6)
+        venue = made.venues["meteora"]
+        tx = await venue.build(uuid4(), 1, "u", "SOL", "USDC", Decimal(2), Decimal(10) ** 6)
         await venue.send(tx)
-        with pytest.raises(VenueError) as refused:
-            await venue.confirm(tx.signature)
+        with pytest.raises(Reverted) as refused:
+            await venue.confirm(tx)
         assert refused.value.reason == "slippage_exceeded"
+        assert refused.value.tx_hash == tx.signature and refused.value.slot > 0
+        # It paid its fee all the same, and nothing else.
+        fee = refused.value.network_fee
+        assert fee.base == LAMPORTS_PER_SIGNATURE and fee.rent == 0
+        left = chain.cluster.accounts.lamports(str(wallet.pubkey()))
+        assert left == 10 * 10**9 - fee.lamports
         async with httpx.AsyncClient(base_url=chain.url) as http:
             status = (await rpc(http, "getSignatureStatuses", [tx.signature]))["result"]
         err = status["value"][0]["err"]
         assert err == {"InstructionError": [2, {"Custom": 0x1771}]}
     finally:
-        await client.close()
+        await made.close()
 
 
 async def test_a_restarted_chain_has_its_fills_balances_and_the_same_market(

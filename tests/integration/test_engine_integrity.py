@@ -24,14 +24,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dexecutor.bus.events import EventPublisher
 from dexecutor.bus.redis import Keys
-from dexecutor.chain.client import ChainClient, ChainVenue
 from dexecutor.domain.order import Order, OrderStatus, OrderType, first_event
 from dexecutor.engine.execute import Engine, Policy
 from dexecutor.market.types import VENUES
 from dexecutor.market.venue import SignedTx, SubmitRefused
 from dexecutor.store.orders import OrderRepository
 from dexecutor.store.outbox import PgOutbox
-from tests.integration.conftest import Chain
+from tests.integration.conftest import Chain, Wired, wired
 from tests.support import drop_namespace, free_port
 
 S = OrderStatus
@@ -83,12 +82,12 @@ class Worker:
     engine: Engine
     repo: OrderRepository
     outbox: PgOutbox
-    client: ChainClient
+    chain: Wired
 
 
 @pytest.fixture
-async def clients() -> AsyncIterator[list[ChainClient]]:
-    made: list[ChainClient] = []
+async def clients() -> AsyncIterator[list[Wired]]:
+    made: list[Wired] = []
     yield made
     for client in made:
         await client.close()
@@ -99,16 +98,16 @@ def worker(
     redis: Redis,
     keys: Keys,
     chain: Chain,
-    clients: list[ChainClient],
+    clients: list[Wired],
     *,
     outbox: PgOutbox | None = None,
     max_attempts: int = 3,
     internal_error_limit: int = 5,
 ) -> Worker:
     repo = OrderRepository(pool)
-    client = ChainClient(chain.url, poll_s=0.01)
-    clients.append(client)
-    venues = {name: ChainVenue(name, client) for name in VENUES}
+    made = wired(chain, pool)
+    clients.append(made)
+    venues = made.venues
     outbox = outbox or PgOutbox(pool)
     policy = Policy(
         max_attempts=max_attempts,
@@ -119,14 +118,15 @@ def worker(
     engine = Engine(
         repo, EventPublisher(redis, keys.events, keys.wait_events), venues, outbox, policy
     )
-    return Worker(engine, repo, outbox, client)
+    return Worker(engine, repo, outbox, made)
 
 
 async def new_order(repo: OrderRepository, **fields: Any) -> Order:
     now = datetime.now(UTC)
     values: dict[str, Any] = {
         "id": uuid4(),
-        "user_id": "integrity",
+        # A wallet of its own: each test has a fresh chain, where older wallets hold nothing.
+        "user_id": f"integrity-{uuid4().hex[:8]}",
         "type": OrderType.MARKET,
         "token_in": "SOL",
         "token_out": "USDC",
@@ -174,7 +174,7 @@ async def test_a_worker_that_lost_the_order_cannot_send_a_swap(
     redis: Redis,
     keys: Keys,
     chain: Chain,
-    clients: list[ChainClient],
+    clients: list[Wired],
 ) -> None:
     held = HeldOutbox(pools[0])
     stale = worker(pools[0], redis, keys, chain, clients, outbox=held)
@@ -243,15 +243,17 @@ async def test_a_resumed_order_sends_its_recorded_swap_again_and_it_runs_once(
     redis: Redis,
     keys: Keys,
     chain: Chain,
-    clients: list[ChainClient],
+    clients: list[Wired],
 ) -> None:
     """A worker died after recording and sending, before writing `submitted`: the next
     one sends the recorded bytes again; the chain runs the signature once."""
     first = worker(pools[0], redis, keys, chain, clients)
     second = worker(pools[1], redis, keys, chain, clients)
     order = await built(first.repo, await new_order(first.repo), "raydium")
-    venue = ChainVenue("raydium", first.client)
-    tx = await venue.build(order.id, order.attempts, "SOL", "USDC", Decimal(2), Decimal(180))
+    venue = first.chain.venues["raydium"]
+    tx = await venue.build(
+        order.id, order.attempts, order.user_id, "SOL", "USDC", Decimal(2), Decimal(180)
+    )
     recorded = await first.outbox.record(order.id, order.attempts, order.seq, tx)
     await venue.send(recorded)  # and the worker dies here
     assert await second.engine.process(order.id) is None
@@ -267,7 +269,7 @@ async def test_a_quote_the_market_can_no_longer_meet_fails_before_any_swap(
     redis: Redis,
     keys: Keys,
     chain: Chain,
-    clients: list[ChainClient],
+    clients: list[Wired],
 ) -> None:
     w = worker(pools[0], redis, keys, chain, clients, max_attempts=2)
     order = await new_order(
@@ -291,7 +293,7 @@ async def test_a_limit_order_whose_floor_is_out_of_reach_sends_no_swap(
     redis: Redis,
     keys: Keys,
     chain: Chain,
-    clients: list[ChainClient],
+    clients: list[Wired],
 ) -> None:
     w = worker(pools[0], redis, keys, chain, clients, max_attempts=1)
     order = await new_order(
@@ -314,7 +316,7 @@ async def test_a_deterministic_error_fails_the_order_after_the_bound(
     redis: Redis,
     keys: Keys,
     chain: Chain,
-    clients: list[ChainClient],
+    clients: list[Wired],
 ) -> None:
     w = worker(pools[0], redis, keys, chain, clients, internal_error_limit=3)
     order = await new_order(w.repo)
@@ -336,7 +338,7 @@ async def test_an_unreachable_redis_is_not_counted_against_the_order(
     pools: tuple[asyncpg.Pool, asyncpg.Pool],
     keys: Keys,
     chain: Chain,
-    clients: list[ChainClient],
+    clients: list[Wired],
 ) -> None:
     # Nothing listens on this port: every publish fails as a Redis outage does.
     dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}")

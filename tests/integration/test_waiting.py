@@ -23,15 +23,14 @@ from redis.asyncio import Redis
 
 from dexecutor.bus.events import EventPublisher
 from dexecutor.bus.redis import Keys
-from dexecutor.chain.client import ChainClient, ChainVenue
+from dexecutor.chain.client import ChainClient
 from dexecutor.domain.order import Order, OrderEvent, OrderStatus, OrderType, first_event
 from dexecutor.engine.execute import Engine, Policy
 from dexecutor.engine.triggers import TriggerRunner, trigger_of
-from dexecutor.market.types import VENUES
 from dexecutor.queue.orders import QUEUE_NAME, OrderQueue, queue_options
 from dexecutor.store.orders import NewRecord, OrderRepository
 from dexecutor.store.outbox import PgOutbox
-from tests.integration.conftest import Chain
+from tests.integration.conftest import Chain, Wired, wired
 from tests.support import isolated, redis_url
 
 # Long enough that a test sees the runner's own recovery, not the periodic reconcile.
@@ -47,7 +46,11 @@ class World:
     queue: OrderQueue
     publisher: EventPublisher
     chain: Chain
-    client: ChainClient
+    wired: Wired
+
+    @property
+    def client(self) -> ChainClient:
+        return self.wired.client
 
     def runner(self, repo: Any = None, reconcile_s: float = NEVER_S) -> TriggerRunner:
         return TriggerRunner(
@@ -69,7 +72,7 @@ async def world(chain: Chain) -> AsyncIterator[World]:
         redis = Redis.from_url(redis_url())
         keys = Keys(iso.namespace)
         queue = OrderQueue(redis_url(), iso.namespace, redis)
-        client = ChainClient(chain.url, poll_s=0.01)
+        made = wired(chain, pool)
         try:
             yield World(
                 pool,
@@ -79,10 +82,10 @@ async def world(chain: Chain) -> AsyncIterator[World]:
                 queue,
                 EventPublisher(redis, keys.events, keys.wait_events),
                 chain,
-                client,
+                made,
             )
         finally:
-            await client.close()
+            await made.close()
             await queue.close()
             await redis.aclose()
             await pool.close()
@@ -266,7 +269,7 @@ async def test_a_refire_of_an_order_already_running_is_a_no_op(world: World) -> 
 
 
 def engine_of(world: World) -> Engine:
-    venues = {name: ChainVenue(name, world.client) for name in VENUES}
+    venues = world.wired.venues
     policy = Policy(max_attempts=3, backoff_base_ms=10, quote_timeout_s=1.0, internal_error_limit=5)
     return Engine(world.repo, world.publisher, venues, PgOutbox(world.pool), policy)
 

@@ -26,7 +26,7 @@ from pydantic import (
 from dexecutor import jsoncodec
 from dexecutor.api.errors import ApiError
 from dexecutor.domain.money import decimal_places, quantize_up
-from dexecutor.domain.order import Order, OrderStatus
+from dexecutor.domain.order import FILL_FIELDS, Order, OrderStatus
 from dexecutor.market.tokens import TOKENS, find_token
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
@@ -260,6 +260,13 @@ def _venue_fee(order: Order) -> dict[str, Any] | None:
     return {"cost": cost, "currency": order.token_in, "rate": Decimal(rate)}
 
 
+def fill_view(order: Order) -> dict[str, Any]:
+    """Where the swap landed and what it cost; null until it landed (a swap that
+    reverted shows its slot and the network fee it still paid)."""
+    fill = order.fill or {}
+    return {name: fill.get(name) for name in FILL_FIELDS}
+
+
 def order_view(order: Order) -> dict[str, Any]:
     """The full order record of `GET /api/orders/{id}`."""
     route = None
@@ -281,6 +288,7 @@ def order_view(order: Order) -> dict[str, Any]:
         "expectedAmountOut": order.expected_amount_out,
         "minAmountOut": order.min_amount_out,
         "txHash": order.tx_hash,
+        **fill_view(order),
         "failReason": order.fail_reason,
         "attempts": order.attempts,
         "quotes": order.quotes,

@@ -47,6 +47,17 @@ class FeeView(View):
     rate: Num
 
 
+class VenueFeeView(View):
+    amount: Num
+    token: str
+
+
+class NetworkFeeDetailView(View):
+    base: Num = Field(description="5,000 lamports a signature, in SOL")
+    priority: Num = Field(description="compute-unit limit x price, in SOL")
+    rent: Num = Field(description="deposit of an output token account the swap opened, in SOL")
+
+
 class OrderView(View):
     orderId: str
     userId: str
@@ -63,6 +74,16 @@ class OrderView(View):
     expectedAmountOut: Num | None
     minAmountOut: Num | None
     txHash: str | None
+    slot: int | None = Field(description="the slot the swap landed in")
+    commitment: str | None = Field(description="the confirmation level it was reported at")
+    finalizedAtSlot: int | None = Field(
+        description="the slot by which it is finalized (32 slots after landing)"
+    )
+    venueFee: VenueFeeView | None
+    networkFee: Num | None = Field(description="SOL the wallet paid: base + priority + rent")
+    networkFeeDetail: NetworkFeeDetailView | None
+    priceImpact: Num | None
+    effectivePrice: Num | None = Field(description="tokenOut per tokenIn after all fees")
     failReason: str | None
     attempts: int
     quotes: dict[str, VenueQuoteView] | None

@@ -5,20 +5,19 @@ mock controls) over one keep-alive connection pool. `ChainVenue` is one venue as
 engine sees it (quote, build, send, confirm): the engine never talks HTTP. A real
 deployment would put a Jupiter and an RPC adapter behind the same venue protocol.
 
-Confirmation is batched: every transaction awaited in this process is asked about in
-one `getSignatureStatuses` call per poll (up to 256 signatures a call), and the
-landed ones' results are read in one JSON-RPC batch of `getTransaction`.
+Transactions go the way a real deployment's do, through solana-py's AsyncClient
+(`chain/rpc.py`): signed by the user's wallet, sent, rebroadcast while unconfirmed and
+confirmed by batched status polls; quotes, market views and the mock controls stay on
+this client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import struct
-import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import aiohttp
@@ -26,19 +25,33 @@ import structlog
 from solders.keypair import Keypair
 
 from dexecutor import jsoncodec
-from dexecutor.background import cancel_and_wait
 from dexecutor.chain import protocol as p
-from dexecutor.chain import transaction
+from dexecutor.chain import transaction as txn
+from dexecutor.chain.rpc import (
+    FINALIZED_AFTER_SLOTS,
+    Expired,
+    Landed,
+    Rpc,
+    SendFailed,
+    describe,
+    reason_of,
+)
 from dexecutor.domain.failures import FailureReason
 from dexecutor.domain.money import price_of
 from dexecutor.market.tokens import find_token, route_name
 from dexecutor.market.types import MarketError, Quote
-from dexecutor.market.venue import Fill, MarketSnapshot, SignedTx, SubmitRefused, VenueError
+from dexecutor.market.venue import (
+    Fill,
+    MarketSnapshot,
+    NetworkFee,
+    Reverted,
+    Sent,
+    SignedTx,
+    SubmitRefused,
+    VenueError,
+)
 
 log = structlog.get_logger(__name__)
-
-POLL_S = 0.02
-BLOCKHASH_CACHE_S = p.SLOT_MS / 1000
 
 
 class ChainUnreachable(ConnectionError):
@@ -55,17 +68,6 @@ class RpcFailure(Exception):
         self.code = code
         self.message = message
         self.data = data
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A transaction's final state as the chain reports it."""
-
-    signature: str
-    slot: int
-    err: Any
-    amount_out_units: int | None
-    payload: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,25 +88,13 @@ class ChainClient:
     httpx's pool spent most of the worker's time looking for a free one.
     """
 
-    def __init__(self, url: str, timeout_s: float = 10.0, poll_s: float = POLL_S) -> None:
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 3.0))
         self._http: aiohttp.ClientSession | None = None
-        self._poll_s = poll_s
         self._ids = 0
-        self._blockhash: tuple[float, str, int] | None = None
-        self._blockhash_call: asyncio.Task[tuple[str, int]] | None = None
-        self._waiting: dict[str, list[asyncio.Future[Outcome]]] = {}
-        self._valid_until: dict[str, int] = {}  # awaited signature -> its last valid height
-        self._wake = asyncio.Event()
-        self._poller: asyncio.Task[None] | None = None
-        self._complained_at = 0.0
 
     async def close(self) -> None:
-        await cancel_and_wait(self._poller)
-        for futures in self._waiting.values():
-            for future in futures:
-                future.cancel()
         if self._http is not None:
             await self._http.close()
 
@@ -206,145 +196,6 @@ class ChainClient:
             route=tuple(route),
         )
 
-    # -- transactions ----------------------------------------------------------------------
-
-    async def latest_blockhash(self) -> tuple[str, int]:
-        """The recent blockhash: asked once a slot, however many transactions are built."""
-        cached = self._blockhash
-        if cached is not None and time.monotonic() - cached[0] < BLOCKHASH_CACHE_S:
-            return cached[1], cached[2]
-        if self._blockhash_call is None or self._blockhash_call.done():
-            self._blockhash_call = asyncio.create_task(self._fetch_blockhash())
-        return await asyncio.shield(self._blockhash_call)
-
-    async def _fetch_blockhash(self) -> tuple[str, int]:
-        asked_at = time.monotonic()
-        answer = await self.rpc("getLatestBlockhash", [{"commitment": "finalized"}])
-        value = answer["value"]
-        self._blockhash = (asked_at, value["blockhash"], int(value["lastValidBlockHeight"]))
-        return value["blockhash"], int(value["lastValidBlockHeight"])
-
-    async def send(self, encoded: str) -> str:
-        try:
-            signature = await self.rpc("sendTransaction", [encoded, {"encoding": "base64"}])
-        except RpcFailure as err:
-            refusal = err.data.get("err") if isinstance(err.data, dict) else None
-            if refusal in (p.BLOCKHASH_NOT_FOUND, p.INSUFFICIENT_FUNDS_FOR_FEE):
-                reason = p.reason_of(refusal)
-                raise VenueError(
-                    reason, f"the chain refused the transaction: {err.message}"
-                ) from None
-            if err.code == p.RPC_TX_REFUSED:
-                raise SubmitRefused(err.message) from None
-            raise ChainUnreachable(f"sendTransaction failed: {err.message}") from None
-        return str(signature)
-
-    async def airdrop(self, owner: str, mint: str, units: int) -> int:
-        """Development faucet: add base units of a token to a wallet; its new balance."""
-        response = await self._request(
-            "POST",
-            "/mock/airdrop",
-            jsoncodec.dumps({"owner": owner, "mint": mint, "amount": str(units)}),
-        )
-        if response.status_code != 200:
-            raise ChainUnreachable(
-                f"the chain refused an airdrop ({response.status_code}): {response.text[:200]}"
-            )
-        return int(jsoncodec.loads(response.content)["balance"])
-
-    async def outcome(self, signature: str, last_valid: int | None = None) -> Outcome:
-        """Wait until the transaction landed, or (when `last_valid` is known) expired.
-
-        Batched polling. A status still null once the block height passed the
-        transaction's last valid one is final: it can never land.
-        """
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(signature, []).append(future)
-        if last_valid is not None:
-            self._valid_until[signature] = last_valid
-        if self._poller is None or self._poller.done():
-            self._poller = asyncio.create_task(self._poll(), name="chain-confirm")
-        self._wake.set()
-        return await future
-
-    async def _poll(self) -> None:
-        while True:
-            if not self._waiting:
-                self._wake.clear()
-                await self._wake.wait()
-            try:
-                await self._poll_once()
-            except (ChainUnreachable, RpcFailure) as err:
-                now = time.monotonic()
-                if now - self._complained_at > 5:
-                    self._complained_at = now
-                    log.warning("chain did not answer a status poll", error=str(err))
-            # One call a poll whatever the number awaited; with very many, a little less
-            # often (each call then carries hundreds of signatures).
-            await asyncio.sleep(max(self._poll_s, min(0.1, len(self._waiting) / 10_000)))
-
-    async def _poll_once(self) -> None:
-        for sig, futures in list(self._waiting.items()):
-            alive = [f for f in futures if not f.done()]
-            if alive:
-                self._waiting[sig] = alive
-            else:
-                del self._waiting[sig]
-                self._valid_until.pop(sig, None)
-        signatures = list(self._waiting)
-        for start in range(0, len(signatures), 256):
-            chunk = signatures[start : start + 256]
-            answer = await self.rpc(
-                "getSignatureStatuses", [chunk, {"searchTransactionHistory": True}]
-            )
-            height = int(answer["context"]["slot"])  # one block a slot on this chain
-            for sig, st in zip(chunk, answer["value"], strict=True):
-                if st is None and self._valid_until.get(sig, height) < height:
-                    outcome = Outcome(sig, height, p.BLOCKHASH_NOT_FOUND, None, None)
-                    for future in self._waiting.pop(sig, []):
-                        if not future.done():
-                            future.set_result(outcome)
-                    self._valid_until.pop(sig, None)
-            final = [
-                (s, st) for s, st in zip(chunk, answer["value"], strict=True) if st is not None
-            ]
-            landed = [s for s, st in final if st["err"] is None]
-            details: dict[str, Any] = {}
-            if landed:
-                txs = await self.rpc_batch(
-                    [
-                        (
-                            "getTransaction",
-                            [
-                                s,
-                                {
-                                    "encoding": "base64",
-                                    "commitment": "confirmed",
-                                    "maxSupportedTransactionVersion": 0,
-                                },
-                            ],
-                        )
-                        for s in landed
-                    ]
-                )
-                details = dict(zip(landed, txs, strict=True))
-            for sig, status in final:
-                detail = details.get(sig)
-                units: int | None = None
-                payload: str | None = None
-                if isinstance(detail, dict):
-                    data = detail["meta"].get("returnData")
-                    if data:
-                        (units,) = struct.unpack("<Q", base64.b64decode(data["data"][0]))
-                    payload = detail["transaction"][0]
-                elif status["err"] is None:
-                    continue  # landed but not readable yet: ask again next poll
-                outcome = Outcome(sig, int(status["slot"]), status["err"], units, payload)
-                self._valid_until.pop(sig, None)
-                for future in self._waiting.pop(sig, []):
-                    if not future.done():
-                        future.set_result(outcome)
-
     # -- reads and mock controls -------------------------------------------------------------
 
     async def snapshot(
@@ -434,28 +285,34 @@ def _token(symbol: str) -> Any:
     return token
 
 
+class Signer(Protocol):
+    """Whoever holds the users' keys: the engine asks it to sign, never for the secret."""
+
+    async def keypair(self, user_id: str) -> Keypair: ...
+
+
 class ChainVenue:
     """One venue on the chain, as the engine's venue protocol wants it.
 
-    Signs with a keypair from `signer` when one is given; without one, with a
-    development keypair of this process that the faucet funds, before each build,
-    with exactly what the swap spends (its input, the fee, an account's rent), so
-    engine code that does not yet know wallets still sends real signed transactions.
+    Quotes go through the chain client (Jupiter-style HTTP); transactions through the
+    JSON-RPC side (`Rpc`, solana-py's AsyncClient): built with the slot's blockhash and
+    priority-fee bid, signed by the user's wallet, sent, rebroadcast and confirmed.
     """
 
     def __init__(
         self,
         name: str,
         client: ChainClient,
-        confirm_timeout_s: float = 60.0,
-        signer: Keypair | None = None,
+        rpc: Rpc,
+        signer: Signer,
+        confirm_timeout_s: float = 180.0,
     ) -> None:
         self.name = name
         self._client = client
+        self._rpc = rpc
+        self._signer = signer
+        # A guard only: a transaction whose validity is known ends by expiring first.
         self._confirm_timeout = confirm_timeout_s
-        self._keypair = signer if signer is not None else _dev_keypair()
-        self._funded = signer is not None
-        self._valid_until: dict[str, int] = {}  # built here: signature -> last valid height
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         return await self._client.quote(self.name, token_in, token_out, amount_in)
@@ -464,83 +321,125 @@ class ChainVenue:
         self,
         order_id: UUID,
         attempt: int,
+        user_id: str,
         token_in: str,
         token_out: str,
         amount_in: Decimal,
         min_amount_out: Decimal,
     ) -> SignedTx:
-        """The swap transaction, signed, ready to record and send (not sent)."""
-        blockhash, last_valid = await self._client.latest_blockhash()
-        swap = transaction.SwapTx.single(
-            str(self._keypair.pubkey()),
-            self.name,
-            token_in,
-            token_out,
-            amount_in,
-            min_amount_out,
-            order_id,
-            attempt,
-            blockhash,
+        """The swap transaction signed by the user's wallet, ready to record and send."""
+        keypair, (blockhash, last_valid), price = await asyncio.gather(
+            self._signer.keypair(user_id), self._rpc.latest_blockhash(), self._rpc.priority_fee()
         )
-        if not self._funded:
-            await self._fund(swap)
-        signed = transaction.build(swap, self._keypair)
-        signature = transaction.signature(signed)
-        self._valid_until[signature] = last_valid
-        while len(self._valid_until) > 100_000:
-            del self._valid_until[next(iter(self._valid_until))]
-        return SignedTx(signature, self.name, transaction.encode(signed))
+        swap = txn.SwapTx.single(
+            owner=str(keypair.pubkey()),
+            venue=self.name,
+            token_in=token_in,
+            token_out=token_out,
+            amount_in=amount_in,
+            min_amount_out=min_amount_out,
+            order_id=order_id,
+            attempt=attempt,
+            recent_blockhash=blockhash,
+            compute_unit_price=price,
+        )
+        signed = txn.build(swap, keypair)
+        return SignedTx(txn.signature(signed), self.name, txn.encode(signed), last_valid)
 
-    async def _fund(self, swap: transaction.SwapTx) -> None:
-        owner = swap.owner
-        token_in = _token(swap.token_in)
-        units = p.to_base_units(swap.amount_in, token_in)
-        lamports = swap.base_fee_lamports + swap.priority_fee_lamports
-        lamports += transaction.TOKEN_ACCOUNT_RENT
-        if token_in.symbol == "SOL":
-            lamports += units
-        else:
-            await self._client.airdrop(owner, token_in.mint, units)
-        await self._client.airdrop(owner, p.mint_of("SOL"), lamports)
-
-    async def send(self, tx: SignedTx) -> None:
-        signature = await self._client.send(tx.payload)
+    async def send(self, tx: SignedTx) -> Sent:
+        """Send the recorded bytes. A refusal for an expired blockhash is not the end:
+        the same bytes may have landed before (a resumed order), so confirm decides."""
+        swap = txn.decode(tx.payload)[0]
+        sent = Sent(self._rpc.slot, swap.compute_unit_price, swap.compute_unit_limit)
+        try:
+            signature = await self._rpc.send(base64.b64decode(tx.payload))
+        except SendFailed as err:
+            if err.reason is None:
+                raise SubmitRefused(err.message) from None
+            if err.reason == FailureReason.BLOCKHASH_EXPIRED:
+                log.info("the chain no longer takes this transaction", signature=tx.signature)
+                return sent
+            raise MarketError(err.reason, f"{self.name}: {err.message}") from None
         if signature != tx.signature:
             raise ChainUnreachable(f"the chain named {tx.signature} {signature}")
+        return sent
 
-    async def confirm(self, tx_hash: str) -> Fill:
-        """The landed swap, or VenueError/MarketError with the reason it failed."""
+    async def confirm(self, tx: SignedTx) -> Fill:
+        """The confirmed swap with its fees, or the reason it failed (`Reverted` when it
+        landed and failed, BLOCKHASH_EXPIRED when it never landed and never will)."""
+        swap = txn.decode(tx.payload)[0] if tx.payload else None
+        raw = base64.b64decode(tx.payload) if tx.payload else None
+        owner = swap.owner if swap is not None else None
         try:
             outcome = await asyncio.wait_for(
-                self._client.outcome(tx_hash, self._valid_until.get(tx_hash)),
+                self._rpc.outcome(tx.signature, raw, tx.last_valid_block_height, owner),
                 self._confirm_timeout,
             )
         except TimeoutError:
             raise ChainUnreachable(
-                f"no outcome for {tx_hash} within {self._confirm_timeout:g}s"
+                f"no outcome for {tx.signature} within {self._confirm_timeout:g}s"
             ) from None
+        if isinstance(outcome, Expired):
+            raise VenueError(
+                FailureReason.BLOCKHASH_EXPIRED,
+                f"{self.name}: transaction {tx.signature} never landed; its blockhash expired"
+                f" after block {outcome.last_valid_block_height} (now {outcome.block_height})",
+            )
+        assert swap is not None, f"{tx.signature}: a landed transaction without its record"
+        fee, amount_out = _costs(swap, outcome)
         if outcome.err is not None:
-            reason = p.reason_of(outcome.err)
-            raise VenueError(reason, f"{self.name}: the transaction failed on chain ({reason})")
-        assert outcome.payload is not None and outcome.amount_out_units is not None
-        swap, _ = transaction.decode(outcome.payload)
-        token_out = _token(swap.token_out)
-        amount_out = p.from_base_units(outcome.amount_out_units, token_out)
+            reason = reason_of(outcome.err)
+            raise Reverted(
+                reason,
+                f"{self.name}: the transaction failed on chain ({reason}): {describe(outcome.err)}",
+                tx.signature,
+                outcome.slot,
+                fee,
+            )
+        sides = (swap.token_in, swap.token_out)
+        sol_price = None if "SOL" in sides else await self._sol_price(swap.token_out)
         return Fill(
-            tx_hash=tx_hash,
+            tx_hash=tx.signature,
             venue=swap.venue,
             amount_out=amount_out,
             executed_price=price_of(amount_out, swap.amount_in),
             slot=outcome.slot,
+            network_fee=fee,
+            commitment="finalized" if outcome.finalized else "confirmed",
+            finalized_at_slot=outcome.slot + FINALIZED_AFTER_SLOTS,
+            sol_price=sol_price,
         )
 
+    async def _sol_price(self, token: str) -> Decimal | None:
+        """One SOL in `token` at the reference price now (None when unknown)."""
+        try:
+            view = await self._client.snapshot([("SOL", token)], [], [], reference=True)
+        except (ChainUnreachable, KeyError, ValueError) as err:
+            log.info("no SOL price to value the network fee", token=token, error=str(err))
+            return None
+        return view.reference.get(("SOL", token))
 
-_DEV_KEYPAIR: Keypair | None = None
 
+def _costs(swap: txn.SwapTx, landed: Landed) -> tuple[NetworkFee, Decimal]:
+    """The network fee (base, priority, rent) and the amount out of a landed swap.
 
-def _dev_keypair() -> Keypair:
-    """This process's development keypair (made once; its secret never leaves memory)."""
-    global _DEV_KEYPAIR
-    if _DEV_KEYPAIR is None:
-        _DEV_KEYPAIR = Keypair()
-    return _DEV_KEYPAIR
+    The rent is what the wallet's SOL lost beyond the fee and the swap's own SOL: the
+    deposit of a token account the swap opened for its output.
+    """
+    base = txn.LAMPORTS_PER_SIGNATURE
+    priority = max(0, landed.fee - base)
+    sol_in = p.to_base_units(swap.amount_in, _token("SOL")) if swap.token_in == "SOL" else 0
+    t_out = _token(swap.token_out)
+    units = landed.return_units
+    if landed.err is not None:
+        units = 0
+    elif units is None:
+        if swap.token_out == "SOL":
+            units = landed.owner_lamports_delta + landed.fee + sol_in
+        else:
+            units = landed.owner_token_deltas.get(t_out.mint, 0)
+    sol_out = units if swap.token_out == "SOL" else 0
+    if landed.err is not None:
+        sol_in = 0  # a reverted swap moved nothing but its fee
+    rent = max(0, -landed.owner_lamports_delta - landed.fee - sol_in + sol_out)
+    return NetworkFee(base, priority, rent), p.from_base_units(units, t_out)

@@ -130,6 +130,8 @@ class Order:
     executed_price: Decimal | None = None
     amount_out: Decimal | None = None
     fail_reason: str | None = None
+    # Where the attempt's swap landed and what it cost (FILL_FIELDS of its event).
+    fill: Mapping[str, Any] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -169,13 +171,35 @@ class Order:
         elif event.status is OrderStatus.SUBMITTED:
             changes.update(tx_hash=d["txHash"])
         elif event.status is OrderStatus.CONFIRMED:
-            changes.update(executed_price=d["executedPrice"], amount_out=d["amountOut"])
+            changes.update(
+                executed_price=d["executedPrice"], amount_out=d["amountOut"], fill=_fill(d)
+            )
         elif event.status in (OrderStatus.FAILED, OrderStatus.CANCELLED, OrderStatus.EXPIRED):
             changes.update(fail_reason=d["reason"])
         elif event.status is OrderStatus.ROUTING:
             # A new attempt starts from scratch: the previous attempt's tx is history.
-            changes.update(tx_hash=None)
+            changes.update(tx_hash=None, fill=None)
+        if event.status in (OrderStatus.FAILED, OrderStatus.RETRYING) and "networkFee" in d:
+            changes.update(fill=_fill(d))  # it landed and reverted: its fee is paid
         return replace(self, **changes)
+
+
+# The fill fields of a confirmed event (and, of them, those a reverted swap has) that
+# the order record keeps.
+FILL_FIELDS = (
+    "slot",
+    "commitment",
+    "finalizedAtSlot",
+    "venueFee",
+    "networkFee",
+    "networkFeeDetail",
+    "priceImpact",
+    "effectivePrice",
+)
+
+
+def _fill(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in FILL_FIELDS if k in data}
 
 
 def first_event(order: Order) -> OrderEvent:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -31,9 +32,10 @@ from dexecutor.domain.money import less_bps, limit_floor, quantize_down
 from dexecutor.domain.order import Order, OrderEvent, OrderStatus, OrderType
 from dexecutor.engine.routing import decide
 from dexecutor.engine.triggers import expired_because, trigger_of
+from dexecutor.market.fees import effective_price, fee_detail, lamports_to_sol, venue_fee
 from dexecutor.market.tokens import find_token
 from dexecutor.market.types import MarketError
-from dexecutor.market.venue import SignedTx, SubmitRefused, Venue
+from dexecutor.market.venue import Fill, Reverted, SignedTx, SubmitRefused, Venue
 from dexecutor.store.orders import StaleOrder
 
 log = structlog.get_logger(__name__)
@@ -48,6 +50,7 @@ class Repository(Protocol):
 
 class Outbox(Protocol):
     async def record(self, order_id: UUID, attempt: int, seq: int, tx: SignedTx) -> SignedTx: ...
+    async def recorded(self, order_id: UUID, attempt: int) -> SignedTx | None: ...
 
 
 class Publisher(Protocol):
@@ -162,16 +165,26 @@ class Engine:
         if order.status in (S.PENDING, S.RETRYING, S.WAITING):
             order = await self._step(order, S.ROUTING)
         structlog.contextvars.bind_contextvars(attempt=order.attempts)
+        sent: SignedTx | None = None
         try:
             if order.status is S.ROUTING:
                 order = await self._route(order)
             if order.status is S.BUILDING:
-                order = await self._submit(order)
+                order, sent = await self._submit(order)
             if order.status is S.SUBMITTED:
-                order = await self._confirm(order)
+                order = await self._confirm(order, sent)
         except MarketError as err:
             log.info("attempt failed", reason=err.reason, message=err.message)
-            return await self._fail_attempt(order, err.reason, err.message)
+            landed: dict[str, Any] = {}
+            if isinstance(err, Reverted):
+                # It landed and failed: on chain for good, its fee paid.
+                landed = {
+                    "txHash": err.tx_hash,
+                    "slot": err.slot,
+                    "networkFee": lamports_to_sol(err.network_fee.lamports),
+                    "networkFeeDetail": fee_detail(err.network_fee),
+                }
+            return await self._fail_attempt(order, err.reason, err.message, **landed)
         return None
 
     async def _step(self, order: Order, status: OrderStatus, **data: Any) -> Order:
@@ -236,12 +249,13 @@ class Engine:
             minAmountOut=min_out,
         )
 
-    async def _submit(self, order: Order) -> Order:
+    async def _submit(self, order: Order) -> tuple[Order, SignedTx]:
         assert order.dex_used is not None and order.min_amount_out is not None
         venue = self._venues[order.dex_used]
         built = await venue.build(
             order.id,
             order.attempts,
+            order.user_id,
             order.token_in,
             order.token_out,
             order.amount_in,
@@ -251,22 +265,69 @@ class Engine:
         # moved on). A worker that died after recording hands its transaction on: the
         # record returns that one, and it is sent again as is (same signature).
         tx = await self._outbox.record(order.id, order.attempts, order.seq, built)
-        await venue.send(tx)
-        return await self._step(order, S.SUBMITTED, dex=tx.venue, txHash=tx.signature)
-
-    async def _confirm(self, order: Order) -> Order:
-        assert order.dex_used is not None and order.tx_hash is not None
-        tx = await self._venues[order.dex_used].confirm(order.tx_hash)
-        return await self._step(
+        sent = await venue.send(tx)
+        after = await self._step(
             order,
-            S.CONFIRMED,
+            S.SUBMITTED,
             dex=tx.venue,
-            txHash=tx.tx_hash,
-            executedPrice=tx.executed_price,
-            amountOut=tx.amount_out,
+            txHash=tx.signature,
+            slot=sent.slot,
+            lastValidBlockHeight=tx.last_valid_block_height,
+            computeUnitPrice=sent.compute_unit_price,
+            computeUnitLimit=sent.compute_unit_limit,
         )
+        return after, tx
 
-    async def _fail_attempt(self, order: Order, reason: str, message: str) -> int | None:
+    async def _confirm(self, order: Order, tx: SignedTx | None) -> Order:
+        """Wait for the attempt's transaction: confirmed, reverted, or expired unlanded.
+
+        A resumed order (`tx` None: another worker sent it) waits on the recorded bytes,
+        asking the chain first and rebroadcasting them while they can still land.
+        """
+        assert order.dex_used is not None and order.tx_hash is not None
+        if tx is None:
+            tx = await self._outbox.recorded(order.id, order.attempts)
+        if tx is None or tx.signature != order.tx_hash:  # recorded before the outbox was
+            tx = SignedTx(order.tx_hash, order.dex_used, "")
+        fill = await self._venues[order.dex_used].confirm(tx)
+        return await self._step(order, S.CONFIRMED, **self._fill_fields(order, fill))
+
+    @staticmethod
+    def _fill_fields(order: Order, fill: Fill) -> dict[str, Any]:
+        """The confirmed event's fields: the fill, where it landed, and every fee."""
+        chosen = (order.quotes or {}).get(order.dex_used or "")
+        chosen = chosen if isinstance(chosen, Mapping) else {}
+        rate, impact = chosen.get("fee"), chosen.get("priceImpact")
+        return {
+            "dex": fill.venue,
+            "txHash": fill.tx_hash,
+            "executedPrice": fill.executed_price,
+            "amountOut": fill.amount_out,
+            "slot": fill.slot,
+            "commitment": fill.commitment,
+            "finalizedAtSlot": fill.finalized_at_slot,
+            "venueFee": {
+                "amount": venue_fee(order.token_in, order.amount_in, Decimal(rate)),
+                "token": order.token_in,
+            }
+            if rate is not None
+            else None,
+            "networkFee": lamports_to_sol(fill.network_fee.lamports),
+            "networkFeeDetail": fee_detail(fill.network_fee),
+            "priceImpact": Decimal(impact) if impact is not None else None,
+            "effectivePrice": effective_price(
+                order.token_in,
+                order.token_out,
+                order.amount_in,
+                fill.amount_out,
+                fill.network_fee,
+                fill.sol_price,
+            ),
+        }
+
+    async def _fail_attempt(
+        self, order: Order, reason: str, message: str, **landed: Any
+    ) -> int | None:
         retryable = is_retryable(reason)
         if retryable and order.attempts < self._policy.max_attempts:
             delay = backoff_ms(self._policy.backoff_base_ms, order.attempts)
@@ -278,11 +339,14 @@ class Engine:
                 retryable=True,
                 nextAttempt=order.attempts + 1,
                 delayMs=delay,
+                **landed,
             )
             return delay
         if retryable:
             message = f"{message}; gave up after {order.attempts} attempts"
-        await self._step(order, S.FAILED, reason=reason, message=message, retryable=retryable)
+        await self._step(
+            order, S.FAILED, reason=reason, message=message, retryable=retryable, **landed
+        )
         return None
 
     async def _internal_error(self, order_id: UUID, err: Exception) -> int | None:

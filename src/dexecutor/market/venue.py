@@ -50,17 +50,66 @@ class SignedTx:
     signature: str
     venue: str
     payload: str  # the encoded transaction, sent as is (and again, as is, after a crash)
+    # The last block height at which its blockhash is valid: past it, the transaction
+    # can never land, and only then may the order sign another one. None for a record
+    # written before the engine knew it (it is then confirmed by waiting alone).
+    last_valid_block_height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkFee:
+    """What a transaction cost its fee payer in lamports, as the chain charged it.
+
+    `base` is the signatures' fee, `priority` the compute-budget bid, `rent` the
+    deposit of an output token account the swap had to open (kept by that account,
+    but gone from the wallet's SOL all the same).
+    """
+
+    base: int
+    priority: int
+    rent: int = 0
+
+    @property
+    def lamports(self) -> int:
+        return self.base + self.priority + self.rent
 
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """A swap that landed."""
+    """A swap that landed, with what it cost."""
 
     tx_hash: str
     venue: str
     amount_out: Decimal
     executed_price: Decimal
     slot: int
+    network_fee: NetworkFee = NetworkFee(0, 0)
+    commitment: str = "confirmed"
+    finalized_at_slot: int | None = None  # by when it is final (an estimate while confirmed)
+    # What one SOL was worth in the output token when it filled: values the network
+    # fee of a swap where SOL is neither side (None where SOL is a side or unknown).
+    sol_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A transaction handed to the chain: the slot it went out at and its priority bid."""
+
+    slot: int
+    compute_unit_price: int  # micro-lamports per compute unit
+    compute_unit_limit: int
+
+
+class Reverted(VenueError):
+    """The transaction landed and failed: it is on chain, and its fee is paid."""
+
+    def __init__(
+        self, reason: str, message: str, tx_hash: str, slot: int, network_fee: NetworkFee
+    ) -> None:
+        super().__init__(reason, message)
+        self.tx_hash = tx_hash
+        self.slot = slot
+        self.network_fee = network_fee
 
 
 class Venue(Protocol):
@@ -74,20 +123,23 @@ class Venue(Protocol):
         self,
         order_id: UUID,
         attempt: int,
+        user_id: str,
         token_in: str,
         token_out: str,
         amount_in: Decimal,
         min_amount_out: Decimal,
     ) -> SignedTx:
-        """The swap transaction for this attempt (not sent)."""
+        """The swap transaction for this attempt, signed by the user's wallet (not sent)."""
         ...
 
-    async def send(self, tx: SignedTx) -> None:
+    async def send(self, tx: SignedTx) -> Sent:
         """Send it; sending the same transaction again is harmless (same signature)."""
         ...
 
-    async def confirm(self, tx_hash: str) -> Fill:
-        """Wait for its outcome: the fill, or VenueError/MarketError with the reason."""
+    async def confirm(self, tx: SignedTx) -> Fill:
+        """Wait for its outcome, rebroadcasting the same bytes until it is confirmed or
+        its blockhash has expired: the fill, or VenueError/MarketError with the reason
+        (`Reverted` when it landed and failed)."""
         ...
 
 

@@ -44,7 +44,7 @@ _ORDER_COLUMNS = (
     "expires_at, quote_id, quote_min_amount_out, quote_expires_at, status, seq, attempts, "
     "dex_used, quotes, "
     "expected_amount_out, min_amount_out, tx_hash, executed_price, amount_out, fail_reason, "
-    "created_at, updated_at, idempotency_key"
+    "fill, created_at, updated_at, idempotency_key"
 )
 
 # Columns a new order sets; the outcome columns start NULL. One statement stores any
@@ -120,7 +120,7 @@ _CHANGE_COLUMNS = (
     ("attempts", "int"), ("dex_used", "text"), ("quotes", "text"),
     ("expected_amount_out", "numeric"), ("min_amount_out", "numeric"), ("tx_hash", "text"),
     ("executed_price", "numeric"), ("amount_out", "numeric"), ("fail_reason", "text"),
-    ("at", "timestamptz"), ("data", "text"),
+    ("fill", "text"), ("at", "timestamptz"), ("data", "text"),
 )  # fmt: skip
 
 _APPEND_MANY = f"""
@@ -132,7 +132,7 @@ WITH c AS (
         dex_used = c.dex_used, quotes = c.quotes::jsonb,
         expected_amount_out = c.expected_amount_out, min_amount_out = c.min_amount_out,
         tx_hash = c.tx_hash, executed_price = c.executed_price, amount_out = c.amount_out,
-        fail_reason = c.fail_reason, updated_at = c.at
+        fail_reason = c.fail_reason, fill = c.fill::jsonb, updated_at = c.at
     FROM c WHERE o.id = c.id AND o.seq = c.prev_seq
     RETURNING o.id
 )
@@ -180,7 +180,7 @@ def _change_row(c: _Change) -> tuple[Any, ...]:
     return (
         a.id, c.before.seq, a.status.value, a.seq, a.attempts, a.dex_used, _json(a.quotes),
         a.expected_amount_out, a.min_amount_out, a.tx_hash, a.executed_price, a.amount_out,
-        a.fail_reason, c.event.at, _json(dict(c.event.data)),
+        a.fail_reason, _json(a.fill), c.event.at, _json(dict(c.event.data)),
     )  # fmt: skip
 
 
@@ -189,7 +189,7 @@ def _json(value: Any) -> str | None:
 
 
 def order_from_row(row: asyncpg.Record) -> Order:
-    quotes = row["quotes"]
+    quotes, fill = row["quotes"], row["fill"]
     return Order(
         id=row["id"],
         user_id=row["user_id"],
@@ -217,6 +217,7 @@ def order_from_row(row: asyncpg.Record) -> Order:
         executed_price=row["executed_price"],
         amount_out=row["amount_out"],
         fail_reason=row["fail_reason"],
+        fill=jsoncodec.loads(fill) if fill is not None else None,
     )
 
 

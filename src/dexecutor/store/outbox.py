@@ -23,10 +23,10 @@ WITH owner AS (
     WHERE id = $2 AND seq = $6 AND attempts = $3 AND status = 'building' AND dex_used = $4
     FOR SHARE
 ), recorded AS (
-    INSERT INTO order_txs (signature, order_id, attempt, venue, payload)
-    SELECT $1, $2, $3, $4, $5 FROM owner
+    INSERT INTO order_txs (signature, order_id, attempt, venue, payload, last_valid_block_height)
+    SELECT $1, $2, $3, $4, $5, $7 FROM owner
     ON CONFLICT (order_id, attempt) DO NOTHING
-    RETURNING signature, venue, payload
+    RETURNING signature, venue, payload, last_valid_block_height
 )
 SELECT EXISTS (SELECT 1 FROM owner) AS owned, recorded.*
 FROM (VALUES (1)) AS one (x) LEFT JOIN recorded ON true
@@ -43,7 +43,14 @@ class PgOutbox:
         Raises SubmitRefused when the sender's copy of the order is stale.
         """
         row = await self._pool.fetchrow(
-            _RECORD, tx.signature, order_id, attempt, tx.venue, tx.payload, seq
+            _RECORD,
+            tx.signature,
+            order_id,
+            attempt,
+            tx.venue,
+            tx.payload,
+            seq,
+            tx.last_valid_block_height,
         )
         assert row is not None
         if not row["owned"]:
@@ -52,7 +59,7 @@ class PgOutbox:
                 f" on {tx.venue} at seq {seq}"
             )
         if row["signature"] is not None:
-            return SignedTx(row["signature"], row["venue"], row["payload"])
+            return _signed(row)
         earlier = await self.recorded(order_id, attempt)
         assert earlier is not None, f"order {order_id}: attempt {attempt}'s record vanished"
         if earlier.venue != tx.venue:
@@ -63,8 +70,13 @@ class PgOutbox:
 
     async def recorded(self, order_id: UUID, attempt: int) -> SignedTx | None:
         row = await self._pool.fetchrow(
-            "SELECT signature, venue, payload FROM order_txs WHERE order_id = $1 AND attempt = $2",
+            "SELECT signature, venue, payload, last_valid_block_height FROM order_txs"
+            " WHERE order_id = $1 AND attempt = $2",
             order_id,
             attempt,
         )
-        return SignedTx(row["signature"], row["venue"], row["payload"]) if row else None
+        return _signed(row) if row else None
+
+
+def _signed(row: asyncpg.Record) -> SignedTx:
+    return SignedTx(row["signature"], row["venue"], row["payload"], row["last_valid_block_height"])
