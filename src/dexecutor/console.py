@@ -78,8 +78,10 @@ def _transaction(event: Mapping[str, Any]) -> str:
     """The signature in full (what an explorer looks up), then where it stands."""
     parts = [f"tx {event['txHash']}"] if event.get("txHash") else []
     if event.get("slot") is not None:
-        level = f" ({event['commitment']})" if event.get("commitment") else ""
-        parts.append(f"slot {event['slot']}{level}")
+        level = [event["commitment"]] if event.get("commitment") else []
+        if event.get("finalizedAtSlot") is not None and event.get("commitment") != "finalized":
+            level.append(f"final by slot {event['finalizedAtSlot']}")
+        parts.append(f"slot {event['slot']}" + (f" ({', '.join(level)})" if level else ""))
     if event.get("lastValidBlockHeight") is not None:
         parts.append(f"valid to block {event['lastValidBlockHeight']}")
     if event.get("computeUnitPrice") is not None:
@@ -160,7 +162,8 @@ _RECORD_FIELDS = (
     "orderId", "userId", "type", "status", "tokenIn", "tokenOut", "amountIn", "slippageBps",
     "limitPrice", "expiresAt", "dexUsed", "route", "expectedAmountOut", "minAmountOut",
     "amountOut", "executedPrice", "effectivePrice", "priceImpact", "venueFee", "networkFee",
-    "txHash", "slot", "commitment", "failReason", "attempts", "createdAt", "updatedAt",
+    "txHash", "slot", "commitment", "finalizedAtSlot", "failReason", "attempts", "createdAt",
+    "updatedAt",
 )  # fmt: skip
 
 

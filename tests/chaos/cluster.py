@@ -50,9 +50,6 @@ CAP_WINDOW_S = 15.0
 # A blockhash is valid for this many slots (12 s at 400 ms): a dropped transaction is
 # known dead, and its order re-signed, in seconds rather than the minute of mainnet.
 BLOCKHASH_SLOTS = 30
-# What each user's wallet starts with: enough for every order the load places, in every
-# token it sells (limit orders sell RAY and JUP), so funds never stand in for a fault.
-FUNDING = "SOL:100000,USDC:10000000,RAY:1000000,JUP:1000000"
 
 
 def now() -> datetime:
@@ -179,7 +176,6 @@ class Cluster:
             PG_POOL_SIZE="8",
             RATE_LIMIT_PER_USER="0",
             CHAIN_BLOCKHASH_SLOTS=str(BLOCKHASH_SLOTS),
-            DEV_FUNDING=FUNDING,
         )
         # The chain is separate infrastructure: straight to PostgreSQL, not via the proxy.
         chain = Node("chain", chain_process({**env, "DATABASE_URL": self.dsn}), self.out)

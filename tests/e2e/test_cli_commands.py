@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from typing import Any, cast
 from uuid import uuid4
 
 import httpx
@@ -104,20 +103,20 @@ async def test_submit_watch_shows_the_signature_slot_and_fees(server: Process) -
         "submit", "SOL", "USDC", "1", "--watch", "--user", user, url=server.url
     )
     assert code == 0 and "confirmed" in out, out
-    (order,) = cast(list[dict[str, Any]], await cli_json("orders", "--user", user, url=server.url))
-    shown = cast(dict[str, Any], await cli_json("show", order["orderId"], url=server.url))
-    record, events = shown["order"], shown["events"]
+    async with DexecutorClient(server.url) as client:
+        (record,) = await client.orders(user)
+        events = await client.events(record["orderId"])
     (submitted,) = [e for e in events if e["status"] == "submitted"]
     assert record["txHash"] in out  # the whole base58 signature
     sent = f"slot {submitted['slot']} · valid to block {submitted['lastValidBlockHeight']}"
     assert sent in out and f"priority {submitted['computeUnitPrice']} µlamports/CU" in out
-    assert f"slot {record['slot']} (confirmed)" in out
+    assert f"slot {record['slot']} ({record['commitment']}" in out
     venue = record["venueFee"]
     assert f"venue fee {num(venue['amount'])} {venue['token']}" in out, out
     assert f"effective price {num(record['effectivePrice'])}" in out, out
     assert f"network fee {num(record['networkFee'])} SOL (base 0.000005 + priority " in out, out
     # `show` gives the same fill field by field.
-    code, out = await run_cli("show", order["orderId"], "--user", user, url=server.url)
+    code, out = await run_cli("show", record["orderId"], "--user", user, url=server.url)
     assert code == 0, out
     for name in ("venueFee", "networkFee", "priceImpact", "effectivePrice", "slot"):
         assert f"{name} " in out, (name, out)

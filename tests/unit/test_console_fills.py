@@ -20,6 +20,7 @@ CONFIRMED = {
     "seq": 5, "status": "confirmed", "attempt": 1, "at": "2026-11-29T12:00:01.300Z",
     "dex": "raydium", "txHash": SIGNATURE, "executedPrice": Decimal("98.1"),
     "amountOut": Decimal("196.2"), "slot": 1203, "commitment": "confirmed",
+    "finalizedAtSlot": 1235,
     "venueFee": {"amount": Decimal("0.005"), "token": "SOL"},
     "networkFee": Decimal("0.00204303"),
     "networkFeeDetail": {"base": Decimal("0.000005"), "priority": Decimal("0.00000375"),
@@ -39,7 +40,7 @@ def test_the_watch_shows_the_signature_slot_and_fees() -> None:
     assert SIGNATURE in out
     assert "slot 1200" in out and "valid to block 1350" in out
     assert "priority 25000 µlamports/CU" in out
-    assert "slot 1203 (confirmed)" in out
+    assert "slot 1203 (confirmed, final by slot 1235)" in out
     assert "venue fee 0.005 SOL · impact 0.012% · effective price 98.0985" in out
     detail = "base 0.000005 + priority 0.00000375 + rent 0.00203928"
     assert f"network fee 0.00204303 SOL ({detail})" in out

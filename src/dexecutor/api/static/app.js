@@ -7,8 +7,8 @@
   const TERMINAL = new Set(["confirmed", "failed", "cancelled", "expired"]);
   const CANCELLABLE = new Set(["pending", "waiting"]);
   // What a landed transaction reports (confirmed, and failed/retrying after a revert).
-  const FILL_FIELDS = ["slot", "commitment", "venueFee", "networkFee", "networkFeeDetail",
-    "priceImpact", "effectivePrice"];
+  const FILL_FIELDS = ["slot", "commitment", "finalizedAtSlot", "venueFee", "networkFee",
+    "networkFeeDetail", "priceImpact", "effectivePrice"];
   const VENUES = ["raydium", "meteora"];
   const VENUE_NAME = { raydium: "Raydium", meteora: "Meteora" };
   const USER_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -565,7 +565,8 @@
   function feeRows(o) {
     const rows = [];
     if (o.slot != null) {
-      rows.push(kv("slot", `${o.slot}${o.commitment ? ` · ${o.commitment}` : ""}`,
+      const final = o.finalizedAtSlot != null ? ` · final by slot ${o.finalizedAtSlot}` : "";
+      rows.push(kv("slot", `${o.slot}${o.commitment ? ` · ${o.commitment}` : ""}${final}`,
         { "data-testid": "detail-slot" }));
     }
     if (o.venueFee && o.venueFee.amount != null) {
