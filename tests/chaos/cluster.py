@@ -230,7 +230,7 @@ class Cluster:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        if coro.__name__ in ("_outage", "_venue"):
+        if coro.__name__ in ("_outage", "_venue", "_late_crash"):
             self.outages.add(task)
             task.add_done_callback(self.outages.discard)
 
@@ -325,23 +325,30 @@ class Cluster:
         finally:
             self.busy.discard(target)
 
+    async def _arm(self, fault: Fault, body: dict[str, Any]) -> bool:
+        """Arm a venue fault through a live API (it needs Redis); a refusal is recorded
+        as the reason the fault was skipped."""
+        api = self.live_api()
+        if api is None:
+            fault.skipped = "no API up"
+            return False
+        try:
+            response = await self.http.post(f"{api.url}/api/mock/faults", json=body)
+        except httpx.TransportError as err:
+            fault.skipped = type(err).__name__
+            return False
+        if response.status_code != 201:
+            fault.skipped = f"answered {response.status_code}"
+            return False
+        return True
+
     async def _late_crash(
         self, fault: Fault, target: str, body: dict[str, Any], after_s: float, down_s: float
     ) -> None:
         """Arm late landings, let transactions go out under them, then kill a worker for
         `down_s`: the orders it was confirming are resumed elsewhere mid-flight."""
         try:
-            api = self.live_api()
-            if api is None:
-                fault.skipped = "no API up"
-                return
-            try:
-                armed = await self.http.post(f"{api.url}/api/mock/faults", json=body)
-            except httpx.TransportError as err:
-                fault.skipped = type(err).__name__
-                return
-            if armed.status_code != 201:
-                fault.skipped = f"answered {armed.status_code}"
+            if not await self._arm(fault, body):
                 return
             await asyncio.sleep(after_s)
             node = next(n for n in self.nodes if n.name == target)
@@ -353,21 +360,9 @@ class Cluster:
             self.busy.discard(target)
 
     async def _venue(self, fault: Fault, target: str, body: dict[str, Any]) -> None:
-        """Arm a venue fault through a live API (it needs Redis; a refusal is recorded)."""
         try:
-            api = self.live_api()
-            if api is None:
-                fault.skipped = "no API up"
-                return
-            try:
-                response = await self.http.post(f"{api.url}/api/mock/faults", json=body)
-            except httpx.TransportError as err:
-                fault.skipped = f"{type(err).__name__}"
-                return
-            if response.status_code != 201:
-                fault.skipped = f"answered {response.status_code}"
-                return
-            fault.healed = fault.started  # armed; it wears off by itself
+            if await self._arm(fault, body):
+                fault.healed = fault.started  # armed; it wears off by itself
         finally:
             self.busy.discard(target)
 
