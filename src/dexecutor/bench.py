@@ -238,6 +238,9 @@ async def stack(server_dsn: str, redis_url: str, **env: str) -> AsyncIterator[St
             "RATE_LIMIT_PER_USER": "0",
             "RATE_LIMIT_PER_ADDRESS": "0",
             "MAX_QUEUE_DEPTH": "100000000",
+            # A scenario's user sells thousands of SOL: its wallet starts with enough,
+            # so no order of a load test fails for want of funds.
+            "DEV_FUNDING": "SOL:100000000,USDC:100000000",
             **env,
         },
     )

@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
@@ -126,7 +127,7 @@ async def test_a_confirmed_swap_is_signed_by_the_wallet_and_moves_exactly_its_am
 
     # The txHash is the transaction's ed25519 signature by the wallet over its message.
     signature = Signature.from_string(record["txHash"])
-    fetched = await rpc.get_transaction(signature, encoding="base64")
+    fetched = await rpc.get_transaction(signature, encoding="base64", commitment=Confirmed)
     assert fetched.value is not None and fetched.value.slot == confirmed["slot"] == record["slot"]
     tx = fetched.value.transaction.transaction
     assert isinstance(tx, VersionedTransaction)

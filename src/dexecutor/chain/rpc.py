@@ -34,6 +34,7 @@ from solana.exceptions import SolanaRpcException
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.core import RPCException
 from solana.rpc.models import TxOpts
+from solders.commitment_config import CommitmentLevel
 from solders.rpc.config import RpcTransactionConfig
 from solders.rpc.errors import SendTransactionPreflightFailureMessage
 from solders.rpc.requests import GetTransaction, batch_to_json
@@ -382,8 +383,11 @@ class Rpc:
 
     async def _read(self, watches: list[_Watch]) -> None:
         """getTransaction for every confirmed one, in one JSON-RPC batch."""
+        # At confirmed commitment: by default a node answers only once it is finalized.
         config = RpcTransactionConfig(
-            UiTransactionEncoding.Base64, max_supported_transaction_version=0
+            UiTransactionEncoding.Base64,
+            CommitmentLevel.Confirmed,
+            max_supported_transaction_version=0,
         )
         requests = [GetTransaction(w.signature, config, id=i) for i, w in enumerate(watches)]
         try:
