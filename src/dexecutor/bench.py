@@ -57,6 +57,7 @@ SCENARIOS = (
     "fan-out",
     "fan-out-spread",
     "quality",
+    "landing",
 )
 EXECUTING = {"routing", "building", "submitted"}
 TERMINAL = ("confirmed", "failed", "cancelled", "expired")
@@ -648,6 +649,19 @@ PRIMARY = {
 }
 
 
+async def _script(path: str) -> dict[str, Any]:
+    """A measurement script's `--json` summary, run in a process of its own."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, path, "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    summary: dict[str, Any] = json.loads(done.stdout)
+    return summary
+
+
 def median_run(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The median run as a whole (ranked by the scenario's primary figure), with every
     run's row beside it: a median per column would mix figures of different runs."""
@@ -683,16 +697,9 @@ async def run_all(
             server_dsn, redis_url, fans, users=fans // 10, orders_per_user=1
         ),
         # Execution quality of split routing: in-process, no stack (bench/quality.py).
-        "quality": lambda: asyncio.to_thread(
-            lambda: json.loads(
-                subprocess.run(
-                    [sys.executable, "bench/quality.py", "--json"],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout
-            )
-        ),
+        "quality": lambda: _script("bench/quality.py"),
+        # The chain's landing model against priority fees: in-process (bench/landing.py).
+        "landing": lambda: _script("bench/landing.py"),
     }
     assert tuple(plans) == SCENARIOS, "SCENARIOS names every plan"
     chosen = [name for name in plans if not only or name in only]

@@ -662,6 +662,7 @@ class Scenario(StrEnum):
     FAN_OUT = "fan-out"
     FAN_OUT_SPREAD = "fan-out-spread"
     QUALITY = "quality"
+    LANDING = "landing"
 
 
 ONLY_OPTION = typer.Option([], "--only", help="scenario(s) to run (repeatable); default all")

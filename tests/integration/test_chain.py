@@ -327,10 +327,15 @@ async def test_the_chain_refuses_what_a_real_node_refuses(chain: Chain) -> None:
 async def test_the_faucet_funds_any_token_and_refuses_nonsense(chain: Chain) -> None:
     owner = str(Keypair().pubkey())
     async with httpx.AsyncClient(base_url=chain.url) as http:
+        for _ in range(2):
+            granted = await http.post(
+                "/mock/airdrop", json={"owner": owner, "mint": USDC, "amount": str(2**63 - 1)}
+            )
+            assert granted.status_code == 200
         granted = await http.post(
-            "/mock/airdrop", json={"owner": owner, "mint": USDC, "amount": "2500000"}
+            "/mock/airdrop", json={"owner": owner, "mint": USDC, "amount": "1"}
         )
-        assert granted.json() == {"owner": owner, "mint": USDC, "balance": "2500000"}
+        assert granted.json() == {"owner": owner, "mint": USDC, "balance": str(2**64 - 1)}
         sol = await rpc(http, "requestAirdrop", owner, 3 * 10**9)
         statuses = await rpc(http, "getSignatureStatuses", [sol["result"]])
         assert statuses["result"]["value"][0]["err"] is None
@@ -340,8 +345,58 @@ async def test_the_faucet_funds_any_token_and_refuses_nonsense(chain: Chain) -> 
             {"owner": owner, "mint": "nope", "amount": "1"},
             {"owner": owner, "mint": USDC, "amount": "-1"},
             {"owner": owner, "mint": USDC, "amount": "1.5"},
+            {"owner": owner, "mint": USDC, "amount": str(2**63 - 1)},  # past a u64 in all
         ):
             refused = await http.post("/mock/airdrop", json=bad)
             assert refused.status_code == 400, bad
         assert (await rpc(http, "getBalance", "nope"))["error"]["code"] == p.RPC_INVALID_PARAMS
-    assert chain.cluster.accounts.token(owner, USDC) == 2500000
+    assert chain.cluster.accounts.token(owner, USDC) == 2**64 - 1
+    async with httpx.AsyncClient(base_url=chain.url) as http:  # and the ledger still saves
+        assert (await rpc(http, "getHealth"))["result"] == "ok"
+        assert (await rpc(http, "getSignatureStatuses", []))["result"]["value"] == []
+
+
+def route(
+    cluster: Cluster, wallet: Keypair, minimum: Decimal, order: UUID | None = None
+) -> tuple[str, transaction.SwapTx]:
+    """A split route: 1 SOL on each venue for USDC, in one transaction."""
+    blockhash, _ = cluster.latest_blockhash()
+    legs = tuple(
+        transaction.Leg((transaction.Hop(venue, "SOL", "USDC"),), Decimal(1)) for venue in VENUES
+    )
+    swap = transaction.SwapTx(
+        owner=str(wallet.pubkey()), token_in="SOL", token_out="USDC", amount_in=Decimal(2),
+        min_amount_out=minimum, legs=legs, order_id=order or uuid4(), attempt=1,
+        recent_blockhash=blockhash, compute_unit_limit=transaction.compute_units_for(legs),
+    )  # fmt: skip
+    return transaction.encode(transaction.build(swap, wallet)), swap
+
+
+async def test_a_route_fills_all_its_legs_or_nothing(chain_dsn: str) -> None:
+    settings = chain_settings(chain_dsn, mock_swap_latency_ms="0")
+    async with open_cluster(settings) as first:
+        wallet = await funded(first)
+        owner = str(wallet.pubkey())
+        # A minimum no route can meet: reverted, the market untouched, only the fee paid.
+        payload, _ = route(first, wallet, Decimal(10) ** 6)
+        missed = await settled(first, await first.send(payload))
+        assert missed.status == "reverted" and missed.reason == "slippage_exceeded"
+        assert [a.kind for a in await first._store.actions()] == []  # no pool touched
+        assert first.accounts.lamports(owner) == 10 * 10**9 - LAMPORTS_PER_SIGNATURE
+        # A minimum it meets: both legs fill, the total is credited, both venues moved.
+        expected = sum(
+            first.market.quote(v, "SOL", "USDC", Decimal(1), first.now()).amount_out for v in VENUES
+        )
+        payload, swap = route(first, wallet, (expected * Decimal("0.99")).quantize(Decimal("1e-6")))
+        filled = await settled(first, await first.send(payload))
+        assert filled.status == "landed" and filled.amount_out >= swap.min_amount_out
+        usdc = first.accounts.token(owner, USDC)
+        assert usdc == p.to_base_units(filled.amount_out, p.token_of("USDC"))
+        (action,) = [a for a in await first._store.actions() if a.kind == "route"]
+        assert [hop["venue"] for hop in action.data["hops"]] == list(VENUES)
+    async with open_cluster(settings) as second:  # the route replays as it filled
+        second.market.advance(first.market.now)
+        first.market.advance(second.market.now)
+        at = second.market.now
+        assert second.mids("SOL", "USDC", at) == first.mids("SOL", "USDC", at)
+        assert second.accounts.token(owner, USDC) == usdc

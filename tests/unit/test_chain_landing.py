@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import statistics
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -23,6 +24,7 @@ from dexecutor.chain.landing import (
     fee_at,
     landing_chance,
     loss_chance,
+    paid_share,
     rank,
     zero_fee_share,
 )
@@ -109,13 +111,13 @@ def test_congestion_varies_slowly_and_reverts_to_its_median() -> None:
     """Within a few seconds the level barely moves; over hours it visits both quiet and
     congested times and its median is the configured one."""
     steps, spans, medians = [], [], []
-    for seed in range(5):
+    for seed in range(4):
         congestion = Congestion(seed)
-        trace = [congestion.level(s) for s in range(0, 12 * HOUR, 5)]
+        trace = [congestion.level(s) for s in range(0, 8 * HOUR, 5)]
         steps.append(max(abs(b - a) for a, b in itertools.pairwise(trace)))
         spans.append((min(trace), max(trace)))
         medians.append(statistics.median(trace))
-    assert max(steps) < 0.1  # per 2 s
+    assert max(steps) < 0.05  # per 2 s
     assert all(low < 0.1 and high > 0.8 for low, high in spans)
     assert abs(statistics.median(medians) - PARAMS.congestion_median) < 0.05
 
@@ -129,7 +131,7 @@ def test_congestion_is_correlated_over_a_minute_not_over_an_hour() -> None:
         ]
         return statistics.correlation([a for a, _ in pairs], [b for _, b in pairs])
 
-    assert correlation(150) > 0.7
+    assert correlation(150) > 0.8
     assert correlation(HOUR) < 0.3
 
 
@@ -187,18 +189,33 @@ def test_a_fee_quantile_ranks_where_it_was_drawn(level: float, u: float) -> None
 # --- landing -------------------------------------------------------------------------
 
 
+def _market(level: float, seed: int) -> Callable[[int], int]:
+    """The lowest landed fee of each slot ahead, at a fixed level, from `seed`."""
+    rng = random.Random(seed)
+    fees: list[int] = []
+
+    def fee_ahead(ahead: int) -> int:
+        while len(fees) <= ahead:
+            fees.append(fee_at(PARAMS, level, rng.random()))
+        return fees[ahead]
+
+    return fee_ahead
+
+
 @settings(max_examples=300, deadline=None)
 @given(level=levels, low=prices, extra=prices, seed=st.integers(0, 2**32))
 def test_paying_more_never_lands_later_nor_is_lost_more_often(
     level: float, low: int, extra: int, seed: int
 ) -> None:
-    """On the same draws, a higher price lands no later, and is lost only if the lower
-    price is too: so on average it never lands later and is never lost more often."""
+    """On the same draws and slots, a higher price lands no later, and is lost only if
+    the lower price is too: so on average it never lands later nor is lost more often."""
     high = low + extra
     assert landing_chance(PARAMS, level, high) >= landing_chance(PARAMS, level, low)
     assert loss_chance(PARAMS, level, high) <= loss_chance(PARAMS, level, low)
-    cheap = draw(PARAMS, level, low, random.Random(seed))
-    dear = draw(PARAMS, level, high, random.Random(seed))
+    assert paid_share(PARAMS, level, high) >= paid_share(PARAMS, level, low)
+    market = _market(level, seed)
+    cheap = draw(PARAMS, level, low, random.Random(seed), market)
+    dear = draw(PARAMS, level, high, random.Random(seed), market)
     if cheap is not None:
         assert dear is not None and 1 <= dear <= cheap
     if dear is None:
@@ -211,15 +228,18 @@ def test_more_congestion_never_helps(calm: float, rise: float, price: int, seed:
     busy = min(calm + rise, 1.0)
     assert landing_chance(PARAMS, busy, price) <= landing_chance(PARAMS, calm, price)
     assert loss_chance(PARAMS, busy, price) >= loss_chance(PARAMS, calm, price)
-    when_calm = draw(PARAMS, calm, price, random.Random(seed))
-    when_busy = draw(PARAMS, busy, price, random.Random(seed))
+    assert paid_share(PARAMS, busy, price) <= paid_share(PARAMS, calm, price)
+    # The same slots' uniforms: a busier market's fees are at least as high.
+    when_calm = draw(PARAMS, calm, price, random.Random(seed), _market(calm, seed))
+    when_busy = draw(PARAMS, busy, price, random.Random(seed), _market(busy, seed))
     if when_busy is not None:
         assert when_calm is not None and when_calm <= when_busy
 
 
-def _fates(level: float, price: int, n: int = 20_000) -> tuple[float, list[int]]:
+def _fates(level: float, price: int, n: int = 4_000) -> tuple[float, list[int]]:
+    """One broadcast each of `n` transactions, each in a market of its own."""
     rng = random.Random(f"{level}:{price}")
-    fates = [draw(PARAMS, level, price, rng) for _ in range(n)]
+    fates = [draw(PARAMS, level, price, rng, _market(level, i)) for i in range(n)]
     landed = [d for d in fates if d is not None]
     return 1 - len(landed) / n, landed
 
@@ -227,15 +247,41 @@ def _fates(level: float, price: int, n: int = 20_000) -> tuple[float, list[int]]
 def test_quiet_price_zero_lands_within_a_few_slots() -> None:
     lost, landed = _fates(0.1, 0)
     assert lost < 0.02
-    assert sum(d <= 3 for d in landed) / len(landed) > 0.95
+    assert sum(d <= 3 for d in landed) / len(landed) > 0.9
     assert statistics.median(landed) == 1
 
 
 def test_congested_price_zero_is_mostly_lost_or_slow() -> None:
     lost, landed = _fates(0.9, 0)
     assert lost > 0.5
-    assert statistics.fmean(landed) > 10
-    assert _quantile(landed, 0.9) > 30
+    assert statistics.median(landed) > 20
+    assert _quantile(landed, 0.9) > 60
+
+
+def test_a_landed_broadcast_pays_the_lowest_fee_its_slot_reports() -> None:
+    """getRecentPrioritizationFees never contradicts a landed transaction: it lands only
+    in a slot whose lowest fee it pays. So under congestion a price below the market
+    mostly waits for a cheap slot, which may not come within a blockhash's life."""
+    congestion = Congestion(2)
+    rng = random.Random(2)
+    landed = 0
+    for slot in range(0, 6 * HOUR, 17):
+        price = rng.choice((0, 1_000, 30_000, 300_000))
+        delay = congestion.broadcast(slot, price, rng)
+        if delay is not None:
+            landed += 1
+            assert 1 <= delay <= PARAMS.horizon_slots
+            assert congestion.fee(slot + delay) <= price
+    assert landed > 1_000
+
+
+@settings(max_examples=20, deadline=None)
+@given(level=levels, price=prices)
+def test_paid_share_is_the_share_of_slots_whose_fee_a_price_pays(level: float, price: int) -> None:
+    rng = random.Random(price)
+    n = 4_000
+    paid = sum(fee_at(PARAMS, level, rng.random()) <= price for _ in range(n)) / n
+    assert paid == pytest.approx(paid_share(PARAMS, level, price), abs=0.03)
 
 
 def test_paying_the_75th_percentile_lands_in_a_few_slots_under_congestion() -> None:
@@ -252,8 +298,8 @@ def test_paying_the_75th_percentile_lands_in_a_few_slots_under_congestion() -> N
     ]
     landed = [d for d in fates if d is not None]
     assert 1 - len(landed) / len(fates) < 0.12
-    assert statistics.median(landed) <= 2
-    assert _quantile(landed, 0.9) <= 8
+    assert statistics.median(landed) <= 3
+    assert _quantile(landed, 0.9) <= 10
     # Not paying in the same slots: far worse.
     free = [congestion.broadcast(s, 0, rng) for s in slots for _ in range(40)]
     assert sum(d is None for d in free) / len(free) > 0.5

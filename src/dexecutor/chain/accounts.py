@@ -25,6 +25,7 @@ from dexecutor.market.tokens import WSOL_MINT
 NATIVE = WSOL_MINT  # the key under which an owner's lamports are kept
 TOKEN_PROGRAM = str(TOKEN_PROGRAM_ID)  # the SPL token program every token account belongs to
 
+U64_MAX = 2**64 - 1  # what an account's amount (and lamports) can hold
 Key = tuple[str, str]  # (owner, mint)
 Changed = Callable[[str, str, int], None]
 
@@ -71,8 +72,8 @@ class Accounts:
     # -- changes -----------------------------------------------------------------------
 
     def _set(self, owner: str, mint: str, amount: int) -> None:
-        if amount < 0:
-            raise ValueError(f"{owner}'s {mint} would go below zero")
+        if not 0 <= amount <= U64_MAX:
+            raise ValueError(f"{owner}'s {mint} would leave the range of a u64")
         self._balances[(owner, mint)] = amount
         if mint != NATIVE:
             self._mints.setdefault(owner, set()).add(mint)
@@ -83,6 +84,8 @@ class Accounts:
         if units <= 0:
             raise ValueError("an airdrop must be positive")
         balance = (self.token(owner, mint) or 0) + units
+        if balance > U64_MAX:
+            raise ValueError("the balance would exceed what an account holds (a u64)")
         self._set(owner, mint, balance)
         return balance
 

@@ -48,7 +48,6 @@ from dexecutor.chain.store import ChainStore
 from dexecutor.chain.transaction import SwapTx
 from dexecutor.domain.failures import FailureReason
 from dexecutor.market.simulation import Market, MarketParams
-from dexecutor.market.tokens import Token, find_token
 from dexecutor.market.types import VENUES, MarketError, Quote
 from dexecutor.market.venue import QUOTE_FAULTS, VenueError
 
@@ -59,6 +58,8 @@ SLOT_S = p.SLOT_MS / 1000
 SLOT_SAVE_S = 2.0
 # Final transactions kept in memory for status reads; older ones are read from PostgreSQL.
 KEEP_IN_MEMORY = 200_000
+# How long a status read waits for the journal to save what came before it.
+STATUS_WAIT_S = 5.0
 # A `late` fault without `slots`: the transaction lands this many slots after it came.
 LATE_SLOTS = 20
 # The faucet's largest single grant, in base units (lamports for SOL): a u64.
@@ -94,6 +95,10 @@ class TxRefused(Exception):
         self.code = code
 
 
+class ChainBehind(Exception):
+    """The chain cannot answer truthfully now: its journal is not saving."""
+
+
 class SlotClock:
     """Slots of 400 ms counted from `first`, the slot this run of the chain starts at."""
 
@@ -114,28 +119,25 @@ def market_time(slot: int) -> float:
     return round(slot * SLOT_S, 3)
 
 
+def _swap(market: Market, swap: dict[str, Any], at: float) -> Quote:
+    return market.execute(
+        swap["venue"],
+        swap["tokenIn"],
+        swap["tokenOut"],
+        Decimal(swap["amountIn"]),
+        Decimal(swap["minAmountOut"]),
+        at,
+    )
+
+
 def apply_action(market: Market, kind: str, data: dict[str, Any], at: float) -> Quote | None:
     """Apply one journalled action to the market (live, and again on replay)."""
     if kind == "fill":
-        return market.execute(
-            data["venue"],
-            data["tokenIn"],
-            data["tokenOut"],
-            Decimal(data["amountIn"]),
-            Decimal(data["minAmountOut"]),
-            at,
-        )
+        return _swap(market, data, at)
     if kind == "route":  # a route's hops, in order (all or nothing was decided live)
         fill = None
         for hop in data["hops"]:
-            fill = market.execute(
-                hop["venue"],
-                hop["tokenIn"],
-                hop["tokenOut"],
-                Decimal(hop["amountIn"]),
-                Decimal(hop["minAmountOut"]),
-                at,
-            )
+            fill = _swap(market, hop, at)
         return fill
     if kind == "launch":
         market.launch(data["token"], data["venue"], at)
@@ -546,7 +548,7 @@ class Cluster:
         fault = self.faults.take(tx.venue, ("price",))
         if fault is not None:
             self._act(slot, at, "jump", {"venue": tx.venue, "token": tx.token_in, "bps": fault.bps})
-        units_in = p.to_base_units(swap.amount_in, _token(swap.token_in))
+        units_in = p.to_base_units(swap.amount_in, p.token_of(swap.token_in))
         err: Any = None
         reason: str | None = None
         amount_out: Decimal | None = None
@@ -561,7 +563,7 @@ class Cluster:
             except ValueError:  # amounts the pools refuse
                 reason = FailureReason.TX_FAILED
             else:
-                units_out = p.to_base_units(amount_out, _token(swap.token_out))
+                units_out = p.to_base_units(amount_out, p.token_of(swap.token_out))
                 rent = self.accounts.swap(owner, mint_in, units_in, mint_out, units_out).rent
         if reason is not None:
             err = p.error_of(reason)
@@ -576,7 +578,7 @@ class Cluster:
             "units": min(swap.compute_unit_limit, budget * (3 if err is None else 1) // 4),
             "out": None
             if amount_out is None
-            else p.to_base_units(amount_out, _token(swap.token_out)),
+            else p.to_base_units(amount_out, p.token_of(swap.token_out)),
         }
         self._finish(
             replace(
@@ -660,7 +662,17 @@ class Cluster:
                         self._dead.add(signature)
 
     async def statuses(self, signatures: list[str]) -> list[ChainTx | None]:
-        """Each transaction's latest saved state (None: unknown, or not saved yet)."""
+        """Each transaction's latest saved state (None: unknown).
+
+        Every change made before the call is saved first, so a transaction that landed
+        in an earlier slot is never reported unknown: a client that saw the block height
+        pass a transaction's last valid one and then reads it unknown may rely on it
+        never landing. ChainBehind when the journal cannot save (PostgreSQL away).
+        """
+        try:
+            await asyncio.wait_for(self._journal.durable(), STATUS_WAIT_S)
+        except TimeoutError:
+            raise ChainBehind("the chain cannot save its ledger: statuses unknown") from None
         missing = [s for s in signatures if s not in self._public]
         found = await self._store.txs(missing) if missing else {}
         return [self._public.get(s) or found.get(s) for s in signatures]
@@ -713,13 +725,6 @@ class Cluster:
         return best
 
 
-def _token(symbol: str) -> Token:
-    token = find_token(symbol)
-    if token is None:
-        raise ValueError(f"unknown token {symbol!r}")
-    return token
-
-
 def _symbol(route_name: str) -> str:
     """A token's symbol from its name in a route (wSOL is SOL)."""
     return "SOL" if route_name == "wSOL" else route_name
@@ -733,4 +738,12 @@ def params_of(preset: str) -> MarketParams:
     return MarketParams.preset(preset)
 
 
-__all__ = ["Action", "Cluster", "Latencies", "TxRefused", "apply_action", "params_of"]
+__all__ = [
+    "Action",
+    "ChainBehind",
+    "Cluster",
+    "Latencies",
+    "TxRefused",
+    "apply_action",
+    "params_of",
+]

@@ -11,7 +11,7 @@ What a Solana user sees, and what this model reproduces:
   correlation `exp(-lag / congestion_slots)` (mean-reverting: an episode of congestion
   lasts minutes, then fades), drawn as a sum of `congestion_features` random cosines
   whose frequencies follow that process's spectrum, without the fastest ones
-  (`congestion_fastest_slots`: nothing changes within a few seconds). So the level is a
+  (`congestion_fastest_slots`: nothing turns within a minute). So the level is a
   pure function of (seed, slot): any slot costs the same to compute, in order or not,
   and a restarted chain sees the same congestion again. With the defaults the median
   level is 0.25, the level exceeds 0.75 about 10 % of the time and 0.9 about 3 %.
@@ -25,22 +25,32 @@ What a Solana user sees, and what this model reproduces:
   beats (ties at 0 count half). Paying the 75th percentile of recent fees ranks about
   0.75.
 - **Landing.** A transaction's *pressure* is `level × (1 − rank)`: the share of block
-  space demanded by transactions paying more. Each slot it lands with chance
-  `next_slot × exp(−pressure_rate × pressure)` (so the delay is geometric, at least one
-  slot), and a broadcast is lost with chance `loss_floor + loss_max × pressure²`. Paying
-  more never lands later and never loses more often; more congestion never helps.
+  space demanded by transactions paying more. A broadcast is lost with chance
+  `loss_floor + loss_max × pressure²`; otherwise it is ready to land after a geometric
+  number of slots (at least one; each slot's chance `next_slot × exp(−pressure_rate ×
+  pressure)`), and lands in the first slot from then on whose lowest landed fee it
+  pays. So getRecentPrioritizationFees never contradicts a landed transaction, and a
+  price below the market waits for a cheap slot, which under congestion may not come
+  before its blockhash expires: rebroadcasting cannot beat a market it does not pay.
+  Paying more never lands later and is never lost more often; more congestion never
+  helps.
 
-With the defaults (see `LandingParams`; figures from `bench/landing.py`, one broadcast):
+With the defaults (see `LandingParams`), measured by `bench/landing.py` (4,000
+transactions per row at a fixed level; once: one broadcast; rebroadcast: the same bytes
+every 5 slots until the blockhash expires at 150 slots; latency from the first send):
 
-| level | price | lands next slot | mean delay | broadcast lost |
-|---|---|---|---|---|
-| 0.1 (quiet) | 0 | 73 % | 1.4 slots | 1 % |
-| 0.9 (congested) | 0 | 5 % | 21 slots | 69 % |
-| 0.9 (congested) | 75th percentile of recent fees | 43 % | 2.3 slots | 5 % |
-| 0.9 (congested) | 95th percentile | 77 % | 1.3 slots | 1 % |
+| level | price (µlamports/CU) | once: lost | p50 | p90 | rebroadcast: never landed | p50 | p90 |
+|---|---|---|---|---|---|---|---|
+| 0.1 quiet | 0 | 1 % | 0.4 s | 1.2 s | 0 % | 0.4 s | 1.2 s |
+| 0.5 busy | 0 | 17 % | 2.8 s | 6.4 s | 0 % | 3.2 s | 6.4 s |
+| 0.5 busy | p75 of recent fees (~27,000) | 2 % | 0.8 s | 1.6 s | 0 % | 0.8 s | 1.6 s |
+| 0.9 congested | 0 | 77 % | 26 s | 50 s | 30 % | 28 s | 51 s |
+| 0.9 congested | p75 of recent fees (~330,000) | 5 % | 0.8 s | 2.0 s | 0 % | 0.8 s | 2.4 s |
+| 0.9 congested | 1,000,000 | 0.4 % | 0.4 s | 0.8 s | 0 % | 0.4 s | 0.8 s |
 
 The chain decides what a lost broadcast or a long delay means (a rebroadcast of the
 same signature draws again; an expired blockhash never lands); this module only draws.
+`Congestion.broadcast` is what the chain calls: the level and slot fees of `seed`.
 Pure: no I/O, no clock; randomness comes from the seed and the `random.Random` handed in.
 """
 
@@ -51,6 +61,7 @@ import math
 import random
 import struct
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TypeVar
@@ -69,10 +80,10 @@ class LandingParams:
 
     - `congestion_median`: the median congestion level (0..1). 0.25: mostly quiet.
     - `congestion_swing`: how far the level swings, in log-odds per standard deviation
-      of the underlying process. 1.7 puts the level above 0.75 about 10 % of the time.
-    - `congestion_slots`: the correlation time of congestion. 750 slots = 5 minutes.
+      of the underlying process. 1.8 puts the level above 0.75 about 10 % of the time.
+    - `congestion_slots`: the correlation time of congestion. 1,500 slots = 10 minutes.
     - `congestion_fastest_slots`: no component of congestion turns faster than this
-      period (75 slots = 30 s), so it is steady over a transaction's life.
+      period (150 slots = 1 minute), so it is steady over a transaction's life.
     - `congestion_features`: random cosines summed (more: closer to Gaussian, slower).
     - `fee_quiet`, `fee_congested`: median nonzero per-slot minimum fee at level 0 and
       level 1 (1,000 and 300,000: a quiet hour and a memecoin launch on a hot pool).
@@ -83,12 +94,14 @@ class LandingParams:
       pressure 0.9, a zero-fee transaction in a congested slot).
     - `loss_floor`, `loss_max`: a broadcast's chance to be lost with no pressure, and
       the part added at full pressure (quadratically).
+    - `horizon_slots`: a broadcast that found no slot it pays within this many slots
+      (300: two minutes, longer than a blockhash lives) is lost.
     """
 
     congestion_median: float = 0.25
-    congestion_swing: float = 1.7
-    congestion_slots: float = 750.0
-    congestion_fastest_slots: float = 75.0
+    congestion_swing: float = 1.8
+    congestion_slots: float = 1_500.0
+    congestion_fastest_slots: float = 150.0
     congestion_features: int = 64
     fee_quiet: float = 1_000.0
     fee_congested: float = 300_000.0
@@ -98,6 +111,7 @@ class LandingParams:
     pressure_rate: float = 3.3
     loss_floor: float = 0.005
     loss_max: float = 0.85
+    horizon_slots: int = 300
 
     def __post_init__(self) -> None:
         checks = {
@@ -113,6 +127,7 @@ class LandingParams:
             "pressure_rate": self.pressure_rate >= 0,
             "loss_floor": self.loss_floor >= 0 and self.loss_floor + self.loss_max < 1,
             "loss_max": self.loss_max >= 0,
+            "horizon_slots": self.horizon_slots >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -148,13 +163,24 @@ def rank(params: LandingParams, level: float, cu_price: int) -> float:
     return zeros + (1.0 - zeros) * _NORMAL.cdf(z)
 
 
+def paid_share(params: LandingParams, level: float, cu_price: int) -> float:
+    """The share of slots whose lowest landed fee (`fee_at`, rounded) is at most `cu_price`:
+    the slots a transaction paying that price can land in."""
+    zeros = zero_fee_share(params, level)
+    if cu_price <= 0:
+        return zeros
+    z = math.log((cu_price + 0.5) / median_fee(params, level)) / params.fee_spread
+    return zeros + (1.0 - zeros) * _NORMAL.cdf(z)
+
+
 def pressure(params: LandingParams, level: float, cu_price: int) -> float:
     """The share of block space demanded by transactions paying more than `cu_price`."""
     return level * (1.0 - rank(params, level, cu_price))
 
 
 def landing_chance(params: LandingParams, level: float, cu_price: int) -> float:
-    """The chance, each slot, that a broadcast not lost lands in that slot."""
+    """The chance, each slot, that a broadcast not lost becomes ready to land (it lands
+    then, or in the first later slot whose fee it pays: see `draw`)."""
     return params.next_slot * math.exp(-params.pressure_rate * pressure(params, level, cu_price))
 
 
@@ -163,13 +189,31 @@ def loss_chance(params: LandingParams, level: float, cu_price: int) -> float:
     return params.loss_floor + params.loss_max * pressure(params, level, cu_price) ** 2
 
 
-def draw(params: LandingParams, level: float, cu_price: int, rng: random.Random) -> int | None:
+def _every_slot_free(ahead: int) -> int:
+    """No slot's fee stops a landing: `draw` then gives the delay alone."""
+    return 0
+
+
+def draw(
+    params: LandingParams,
+    level: float,
+    cu_price: int,
+    rng: random.Random,
+    fee_ahead: Callable[[int], int] = _every_slot_free,
+) -> int | None:
     """One broadcast at this congestion level: slots until it lands, or None when lost.
 
+    `fee_ahead(k)` is the lowest fee landed in the slot `k` slots from now. The
+    broadcast lands in the first slot, from its drawn delay on, whose lowest fee it pays
+    (within `horizon_slots`; else it is lost): a transaction never lands where
+    getRecentPrioritizationFees would show a higher minimum, and one that pays less
+    than the market waits for a slot where the market paid nothing or little, which
+    under congestion may never come.
+
     Always takes exactly two draws from `rng`, each through an inverse CDF that is
-    monotone in the price, so two prices compared on the same `rng` state land in the
-    order of their prices (a higher price lands no later, and is lost only if the lower
-    one is too).
+    monotone in the price, so two prices compared on the same `rng` state and slots
+    land in the order of their prices (a higher price lands no later, and is lost only
+    if the lower one is too).
     """
     if cu_price < 0:
         raise ValueError("compute unit price must be >= 0")
@@ -179,10 +223,12 @@ def draw(params: LandingParams, level: float, cu_price: int, rng: random.Random)
     if lost < loss_chance(params, level, cu_price):
         return None
     chance = landing_chance(params, level, cu_price)
-    if chance >= 1.0:
-        return 1
     # Geometric, at least one slot: the first slot whose draw succeeds.
-    return 1 + math.floor(math.log1p(-wait) / math.log1p(-chance))
+    delay = 1 if chance >= 1.0 else 1 + math.floor(math.log1p(-wait) / math.log1p(-chance))
+    for ahead in range(delay, params.horizon_slots + 1):
+        if fee_ahead(ahead) <= cu_price:
+            return ahead
+    return None
 
 
 def _uniform(key: bytes, tag: bytes, slot: int) -> float:
@@ -246,8 +292,12 @@ class Congestion:
         return [(s, self.fee(s)) for s in range(max(slot - n + 1, 0), slot + 1)]
 
     def broadcast(self, slot: int, cu_price: int, rng: random.Random) -> int | None:
-        """Slots from `slot` until a broadcast sent then lands, or None when it is lost."""
-        return draw(self.params, self.level(slot), cu_price, rng)
+        """Slots from `slot` until a broadcast sent then lands, or None when it is lost.
+
+        It lands only in a slot whose `fee` it pays (see `draw`)."""
+        return draw(
+            self.params, self.level(slot), cu_price, rng, lambda ahead: self.fee(slot + ahead)
+        )
 
 
 def _remember(cache: OrderedDict[int, _V], key: int, value: _V) -> None:

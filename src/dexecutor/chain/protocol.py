@@ -75,11 +75,16 @@ def token_by_mint(mint: str) -> Token | None:
     return _BY_MINT.get(mint)
 
 
-def mint_of(symbol: str) -> str:
+def token_of(symbol: str) -> Token:
+    """A registry token by symbol; ValueError for one the registry does not know."""
     token = find_token(symbol)
     if token is None:
         raise ValueError(f"unknown token {symbol!r}")
-    return token.mint
+    return token
+
+
+def mint_of(symbol: str) -> str:
+    return token_of(symbol).mint
 
 
 def to_base_units(amount: Decimal, token: Token) -> int:

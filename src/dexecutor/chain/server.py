@@ -27,7 +27,7 @@ from dexecutor import jsoncodec
 from dexecutor.chain import protocol as p
 from dexecutor.chain import transaction
 from dexecutor.chain.accounts import NATIVE, TOKEN_PROGRAM, token_account
-from dexecutor.chain.cluster import MAX_AIRDROP, Cluster, TxRefused
+from dexecutor.chain.cluster import MAX_AIRDROP, ChainBehind, Cluster, TxRefused
 from dexecutor.chain.records import LANDED, REVERTED, ChainTx
 from dexecutor.domain.failures import FailureReason
 from dexecutor.market.tokens import Token
@@ -447,6 +447,13 @@ async def _send(cluster: Cluster, params: list[Any]) -> str:
         raise RpcError(refusal.code, message, data) from None
 
 
+async def _statuses(cluster: Cluster, signatures: list[str]) -> list[ChainTx | None]:
+    try:
+        return await cluster.statuses(signatures)
+    except ChainBehind as err:
+        raise RpcError(p.RPC_NODE_UNHEALTHY, f"Node is behind: {err}") from None
+
+
 async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
     slot = cluster.slot()
     context = {"slot": slot, "apiVersion": "2.0.0"}
@@ -483,10 +490,10 @@ async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
             raise RpcError(p.RPC_INVALID_PARAMS, "params: expected [[signature, ...]]")
         if len(signatures) > MAX_SIGNATURES:
             raise RpcError(p.RPC_INVALID_PARAMS, f"Too many inputs provided; max {MAX_SIGNATURES}")
-        found = await cluster.statuses(signatures)
-        slot = cluster.slot()  # after the read: a status is never ahead of its context
+        # The context slot is read first: whatever landed before it is in the answer.
+        found = await _statuses(cluster, signatures)
         return {
-            "context": {**context, "slot": slot},
+            "context": context,
             "value": [
                 cluster.airdrop_status(sig, slot) or _status(tx, slot)
                 for sig, tx in zip(signatures, found, strict=True)
@@ -504,8 +511,8 @@ async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
             raise RpcError(
                 p.RPC_INVALID_PARAMS, "Method does not support commitment below `confirmed`"
             )
-        (read,) = await cluster.statuses([params[0]])
-        return _transaction(read, cluster.slot(), encoding, commitment)
+        (read,) = await _statuses(cluster, [params[0]])
+        return _transaction(read, slot, encoding, commitment)
     if method == "getBalance":
         owner = _pubkey(params[0] if params else None)
         return {"context": context, "value": cluster.accounts.lamports(owner)}
@@ -535,7 +542,10 @@ async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
         lamports = params[1] if len(params) > 1 else None
         if not isinstance(lamports, int) or not 0 < lamports <= MAX_AIRDROP:
             raise RpcError(p.RPC_INVALID_PARAMS, "Invalid param: lamports")
-        return await cluster.request_airdrop(owner, lamports)
+        try:
+            return await cluster.request_airdrop(owner, lamports)
+        except ValueError as err:
+            raise RpcError(p.RPC_INVALID_PARAMS, f"Invalid param: {err}") from None
     if method == "getAccountInfo":
         if not params or not isinstance(params[0], str):
             raise RpcError(p.RPC_INVALID_PARAMS, "params: expected [address, config]")
@@ -682,7 +692,10 @@ def create_chain_app(cluster: Cluster) -> Starlette:
                 raise _Bad(f"amount: base units as a positive integer up to {MAX_AIRDROP}")
         except (_Bad, ValueError, RpcError) as err:
             return _error(400, "INVALID_REQUEST", str(err))
-        balance = await cluster.airdrop(owner, token.mint, units)
+        try:
+            balance = await cluster.airdrop(owner, token.mint, units)
+        except ValueError as err:
+            return _error(400, "INVALID_REQUEST", str(err))
         return _json({"owner": owner, "mint": token.mint, "balance": str(balance)})
 
     async def view(request: Request) -> Response:
