@@ -73,10 +73,11 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 
 
-# What a test user's new wallet gets from the faucet: the tests sell every launched
-# token and whales trade thousands of SOL, more than a development default allows.
-# (tests/e2e/test_wallets.py checks the default itself.)
-TEST_FUNDING = "SOL:100000,USDC:10000000,USDT:1000000,BONK:100000000000,JUP:1000000,RAY:1000000"
+# What a test user's new wallet gets from the faucet: whales trade thousands of SOL
+# and limit tests sell RAY, more than the development default gives. Other tokens a
+# test sells it airdrops first (POST /api/mock/airdrop); a new wallet holds no JUP,
+# so a first buy of it opens a token account. (test_wallets.py checks the default.)
+TEST_FUNDING = "SOL:100000,USDC:10000000,RAY:1000000"
 
 # Venue latencies for tests: fast, but long enough that orders overlap.
 FAST = {

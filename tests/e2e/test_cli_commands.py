@@ -42,6 +42,7 @@ async def test_every_client_command_answers_one_line_when_nothing_listens() -> N
         ("orders",),
         ("orders", "--json"),
         ("quote", "SOL", "USDC", "1"),
+        ("balances",),
         ("show", some_id),
         ("show", some_id[:6]),
         ("cancel", some_id),

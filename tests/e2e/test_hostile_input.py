@@ -18,6 +18,7 @@ from tests.support import Process, chained, free_port, isolated, order_body, ser
 
 ALICE, BOB, CAROL = "alice-key-0123456789", "bob-key-9876543210", "carol-key-555555"
 DAVE = "dave-key-4444444444"
+WALLET_KEY = "d2FsbGV0LWtleS1mb3ItdGhlLWd1YXJkZWQtdGVzdHM="  # base64 of 32 bytes
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,7 @@ async def guarded() -> AsyncIterator[Process]:
     async with isolated("dxh") as iso:
         env = iso.env(
             ENV="production",
+            WALLET_KEY=WALLET_KEY,
             API_KEYS=f"{ALICE}:alice,{BOB}:bob,{CAROL}:carol,{DAVE}:dave",
             RATE_LIMIT_PER_USER="5",
             WS_MAX_CONNECTIONS="3",
@@ -134,6 +136,20 @@ async def test_mock_controls_are_off_in_production(guarded: Process) -> None:
     assert response.json()["error"] == "mock_controls_disabled"
 
 
+async def test_a_key_sees_only_its_own_wallet_and_the_faucet_is_off(guarded: Process) -> None:
+    async with client(guarded, ALICE) as alice:
+        own = await alice.get("/api/balances")
+        named = await alice.get("/api/balances", params={"userId": "alice"})
+        other = await alice.get("/api/balances", params={"userId": "bob"})
+        faucet = await alice.post("/api/mock/airdrop", json={"token": "SOL", "amount": 1})
+    assert own.status_code == 200 and own.json()["userId"] == "alice"
+    assert named.json() == own.json()
+    assert (other.status_code, other.json()["error"]) == (403, "user_mismatch")
+    assert (faucet.status_code, faucet.json()["error"]) == (403, "mock_controls_disabled")
+    async with client(guarded, None) as anonymous:
+        assert (await anonymous.get("/api/balances")).status_code == 401
+
+
 async def test_oversized_bodies_are_413_before_being_read(guarded: Process) -> None:
     big = b'{"userId": "alice", "pad": "' + b"x" * 20_000 + b'"}'
 
@@ -222,7 +238,7 @@ async def test_logs_hold_no_keys_or_bodies(guarded: Process) -> None:
     async with client(guarded, ALICE) as alice:
         await place(alice, "alice", amountIn=1.23456789)
     log = guarded.log_path.read_text()
-    assert ALICE not in log and BOB not in log
+    assert ALICE not in log and BOB not in log and WALLET_KEY not in log
     assert "1.23456789" not in log
 
 

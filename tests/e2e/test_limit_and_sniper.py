@@ -218,6 +218,10 @@ async def test_waiting_orders_survive_a_restart(
     limit = (await best_price(mc, "JUP", "SOL", "100") * Decimal("1.15")).quantize(
         Decimal("0.00000001")
     )
+    funded = await mc.post(
+        "/api/mock/airdrop", json={"userId": "tester", "token": "JUP", "amount": 100}
+    )
+    assert funded.status_code == 200, funded.text
     order_id = await place(
         mc, type="limit", tokenIn="JUP", tokenOut="SOL", amountIn=100, limitPrice=limit
     )

@@ -29,6 +29,7 @@ from dexecutor.domain.order import Order, OrderStatus, OrderType, first_event
 from dexecutor.engine.triggers import trigger_of
 from dexecutor.store.orders import OrderRepository
 from dexecutor.wallets import SecretBox, _context
+from tests.e2e.test_client_cli_logs import run_cli
 from tests.support import (
     DEXECUTOR,
     Process,
@@ -103,6 +104,17 @@ async def test_a_new_development_user_starts_with_1000_sol_and_100000_usdc(
     }
     again = await balances(deployment.client, "newcomer")
     assert again == body  # made and funded once
+
+
+async def test_the_cli_shows_the_balances(deployment: Deployment) -> None:
+    url = str(deployment.client.base_url)
+    await balances(deployment.client, "clier")
+    code, out = await run_cli("balances", "--user", "clier", "--json", url=url)
+    assert code == 0, out
+    assert jsoncodec.loads(out) == await balances(deployment.client, "clier")
+    code, out = await run_cli("balances", "--user", "clier", url=url)
+    assert code == 0, out
+    assert "clier" in out and "SOL" in out and "100000" in out and "available" in out
 
 
 async def test_balances_without_a_user_is_a_400(deployment: Deployment) -> None:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidTag
+from solders.pubkey import Pubkey
 
 from dexecutor.config import ConfigError, load_settings, parse_funding
+from dexecutor.market.tokens import TOKENS
 from dexecutor.wallets import Balance, SecretBox, wallet_key
 
 
@@ -82,3 +84,10 @@ def test_available_is_total_less_reserved_never_negative() -> None:
         "reserved": Decimal(4),
     }
     assert Balance(Decimal(1), Decimal(4)).available == 0
+
+
+def test_every_mint_is_an_address_a_wallet_can_hold() -> None:
+    """A wallet's token account is derived from the mint: an unlaunched token's mint
+    that is not a 32-byte address would make its holders' balances unreadable."""
+    for token in TOKENS:
+        assert str(Pubkey.from_string(token.mint)) == token.mint, token.symbol

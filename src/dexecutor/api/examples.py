@@ -148,7 +148,7 @@ HISTORY = {"orders": [ORDER], "nextBefore": None}
 TOKENS = [
     {"symbol": "SOL", "mint": "So11111111111111111111111111111111111111112", "decimals": 9,
      "launched": True, "name": "Solana (routed as wrapped SOL)"},
-    {"symbol": "NOVA", "mint": "NoVAx7mQ3hZpT9wKc2RfYb8uJdLs4gEv6nAyCqPt1pump", "decimals": 6,
+    {"symbol": "NOVA", "mint": "NoVAx7mQ3hZpT9wKc2RfYb8uJdLs4gEv6nAyCqPpump", "decimals": 6,
      "launched": False, "name": "Nova"},
 ]  # fmt: skip
 STATE_MACHINE = {

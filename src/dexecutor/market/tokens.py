@@ -39,9 +39,9 @@ TOKENS: tuple[Token, ...] = (
     Token("JUP", "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN", 6, True, Decimal("0.92"), "Jupiter"),  # noqa: E501
     Token("RAY", "4k3Dyjzvzp8eMZWUXbBCjEvwSkkk59S5iCNLY3QrkX6R", 6, True, Decimal("1.85"), "Raydium"),  # noqa: E501
     # Not yet launched: no pool exists until the market launches one (sniper orders).
-    Token("NOVA", "NoVAx7mQ3hZpT9wKc2RfYb8uJdLs4gEv6nAyCqPt1pump", 6, False, Decimal("0.0042"), "Nova"),  # noqa: E501
-    Token("WARP", "WaRPk3sTz8yHq5mNcV2bXf7gLd9uJe4rAp6wKsQh2pump", 6, False, Decimal("0.0135"), "Warp"),  # noqa: E501
-    Token("FLUX", "FLuXq9wEr4tYu2iPa8sDf6gHj3kLz7xCv5bNm1QwEpump", 9, False, Decimal("0.00077"), "Flux"),  # noqa: E501
+    Token("NOVA", "NoVAx7mQ3hZpT9wKc2RfYb8uJdLs4gEv6nAyCqPpump", 6, False, Decimal("0.0042"), "Nova"),  # noqa: E501
+    Token("WARP", "WaRPk3sTz8yHq5mNcV2bXf7gLd9uJe4rAp6wKsQpump", 6, False, Decimal("0.0135"), "Warp"),  # noqa: E501
+    Token("FLUX", "FLuXq9wEr4tYu2iPa8sDf6gHj3kLz7xCv5bNm1Qwpump", 9, False, Decimal("0.00077"), "Flux"),  # noqa: E501
 )
 # fmt: on
 
