@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from dexecutor import jsoncodec
 from dexecutor.bench import free_port
 from tests.support import (
+    TEST_FUNDING,
     PrivatePostgres,
     PrivateRedis,
     Process,
@@ -50,6 +51,9 @@ CAP_WINDOW_S = 15.0
 # A blockhash is valid for this many slots (12 s at 400 ms): a dropped transaction is
 # known dead, and its order re-signed, in seconds rather than the minute of mainnet.
 BLOCKHASH_SLOTS = 30
+# What each user's wallet starts with: the tests' grant and JUP, which limit orders sell
+# too, so `insufficient_funds` never stands in for a fault.
+FUNDING = TEST_FUNDING + ",JUP:1000000"
 
 
 def now() -> datetime:
@@ -176,6 +180,7 @@ class Cluster:
             PG_POOL_SIZE="8",
             RATE_LIMIT_PER_USER="0",
             CHAIN_BLOCKHASH_SLOTS=str(BLOCKHASH_SLOTS),
+            DEV_FUNDING=FUNDING,
         )
         # The chain is separate infrastructure: straight to PostgreSQL, not via the proxy.
         chain = Node("chain", chain_process({**env, "DATABASE_URL": self.dsn}), self.out)
