@@ -207,8 +207,8 @@ def migrate() -> None:
 
 
 def _serve(settings: Settings, run_worker: bool) -> None:
-    _require_wallet_key(settings)
     _setup(settings)
+    _require_wallet_key(settings)
     settings, backends = _with_backends(settings)
     own_chain = None
     try:
@@ -287,9 +287,9 @@ def _run_async(
 ) -> None:
     """Run a long-lived role without HTTP API of its own, on resolved backends."""
     settings = _settings()
+    _setup(settings)
     if signs:
         _require_wallet_key(settings)
-    _setup(settings)
     settings, backends = _with_backends(settings, redis)
     try:
         asyncio.run(main(settings))

@@ -321,7 +321,7 @@ class Wallets:
         pubkey = await self.pubkey(user_id)
         held, reserved = await asyncio.gather(self.holdings(pubkey), self.reserved(user_id))
         symbols = {SOL, "USDC", *reserved}
-        symbols.update(_BY_MINT[m].symbol for m, units in held.tokens.items() if m in _BY_MINT)
+        symbols.update(_BY_MINT[m].symbol for m in held.tokens if m in _BY_MINT)
         ordered = [t for t in TOKENS if t.symbol in symbols]
         return {
             t.symbol: Balance(_amount(held.units(t) or 0, t), reserved.get(t.symbol, Decimal(0)))
@@ -336,15 +336,6 @@ class Wallets:
 
 
 # -- the pre-trade check --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Need:
-    """What one swap may take from a wallet: its input and its network fee (SOL)."""
-
-    token_in: Token
-    amount_in: Decimal
-    fee_lamports: int
 
 
 class Funds:

@@ -154,3 +154,21 @@ async def test_statuses_rise_from_processed_to_confirmed(chain_dsn: str) -> None
             "processed", "confirmed", "confirmed", "finalized",
         ]  # fmt: skip
         assert [s["confirmations"] for s in levels] == [0, 1, 31, None]
+
+
+async def test_a_late_transaction_still_lands_after_a_restart_and_only_once(
+    chain_dsn: str,
+) -> None:
+    settings = chain_settings(chain_dsn, chain_blockhash_slots=30)
+    async with open_cluster(settings) as first:
+        wallet = await funded(first)
+        first.faults.arm("raydium", "late", count=1, duration_ms=None, bps=0, slots=6)
+        payload = signed(first, wallet)
+        signature = await first.send(payload)
+        due = (await pending(first, signature)).lands_at
+    async with open_cluster(settings) as second:  # the chain went down before it landed
+        assert (await pending(second, signature)).lands_at == due
+        assert await second.send(payload) == signature  # rebroadcast after the restart
+        landed = await settled(second, signature)
+        assert landed.status == "landed" and landed.slot == due
+        assert await fills(second) == [signature]

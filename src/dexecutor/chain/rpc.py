@@ -17,6 +17,9 @@ do, it does:
 - it is given up only once the block height has passed its lastValidBlockHeight AND
   a status read made after that height was seen still finds nothing: only then can
   it never land, and only then may the order sign a new one.
+
+AsyncClient's HTTP goes over an aiohttp pool (`_AiohttpTransport`); requests,
+responses and errors stay solana-py's and solders'.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
+import aiohttp
 import httpx2
+import msgspec
 import structlog
 from solana.exceptions import SolanaRpcException
 from solana.rpc.async_api import AsyncClient
@@ -49,17 +54,18 @@ from solders.transaction_status import (
     UiTransactionEncoding,
 )
 
-from dexecutor import jsoncodec
 from dexecutor.background import cancel_and_wait
 from dexecutor.chain.protocol import SLOT_MS
 from dexecutor.domain.failures import FailureReason
 from dexecutor.metrics import TX_BROADCASTS
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 SLOT_S = SLOT_MS / 1000
 MAX_SIGNATURES = 256  # per getSignatureStatuses call, as the real RPC allows
 POLL_S = 0.02
+RPC_CONNECTIONS = 32
 # A landed transaction is finalized (rooted) this many slots after its slot, here as on
 # mainnet in the common case; confirmed events name the slot by which it will be.
 FINALIZED_AFTER_SLOTS = 32
@@ -173,6 +179,42 @@ class _BatchBody:
         return str(batch_to_json(self._requests))
 
 
+class _AiohttpTransport(httpx2.AsyncBaseTransport):
+    """AsyncClient's requests over an aiohttp connection pool.
+
+    Everything above the socket stays solana-py's (request bodies, strict parsing,
+    errors); only the pool changes: httpcore's scans every connection's socket for
+    each request, which at hundreds of sends a second cost the worker more than the
+    sends themselves.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 3.0))
+        self._session: aiohttp.ClientSession | None = None
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._session is None:  # made in the running loop, on first use
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=RPC_CONNECTIONS, ttl_dns_cache=300),
+            )
+        try:
+            async with self._session.request(
+                request.method,
+                str(request.url),
+                data=await request.aread(),
+                headers={"content-type": "application/json"},
+            ) as answer:
+                body = await answer.read()
+                return httpx2.Response(answer.status, content=body, request=request)
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise httpx2.TransportError(f"{err!r}", request=request) from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 class Rpc:
     """One process's JSON-RPC side of the chain: build inputs, send, and confirm."""
 
@@ -187,14 +229,19 @@ class Rpc:
         fee_cap: int = 1_000_000,
     ) -> None:
         self.url = url
+        # A few dozen kept-alive connections (the transport's): RPC calls are short
+        # (no latency is simulated on them), and a burst of a thousand sends opening a
+        # thousand connections at once would only overflow the node's accept queue.
         self._client = AsyncClient(
             url,
             timeout=timeout_s,
             http2=False,
-            max_connections=1_000,
-            max_keepalive_connections=200,
+            max_connections=RPC_CONNECTIONS,
+            max_keepalive_connections=RPC_CONNECTIONS,
             max_transport_retries=0,
         )
+        self._transport = _AiohttpTransport(timeout_s)
+        self._client._provider.session = httpx2.AsyncClient(transport=self._transport)
         self._poll_s = poll_s
         self._rebroadcast_s = rebroadcast_s
         self._fee_percentile = fee_percentile
@@ -211,6 +258,7 @@ class Rpc:
         self._poller: asyncio.Task[None] | None = None
         self._complained_at = 0.0
         self._resends: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(RPC_CONNECTIONS)
 
     async def close(self) -> None:
         await cancel_and_wait(self._poller)
@@ -220,10 +268,6 @@ class Rpc:
             for future in watch.futures:
                 future.cancel()
         await self._client.close()
-
-    @property
-    def client(self) -> AsyncClient:
-        return self._client
 
     # -- what a transaction is built with ----------------------------------------------------
 
@@ -316,6 +360,8 @@ class Rpc:
                 await self._poll_once()
             except (RpcUnreachable, RPCException) as err:
                 self._complain("the chain did not answer a status poll", err)
+            except Exception:  # the one poller of the process must live on
+                log.exception("status poll failed")
             # One call a poll whatever the number awaited; with very many, a little less
             # often (each call then carries hundreds of signatures).
             await asyncio.sleep(max(self._poll_s, min(0.1, len(self._watching) / 10_000)))
@@ -377,12 +423,16 @@ class Rpc:
                 watch.sent_at = now
                 self._resend(watch)
         if unseen and stale_height:
-            answer = await self._call(self._client.get_block_height())
-            self._height = int(answer.value)
+            tip = await self._call(self._client.get_block_height())
+            self._height = int(tip.value)
             self._height_seen_at = time.monotonic()
 
     async def _read(self, watches: list[_Watch]) -> None:
-        """getTransaction for every confirmed one, in one JSON-RPC batch."""
+        """getTransaction for every confirmed one, in JSON-RPC batches of up to 256."""
+        chunks = [watches[i : i + MAX_SIGNATURES] for i in range(0, len(watches), MAX_SIGNATURES)]
+        await asyncio.gather(*(self._read_batch(chunk) for chunk in chunks))
+
+    async def _read_batch(self, watches: list[_Watch]) -> None:
         # At confirmed commitment: by default a node answers only once it is finalized.
         config = RpcTransactionConfig(
             UiTransactionEncoding.Base64,
@@ -390,17 +440,19 @@ class Rpc:
             max_supported_transaction_version=0,
         )
         requests = [GetTransaction(w.signature, config, id=i) for i, w in enumerate(watches)]
-        try:
-            raw = await self._client._provider.make_request_unparsed(_BatchBody(requests))
-        except (SolanaRpcException, httpx2.HTTPError) as err:
-            raise RpcUnreachable(f"getTransaction batch: {err}") from None
-        answers = sorted(jsoncodec.loads(raw), key=lambda a: int(a["id"]))
-        for watch, answer in zip(watches, answers, strict=True):
-            if "error" in answer:
+        raw = await self._call(self._client._provider.make_request_unparsed(_BatchBody(requests)))
+        answers = msgspec.json.decode(raw)
+        if not isinstance(answers, list):  # the whole batch refused: ask again next poll
+            self._complain("the chain refused a getTransaction batch", ValueError(str(answers)))
+            return
+        for answer in answers:
+            index = answer.get("id") if isinstance(answer, dict) else None
+            if not isinstance(index, int) or not 0 <= index < len(watches) or "error" in answer:
                 continue  # not readable yet: asked again next poll
-            parsed = GetTransactionResp.from_json(jsoncodec.dumps(answer).decode())
+            parsed = GetTransactionResp.from_json(msgspec.json.encode(answer).decode())
             if not isinstance(parsed, GetTransactionResp) or parsed.value is None:
                 continue
+            watch = watches[index]
             landed = _landed(str(watch.signature), parsed, watch.owner, watch.finalized)
             self._settle(watch, landed)
 
@@ -430,10 +482,15 @@ class Rpc:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    async def _call(self, request: Any) -> Any:
-        """Await an AsyncClient call; transport trouble becomes RpcUnreachable."""
+    async def _call(self, request: Awaitable[T]) -> T:
+        """Await an AsyncClient call; transport trouble becomes RpcUnreachable.
+
+        No more calls at once than the client has connections: requests queued inside
+        its pool cost a scan of the whole queue each time a connection frees.
+        """
         try:
-            return await request
+            async with self._slots:
+                return await request
         except SolanaRpcException as err:
             raise RpcUnreachable(f"the chain at {self.url} did not answer: {err}") from None
         except httpx2.HTTPError as err:

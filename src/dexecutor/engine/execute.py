@@ -11,6 +11,11 @@ order's sequence number: a worker whose job lock lapsed while another carries th
 order gets no record in (SubmitRefused), the store refuses its events, and it leaves
 the order to its new owner. A resumed order sends its recorded transaction again,
 with the same signature, and the chain runs a signature once.
+
+`submitted` waits for the transaction's outcome, the venue rebroadcasting the same
+bytes meanwhile. A new attempt (and so a new signature) follows only an outcome that
+rules the first out for good: it reverted on chain (its fee paid, the event says so),
+or its blockhash expired with the transaction still unseen (`blockhash_expired`).
 """
 
 from __future__ import annotations
