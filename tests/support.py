@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,16 +33,35 @@ from dexecutor import jsoncodec
 from dexecutor.bench import create_scratch_database, drop_scratch_database, free_port
 from dexecutor.bench import drop_namespace as drop_namespace_of
 from dexecutor.config import Settings
+from tests.secret_scan import SessionSecrets
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
+# Every log of one test session (server processes, CLI runs, what pytest captured) goes
+# here, so that the session's end can look for secrets in all of them (tests/conftest.py).
+SESSION_LOGS = Path(
+    os.environ.get("DEXECUTOR_TEST_LOGS")
+    or OUTPUT / "sessions" / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
+)
+# The secrets the session configured or created: what SESSION_LOGS must not contain.
+SECRETS = SessionSecrets()
 DEXECUTOR = str(Path(sys.executable).with_name("dexecutor"))
 
 
 def cli_env(**env: str) -> dict[str, str]:
     """A bare environment for a CLI subprocess (plus coverage's, when it measures)."""
     measured = {k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}
+    SECRETS.note_env(env)
     return {"COLUMNS": "200", "PATH": "/usr/bin:/bin", **measured, **env}
+
+
+def keep_output(args: Sequence[str], output: str) -> None:
+    """Add a CLI run's output to the session's logs (the secret check reads them),
+    under its command line with the value of `--api-key` left out."""
+    shown = ["***" if i > 0 and args[i - 1] == "--api-key" else arg for i, arg in enumerate(args)]
+    SESSION_LOGS.mkdir(parents=True, exist_ok=True)
+    with (SESSION_LOGS / "cli-output.log").open("a") as log:
+        log.write(f"== dexecutor {' '.join(shown)}\n{output}\n")
 
 
 def server_dsn() -> str:
@@ -76,6 +95,8 @@ async def create_database() -> str:
 
 
 async def drop_database(dsn: str) -> None:
+    """Drop a test database, once the wallets it holds are noted for the secret check."""
+    await SECRETS.harvest(dsn)
     await drop_scratch_database(server_dsn(), dsn)
 
 
@@ -92,7 +113,7 @@ class Process:
     port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     ready_path: str = "/readyz"
-    log_path: Path = field(default_factory=lambda: OUTPUT / f"proc-{uuid4().hex[:8]}.log")
+    log_path: Path = field(default_factory=lambda: SESSION_LOGS / f"proc-{uuid4().hex[:8]}.log")
 
     @property
     def url(self) -> str:
@@ -103,7 +124,8 @@ class Process:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> Process:
-        OUTPUT.mkdir(exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        SECRETS.note_env(self.env)
         env = dict(self.env)
         if self.port is not None:
             env["PORT"] = str(self.port)
@@ -380,7 +402,7 @@ class PrivateRedis:
     Never the machine's shared Redis.
     """
 
-    def __init__(self, log_dir: Path = OUTPUT) -> None:
+    def __init__(self, log_dir: Path = SESSION_LOGS) -> None:
         self.port = free_port()
         self.log_path = log_dir / f"redis-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -3,7 +3,7 @@ quotes (rich)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +33,62 @@ def num(value: Any) -> str:
     return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
+def pct(fraction: Any) -> str:
+    """A fraction (0.0012) as the percentage people read (0.12%)."""
+    try:
+        return f"{Decimal(str(fraction)) * 100:.4f}".rstrip("0").rstrip(".") + "%"
+    except ArithmeticError:
+        return str(fraction)
+
+
+def _network_fee(fill: Mapping[str, Any]) -> str | None:
+    """`0.000005 SOL (base 0.000005 + priority 0 + rent 0)`, from what the fill carries."""
+    total = fill.get("networkFee")
+    if total is None:
+        return None
+    detail = fill.get("networkFeeDetail")
+    parts = [f"{name} {num(detail[name])}" for name in ("base", "priority", "rent")
+             if isinstance(detail, Mapping) and detail.get(name) is not None]  # fmt: skip
+    return f"{num(total)} SOL" + (f" ({' + '.join(parts)})" if parts else "")
+
+
+def _venue_fee(fill: Mapping[str, Any]) -> str | None:
+    fee = fill.get("venueFee")
+    if not isinstance(fee, Mapping) or fee.get("amount") is None:
+        return None
+    return f"{num(fee['amount'])} {fee.get('token', '')}".rstrip()
+
+
+def fee_lines(fill: Mapping[str, Any]) -> list[str]:
+    """What a fill cost: the venue's side (fee, price impact, effective price) on one
+    line, the network fee and its parts on the next. Fields a server does not send are
+    left out, so older servers still show."""
+    venue = []
+    if (fee := _venue_fee(fill)) is not None:
+        venue.append(f"venue fee {fee}")
+    if fill.get("priceImpact") is not None:
+        venue.append(f"impact {pct(fill['priceImpact'])}")
+    if fill.get("effectivePrice") is not None:
+        venue.append(f"effective price {num(fill['effectivePrice'])}")
+    network = _network_fee(fill)
+    return [line for line in (" · ".join(venue), network and f"network fee {network}") if line]
+
+
+def _transaction(event: Mapping[str, Any]) -> str:
+    """The signature in full (what an explorer looks up), then where it stands."""
+    parts = [f"tx {event['txHash']}"] if event.get("txHash") else []
+    if event.get("slot") is not None:
+        level = [event["commitment"]] if event.get("commitment") else []
+        if event.get("finalizedAtSlot") is not None and event.get("commitment") != "finalized":
+            level.append(f"final by slot {event['finalizedAtSlot']}")
+        parts.append(f"slot {event['slot']}" + (f" ({', '.join(level)})" if level else ""))
+    if event.get("lastValidBlockHeight") is not None:
+        parts.append(f"valid to block {event['lastValidBlockHeight']}")
+    if event.get("computeUnitPrice") is not None:
+        parts.append(f"priority {event['computeUnitPrice']} µlamports/CU")
+    return " · ".join(parts)
+
+
 def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
@@ -53,12 +109,17 @@ def _details(event: OrderEvent) -> str:
             + f" · min {event.get('minAmountOut')}"
         )
     if status == "submitted":
-        return f"{event.get('dex')} tx {str(event.get('txHash'))[:16]}…"
+        sent = _transaction(event).replace(" · ", "\n", 1)  # the signature on a line of its own
+        return f"{event.get('dex')} {sent}"
     if status == "confirmed":
-        return f"{event.get('amountOut')} at {event.get('executedPrice')} on {event.get('dex')}"
+        fill = f"{event.get('amountOut')} at {event.get('executedPrice')} on {event.get('dex')}"
+        return "\n".join(filter(None, (fill, _transaction(event), *fee_lines(event))))
     if status in ("retrying", "failed"):
         extra = f" · next attempt in {event.get('delayMs')} ms" if status == "retrying" else ""
-        return f"{event.get('reason')}: {event.get('message')}{extra}"
+        # A transaction that landed and reverted: its signature, slot and the fee it paid.
+        landed = " · ".join(filter(None, (_transaction(event), *fee_lines(event))))
+        why = f"{event.get('reason')}: {event.get('message')}{extra}"
+        return f"{why}\n{landed}" if landed else why
     if status == "waiting":
         return str(event.get("trigger", {}).get("description", ""))
     return str(event.get("reason", ""))
@@ -100,7 +161,9 @@ async def watch_order(client: DexecutorClient, order_id: str, console: Console) 
 _RECORD_FIELDS = (
     "orderId", "userId", "type", "status", "tokenIn", "tokenOut", "amountIn", "slippageBps",
     "limitPrice", "expiresAt", "dexUsed", "route", "expectedAmountOut", "minAmountOut",
-    "amountOut", "executedPrice", "txHash", "failReason", "attempts", "createdAt", "updatedAt",
+    "amountOut", "executedPrice", "effectivePrice", "priceImpact", "venueFee", "networkFee",
+    "txHash", "slot", "commitment", "finalizedAtSlot", "failReason", "attempts", "createdAt",
+    "updatedAt",
 )  # fmt: skip
 
 
@@ -118,6 +181,12 @@ def record_table(record: OrderRecord) -> Table:
         value = fields[name]
         if name == "status":
             table.add_row(name, status_text(str(value)))
+        elif name == "networkFee":
+            table.add_row(name, _network_fee(fields) or "")
+        elif name == "venueFee":
+            table.add_row(name, _venue_fee(fields) or "")
+        elif name == "priceImpact":
+            table.add_row(name, pct(value))
         elif isinstance(value, list):
             table.add_row(name, " → ".join(map(str, value)))
         elif not isinstance(value, dict):
@@ -192,6 +261,7 @@ def balances_table(wallet: dict[str, Any]) -> Table:
 __all__ = [
     "TERMINAL",
     "balances_table",
+    "fee_lines",
     "lifecycle_table",
     "orders_table",
     "quote_table",

@@ -49,7 +49,8 @@ class Snapshot:
             )
             ledger = await conn.fetch(
                 "SELECT order_id::text AS oid, signature, venue, attempt, status, reason,"
-                " amount_out, received_at, finalized_at FROM chain_txs ORDER BY received_at"
+                " amount_out, received_at, finalized_at, received_slot, last_valid, slot,"
+                " fault FROM chain_txs ORDER BY received_at, received_slot"
             )
             unrecorded = await unrecorded_txs(conn)
         finally:
@@ -88,7 +89,10 @@ class Snapshot:
                 for e in self.events.get(order_id, [])
             ],
             "ledger": [
-                f"{t['venue']}/{t['attempt']}:{t['status']}" for t in self.ledger.get(order_id, [])
+                f"{t['venue']}/{t['attempt']}:{t['status']}"
+                f" sent@{t['received_slot']} valid<={t['last_valid']} slot={t['slot']}"
+                + (f" {t['fault']}" if t["fault"] else "")
+                for t in self.ledger.get(order_id, [])
             ],
         }
 
@@ -120,6 +124,7 @@ def check_all(
         _recovered_unprompted(quiet),
         _finished_or_can_fire(snap, load, met_limits),
         _exactly_one_swap(snap),
+        _resigned_only_when_dead(snap),
         _recorded_first(snap),
         _events_whole(snap, transitions),
         _waiting_first(snap),
@@ -177,7 +182,14 @@ def _recovered_unprompted(quiet: Snapshot) -> Invariant:
 
 
 def _exactly_one_swap(snap: Snapshot) -> Invariant:
-    inv = Invariant("confirmed: one landed swap, its venue; others none", checked=len(snap.orders))
+    """No order ever executes two swaps: a reverted transaction paid a fee and moved
+    nothing, a dropped or expired one never ran; only `landed` is a swap."""
+    inv = Invariant(
+        "never two landed swaps; confirmed: one, its venue and signature; others none",
+        checked=len(snap.orders),
+    )
+    for order_id in snap.ledger.keys() - snap.orders.keys():
+        inv.failures.append(snap.describe(order_id, "chain transactions of no stored order"))
     for order_id, o in snap.orders.items():
         landed = [t for t in snap.ledger.get(order_id, []) if t["status"] == "landed"]
         if o["status"] == "confirmed":
@@ -192,6 +204,33 @@ def _exactly_one_swap(snap: Snapshot) -> Invariant:
             inv.failures.append(snap.describe(order_id, f"{o['status']} with a landed swap"))
         elif len(landed) > 1:
             inv.failures.append(snap.describe(order_id, f"{len(landed)} landed swaps"))
+    return inv
+
+
+def _resigned_only_when_dead(snap: Snapshot) -> Invariant:
+    """An order's next transaction (a new signature) is sent only once the last one can
+    never land: its blockhash expired (the chain's block height passed its last valid
+    one) or it landed and reverted. Re-signing earlier could execute twice if the first
+    one landed late. Rebroadcasts keep the signature: they are not new transactions."""
+    inv = Invariant("re-signed only after the last transaction expired or reverted")
+    for order_id, txs in snap.ledger.items():
+        for before, after in pairwise(sorted(txs, key=lambda t: t["received_slot"])):
+            inv.checked += 1
+            sent = after["received_slot"]
+            status = before["status"]
+            if status in ("expired", "dropped"):
+                dead = before["last_valid"] is None or sent > before["last_valid"]
+            elif status == "reverted":  # dead once it landed and failed
+                dead = before["slot"] is not None and sent >= before["slot"]
+            else:  # pending, or landed: a second swap could follow
+                dead = False
+            if not dead:
+                why = (
+                    f"{after['signature'][:12]} sent at slot {sent} while"
+                    f" {before['signature'][:12]} was {status} (valid to {before['last_valid']},"
+                    f" slot {before['slot']})"
+                )
+                inv.failures.append(snap.describe(order_id, why))
     return inv
 
 

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from dexecutor import jsoncodec
 from dexecutor.bench import free_port
 from tests.support import (
+    TEST_FUNDING,
     PrivatePostgres,
     PrivateRedis,
     Process,
@@ -47,6 +48,12 @@ NAMESPACE = "chaos"
 # the chain not answering mid-build, leaves its order in an executing status while
 # another takes the slot.
 CAP_WINDOW_S = 15.0
+# A blockhash is valid for this many slots (12 s at 400 ms): a dropped transaction is
+# known dead, and its order re-signed, in seconds rather than the minute of mainnet.
+BLOCKHASH_SLOTS = 30
+# What each user's wallet starts with: the tests' grant and JUP, which limit orders sell
+# too, so `insufficient_funds` never stands in for a fault.
+FUNDING = TEST_FUNDING + ",JUP:1000000"
 
 
 def now() -> datetime:
@@ -120,8 +127,15 @@ KINDS: dict[str, float] = {  # relative weights of the fault kinds
     "pg_cut": 1.5,
     "pg_restart": 1.5,
     "kill_chain": 1.5,
-    "venue": 2,
+    "venue": 2.5,
+    # Transactions that land late (their engine already rebroadcasting), and a worker
+    # killed while they are in flight: the order is resumed by another worker, which
+    # must wait for the same signature, never sign a second swap before expiry.
+    "late_crash": 2,
 }
+# Venue faults: quotes that fail, and transactions that never land (`drop`, `expire`:
+# every broadcast lost until the blockhash expires), land late or at a moved price.
+VENUE_KINDS = ["error", "timeout", "drop", "expire", "late", "price"]
 
 
 @dataclass
@@ -165,6 +179,8 @@ class Cluster:
             TRIGGER_INTERVAL_MS="200",
             PG_POOL_SIZE="8",
             RATE_LIMIT_PER_USER="0",
+            CHAIN_BLOCKHASH_SLOTS=str(BLOCKHASH_SLOTS),
+            DEV_FUNDING=FUNDING,
         )
         # The chain is separate infrastructure: straight to PostgreSQL, not via the proxy.
         chain = Node("chain", chain_process({**env, "DATABASE_URL": self.dsn}), self.out)
@@ -219,7 +235,7 @@ class Cluster:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        if coro.__name__ in ("_outage", "_venue"):
+        if coro.__name__ in ("_outage", "_venue", "_late_crash"):
             self.outages.add(task)
             task.add_done_callback(self.outages.discard)
 
@@ -244,10 +260,13 @@ class Cluster:
         down_s = round(rng.uniform(0.5, 5.0), 2)
         pick = rng.random()
         venue = rng.choice(["raydium", "meteora", "all"])
-        venue_kind = rng.choice(["error", "timeout", "drop", "expire", "price"])
+        venue_kind = rng.choice(VENUE_KINDS)
         count = rng.randint(1, 6)
         bps = rng.choice([-150, -60, 60, 150])
-        if kind in ("kill_api", "kill_worker"):
+        # `late`: lands this many slots after it was sent, inside its validity.
+        late_slots = rng.randint(4, BLOCKHASH_SLOTS - 8)
+        crash_after_s = round(rng.uniform(0.3, 2.0), 2)
+        if kind in ("kill_api", "kill_worker", "late_crash"):
             group = self.apis if kind == "kill_api" else self.workers
             target = group[int(pick * len(group))].name
         elif kind == "kill_chain":
@@ -266,8 +285,15 @@ class Cluster:
             body: dict[str, Any] = {"venue": venue, "kind": venue_kind, "count": count}
             if venue_kind == "price":
                 body["bps"] = bps
+            if venue_kind == "late":
+                body["slots"] = late_slots
             fault.detail = jsoncodec.dumps(body).decode()
             self._spawn(self._venue(fault, target, body))
+        elif kind == "late_crash":
+            body = {"venue": "all", "kind": "late", "count": count + 2, "slots": late_slots}
+            fault.detail = f"{target} {crash_after_s}s after {jsoncodec.dumps(body).decode()}"
+            fault.detail += f" for {down_s}s"
+            self._spawn(self._late_crash(fault, target, body, crash_after_s, down_s))
         else:
             self._spawn(self._outage(fault, target, down_s))
         return fault
@@ -304,22 +330,44 @@ class Cluster:
         finally:
             self.busy.discard(target)
 
-    async def _venue(self, fault: Fault, target: str, body: dict[str, Any]) -> None:
-        """Arm a venue fault through a live API (it needs Redis; a refusal is recorded)."""
+    async def _arm(self, fault: Fault, body: dict[str, Any]) -> bool:
+        """Arm a venue fault through a live API (it needs Redis); a refusal is recorded
+        as the reason the fault was skipped."""
+        api = self.live_api()
+        if api is None:
+            fault.skipped = "no API up"
+            return False
         try:
-            api = self.live_api()
-            if api is None:
-                fault.skipped = "no API up"
+            response = await self.http.post(f"{api.url}/api/mock/faults", json=body)
+        except httpx.TransportError as err:
+            fault.skipped = type(err).__name__
+            return False
+        if response.status_code != 201:
+            fault.skipped = f"answered {response.status_code}"
+            return False
+        return True
+
+    async def _late_crash(
+        self, fault: Fault, target: str, body: dict[str, Any], after_s: float, down_s: float
+    ) -> None:
+        """Arm late landings, let transactions go out under them, then kill a worker for
+        `down_s`: the orders it was confirming are resumed elsewhere mid-flight."""
+        try:
+            if not await self._arm(fault, body):
                 return
-            try:
-                response = await self.http.post(f"{api.url}/api/mock/faults", json=body)
-            except httpx.TransportError as err:
-                fault.skipped = f"{type(err).__name__}"
-                return
-            if response.status_code != 201:
-                fault.skipped = f"answered {response.status_code}"
-                return
-            fault.healed = fault.started  # armed; it wears off by itself
+            await asyncio.sleep(after_s)
+            node = next(n for n in self.nodes if n.name == target)
+            await node.kill()
+            await asyncio.sleep(down_s)
+            node.start()
+            fault.healed = now()
+        finally:
+            self.busy.discard(target)
+
+    async def _venue(self, fault: Fault, target: str, body: dict[str, Any]) -> None:
+        try:
+            if await self._arm(fault, body):
+                fault.healed = fault.started  # armed; it wears off by itself
         finally:
             self.busy.discard(target)
 

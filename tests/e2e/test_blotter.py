@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import OUTPUT, Process
+from dexecutor.config import parse_funding
+from tests.support import OUTPUT, TEST_FUNDING, Process
 
 pw = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
 axe = pytest.importorskip(
@@ -37,6 +38,7 @@ CHROMIUM_ARGS = [
 ]
 LIVE = 15_000  # ms: an order's whole life at the test latencies is well under a second
 BASE58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,100}$")
+START = {symbol: float(amount) for symbol, amount in parse_funding(TEST_FUNDING)}
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -78,6 +80,19 @@ async def page() -> AsyncIterator[Any]:
             yield await context.new_page()
         finally:
             await browser.close()
+
+
+async def shows_balance(page: Any, token: str, column: str, value: float) -> None:
+    """Wait until the wallet card's row of the token shows the value (as the API's
+    number, compared as a number: the page keeps what the JSON said)."""
+    await page.wait_for_function(
+        """([token, column, value]) => {
+            const row = document.querySelector(`[data-testid=balance-row][data-token=${token}]`);
+            return row !== null && Math.abs(Number(row.dataset[column]) - value) < 1e-9;
+        }""",
+        arg=[token, column, value],
+        timeout=LIVE,
+    )
 
 
 async def place(page: Any, **fields: str) -> str:
@@ -124,6 +139,15 @@ async def test_blotter_places_orders_and_follows_them_live(
     assert record["type"] == "market" and record["amountIn"] == 1.5
     assert record["slippageBps"] == 300
 
+    # The wallet card reads the balances again once the order is done: it shows what the
+    # API says now, SOL down by what was sold and the fees, USDC up.
+    wallet = (await client.get("/api/balances", params={"userId": user})).json()
+    await expect(page.get_by_test_id("wallet-address")).to_have_text(wallet["wallet"])
+    for token in ("SOL", "USDC"):
+        await shows_balance(page, token, "total", wallet["balances"][token]["total"])
+    assert wallet["balances"]["USDC"]["total"] > START["USDC"]
+    assert wallet["balances"]["SOL"]["total"] < START["SOL"] - 1.5
+
     seen = (await page.evaluate("window.__rowStatuses"))[market_id]
     assert seen[0] == "pending" and seen[-1] == "confirmed", seen
     assert {"routing", "building", "submitted"} <= set(seen), seen
@@ -135,6 +159,8 @@ async def test_blotter_places_orders_and_follows_them_live(
     limit_row = page.locator(f'[data-testid="order-row"][data-order-id="{limit_id}"]')
     await expect(limit_row).to_have_attribute("data-status", "waiting", timeout=LIVE)
     await expect(page.get_by_test_id("order-row")).to_have_count(2)
+    # Its input is reserved in the wallet card (a waiting order's event refreshes it).
+    await shows_balance(page, "SOL", "reserved", 1)
 
     # Each status change was announced in the polite live region.
     announcer = page.get_by_test_id("status-announcer")
@@ -164,6 +190,21 @@ async def test_blotter_places_orders_and_follows_them_live(
     await expect(page.get_by_test_id("detail-txhash")).to_have_text(BASE58)
     await expect(page.get_by_test_id("detail-txhash")).to_have_text(record["txHash"])
     await expect(page.get_by_test_id("detail-route")).to_contain_text("wSOL → USDC")
+    # What the fill cost: the landing slot, the venue's fee, the network fee and its
+    # parts (base, priority, rent), the price impact and the price after all fees.
+    landed = f"slot{record['slot']} · {record['commitment']}"
+    if record.get("finalizedAtSlot") is not None:
+        landed += f" · final by slot {record['finalizedAtSlot']}"
+    await expect(page.get_by_test_id("detail-slot")).to_have_text(landed)
+    venue_fee = record["venueFee"]
+    await expect(page.get_by_test_id("detail-venue-fee")).to_contain_text(venue_fee["token"])
+    network = page.get_by_test_id("detail-network-fee")
+    await expect(network).to_contain_text(f"{record['networkFee']:.9f}".rstrip("0") + " SOL")
+    await expect(network).to_contain_text(re.compile(r"base 0\.000005 \+ priority [\d.]+"))
+    await expect(page.get_by_test_id("detail-price-impact")).to_have_text(
+        re.compile(r"^price impact\d+\.\d{3}%$")
+    )
+    await expect(page.get_by_test_id("detail-effective-price")).to_contain_text("USDC/SOL")
     events = (await client.get(f"/api/orders/{market_id}/events")).json()["events"]
     timeline = page.get_by_test_id("timeline-event")
     await expect(timeline).to_have_count(len(events))
@@ -202,9 +243,10 @@ async def test_blotter_places_orders_and_follows_them_live(
     await limit_row.get_by_test_id("cancel-order").click()
     await expect(limit_row).to_have_attribute("data-status", "cancelled", timeout=LIVE)
     assert (await client.get(f"/api/orders/{limit_id}")).json()["status"] == "cancelled"
+    await shows_balance(page, "SOL", "reserved", 0)  # released by the cancel
 
     assert errors == [], errors
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 30  # no sleeps: well under this on a quiet machine
 
 
 SET_VISIBILITY = """(hidden) => {

@@ -12,6 +12,7 @@ import httpx
 
 from dexecutor import jsoncodec
 from dexecutor.client import DexecutorClient
+from dexecutor.console import num
 from tests.e2e.test_client_cli_logs import run_cli
 from tests.support import (
     DEXECUTOR,
@@ -21,6 +22,7 @@ from tests.support import (
     cli_env,
     free_port,
     isolated,
+    keep_output,
     serving,
 )
 
@@ -95,6 +97,32 @@ async def test_submit_watch_exit_codes_and_json(server: Process) -> None:
     assert code == 1 and "failed" in out, out
 
 
+async def test_submit_watch_shows_the_signature_slot_and_fees(server: Process) -> None:
+    """The live view names the transaction as the chain knows it, and what the fill cost."""
+    user = f"cli-{uuid4().hex[:8]}"
+    code, out = await run_cli(
+        "submit", "SOL", "USDC", "1", "--watch", "--user", user, url=server.url
+    )
+    assert code == 0 and "confirmed" in out, out
+    async with DexecutorClient(server.url) as client:
+        (record,) = await client.orders(user)
+        events = await client.events(record["orderId"])
+    (submitted,) = [e for e in events if e["status"] == "submitted"]
+    assert record["txHash"] in out  # the whole base58 signature
+    sent = f"slot {submitted['slot']} · valid to block {submitted['lastValidBlockHeight']}"
+    assert sent in out and f"priority {submitted['computeUnitPrice']} µlamports/CU" in out
+    assert f"slot {record['slot']} ({record['commitment']}" in out
+    venue = record["venueFee"]
+    assert f"venue fee {num(venue['amount'])} {venue['token']}" in out, out
+    assert f"effective price {num(record['effectivePrice'])}" in out, out
+    assert f"network fee {num(record['networkFee'])} SOL (base 0.000005 + priority " in out, out
+    # `show` gives the same fill field by field.
+    code, out = await run_cli("show", record["orderId"], "--user", user, url=server.url)
+    assert code == 0, out
+    for name in ("venueFee", "networkFee", "priceImpact", "effectivePrice", "slot"):
+        assert f"{name} " in out, (name, out)
+
+
 async def test_show_cancel_watch_by_prefix(server: Process) -> None:
     user = f"cli-{uuid4().hex[:8]}"
     waiting = await cli_json(
@@ -150,6 +178,7 @@ async def run_cli_env(*args: str, env: dict[str, str]) -> tuple[int, str]:
         env=cli_env(**env),
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    keep_output(args, out.decode(errors="replace"))
     return int(proc.returncode or 0), out.decode()
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from dexecutor.client import ApiError, DexecutorClient
-from tests.support import DEXECUTOR, Process, cli_env
+from tests.support import DEXECUTOR, Process, cli_env, keep_output
 
 
 async def run_cli(*args: str, url: str) -> tuple[int, str]:
@@ -19,6 +19,7 @@ async def run_cli(*args: str, url: str) -> tuple[int, str]:
         env=cli_env(),
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    keep_output(args, out.decode(errors="replace"))
     return int(proc.returncode or 0), out.decode()
 
 

@@ -6,6 +6,9 @@
 (() => {
   const TERMINAL = new Set(["confirmed", "failed", "cancelled", "expired"]);
   const CANCELLABLE = new Set(["pending", "waiting"]);
+  // What a landed transaction reports (confirmed, and failed/retrying after a revert).
+  const FILL_FIELDS = ["slot", "commitment", "finalizedAtSlot", "venueFee", "networkFee",
+    "networkFeeDetail", "priceImpact", "effectivePrice"];
   const VENUES = ["raydium", "meteora"];
   const VENUE_NAME = { raydium: "Raydium", meteora: "Meteora" };
   const USER_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -53,6 +56,11 @@
     return n.toLocaleString("en-US", { maximumFractionDigits: digits });
   }
   const fmtPct = (x, digits = 2) => (x == null ? "–" : `${(Number(x) * 100).toFixed(digits)}%`);
+  // SOL to the lamport (9 decimals), never in exponent form: fees are millionths of a SOL.
+  function fmtSol(x) {
+    if (x == null || Number.isNaN(Number(x))) return "–";
+    return Number(x).toFixed(9).replace(/\.?0+$/, "");
+  }
   function fmtTime(iso, ms = false) {
     if (!iso) return "–";
     const d = new Date(iso);
@@ -89,6 +97,7 @@
     filter: "all",
     nextBefore: null,
     prices: [],
+    balances: null,       // the last GET /api/balances answer for userId
   };
 
   // ---------- HTTP ----------
@@ -190,6 +199,14 @@
       "minAmountOut", "route", "txHash", "executedPrice", "amountOut"]) {
       if (ev[k] !== undefined) o[k] = ev[k];
     }
+    if (ev.status === "submitted") {
+      // The slot it was sent at; `slot` on the order is where its swap landed.
+      o.sentSlot = ev.slot;
+      o.lastValidBlockHeight = ev.lastValidBlockHeight;
+      o.computeUnitPrice = ev.computeUnitPrice;
+    } else {
+      for (const k of FILL_FIELDS) if (ev[k] !== undefined) o[k] = ev[k];
+    }
     if (ev.dex) o.dexUsed = ev.dex;
     if (ev.status === "waiting" && ev.trigger) {
       o.trigger = ev.trigger;
@@ -200,6 +217,10 @@
     if (ev.status === "retrying") o.lastReason = ev.reason;
     renderOrders(before !== ev.status ? ev.orderId : null);
     if (before !== ev.status) announce(statusWords(o));
+    // A fill, a failure or a new reservation changes what the wallet holds.
+    if (before !== ev.status && (TERMINAL.has(ev.status) || ev.status === "waiting")) {
+      scheduleBalances();
+    }
     if (state.selected === ev.orderId) renderDetail();
     if (unknown || gap) refreshRecord(ev.orderId);
   }
@@ -240,6 +261,50 @@
     } catch (err) {
       toast(`Cancel refused: ${err.message}`, "error");
     }
+  }
+
+  // ---------- wallet ----------
+  // Read when the user's stream opens and again after each of their orders ends (or
+  // starts waiting): a burst of fills is one read, and a stale answer never wins.
+  const wallet = { seq: 0, timer: null };
+  function scheduleBalances() {
+    clearTimeout(wallet.timer);
+    wallet.timer = setTimeout(loadBalances, 150);
+  }
+
+  async function loadBalances() {
+    const user = state.userId;
+    const seq = ++wallet.seq;
+    const card = $("[data-testid=balances]");
+    try {
+      const data = await api(`/api/balances?userId=${encodeURIComponent(user)}`);
+      if (seq !== wallet.seq || user !== state.userId) return;
+      state.balances = data;
+      card.dataset.state = "ready";
+      $("#balances-msg").textContent = "";
+    } catch (err) {
+      if (seq !== wallet.seq || user !== state.userId) return;
+      state.balances = null;
+      card.dataset.state = "error";
+      $("#balances-msg").textContent = `Balances unavailable: ${err.message}`;
+    }
+    renderBalances();
+    card.dataset.loads = String(Number(card.dataset.loads || 0) + 1);
+  }
+
+  function renderBalances() {
+    const b = state.balances;
+    const address = $("#w-address");
+    address.textContent = b && b.wallet ? b.wallet : "";
+    address.title = b && b.wallet ? `wallet address ${b.wallet}` : "";
+    const rows = b ? Object.entries(b.balances || {}) : [];
+    $("#balances-body").replaceChildren(...rows.map(([token, v]) =>
+      h("tr", { "data-testid": "balance-row", "data-token": token, "data-total": String(v.total),
+        "data-available": String(v.available), "data-reserved": String(v.reserved),
+        title: `${token}: ${v.total} on chain` },
+      h("th", { scope: "row" }, token),
+      h("td", { class: "num" }, fmtNum(v.available)),
+      h("td", { class: `num${Number(v.reserved) ? "" : " zero"}` }, fmtNum(v.reserved)))));
   }
 
   // ---------- orders table ----------
@@ -437,16 +502,22 @@
     return ev.message.includes(ev.reason) ? ev.message : `${ev.reason}: ${ev.message}`;
   }
 
+  // A transaction that landed paid its network fee, even when it reverted.
+  const paid = (ev) => (ev.networkFee != null ? ` · network fee ${fmtSol(ev.networkFee)} SOL` : "");
+
   function eventNote(ev, o) {
     switch (ev.status) {
       case "pending": return `${ev.type || o.type || ""} ${fmtNum(ev.amountIn ?? o.amountIn)} ${ev.tokenIn || o.tokenIn || ""} → ${ev.tokenOut || o.tokenOut || ""}`;
       case "waiting": return ev.trigger ? ev.trigger.description || ev.trigger.kind : "";
       case "routing": return `attempt ${ev.attempt}: asking both venues`;
       case "building": return ev.dex ? `${venueName(ev.dex)} chosen · expect ${fmtNum(ev.expectedAmountOut)}, min ${fmtNum(ev.minAmountOut)}` : "";
-      case "submitted": return ev.txHash ? `tx ${ev.txHash.slice(0, 10)}… on ${venueName(ev.dex)}` : "";
-      case "confirmed": return `filled ${fmtNum(ev.amountOut)} at ${fmtNum(ev.executedPrice)}`;
-      case "retrying": return `${why(ev)} · attempt ${ev.nextAttempt} in ${ev.delayMs} ms`;
-      case "failed": return why(ev);
+      case "submitted": return ev.txHash ? `tx ${ev.txHash.slice(0, 10)}… on ${venueName(ev.dex)}`
+        + (ev.slot != null ? ` · slot ${ev.slot}` : "")
+        + (ev.computeUnitPrice != null ? ` · priority ${ev.computeUnitPrice} µlamports/CU` : "") : "";
+      case "confirmed": return `filled ${fmtNum(ev.amountOut)} at ${fmtNum(ev.executedPrice)}`
+        + (ev.slot != null ? ` · slot ${ev.slot}` : "") + paid(ev);
+      case "retrying": return `${why(ev)} · attempt ${ev.nextAttempt} in ${ev.delayMs} ms${paid(ev)}`;
+      case "failed": return why(ev) + paid(ev);
       default: return ev.reason || "";
     }
   }
@@ -480,6 +551,7 @@
     items.push(kv("filled", o.amountOut != null
       ? h("span", {}, h("b", {}, `${fmtNum(o.amountOut)} ${o.tokenOut}`), slip) : "–", { "data-testid": "detail-fill" }));
     items.push(kv("price", o.executedPrice != null ? `${fmtNum(o.executedPrice)} ${o.tokenOut}/${o.tokenIn}` : "–"));
+    items.push(...feeRows(o));
     items.push(kv("tx", o.txHash
       ? h("span", { class: "tx" },
         h("span", { class: "mono hash", title: o.txHash, "data-testid": "detail-txhash" }, o.txHash),
@@ -487,6 +559,36 @@
           onclick: () => navigator.clipboard && navigator.clipboard.writeText(o.txHash).then(() => toast("Copied")) }, "copy"))
       : "–"));
     return h("div", { class: "kvs" }, items);
+  }
+
+  // What the fill cost, as the chain and the venue reported it; nothing until it landed.
+  function feeRows(o) {
+    const rows = [];
+    if (o.slot != null) {
+      const final = o.finalizedAtSlot != null ? ` · final by slot ${o.finalizedAtSlot}` : "";
+      rows.push(kv("slot", `${o.slot}${o.commitment ? ` · ${o.commitment}` : ""}${final}`,
+        { "data-testid": "detail-slot" }));
+    }
+    if (o.venueFee && o.venueFee.amount != null) {
+      rows.push(kv("venue fee", `${fmtNum(o.venueFee.amount)} ${o.venueFee.token || ""}`,
+        { "data-testid": "detail-venue-fee" }));
+    }
+    if (o.networkFee != null) {
+      const d = o.networkFeeDetail;
+      const parts = d ? ["base", "priority", "rent"].filter((k) => d[k] != null)
+        .map((k) => `${k} ${fmtSol(d[k])}`) : [];
+      rows.push(kv("network fee", h("span", {}, `${fmtSol(o.networkFee)} SOL`,
+        parts.length ? h("small", { class: "muted fee-detail" }, parts.join(" + ")) : null),
+      { "data-testid": "detail-network-fee" }));
+    }
+    if (o.priceImpact != null) {
+      rows.push(kv("price impact", fmtPct(o.priceImpact, 3), { "data-testid": "detail-price-impact" }));
+    }
+    if (o.effectivePrice != null) {
+      rows.push(kv("effective price", `${fmtNum(o.effectivePrice)} ${o.tokenOut}/${o.tokenIn}`,
+        { "data-testid": "detail-effective-price", title: "after the venue and network fees" }));
+    }
+    return rows;
   }
 
   function renderDetail() {
@@ -551,6 +653,7 @@
       ws.retry = 0;
       setConn("open", "live");
       loadOrders(); // subscribed first, then read: nothing falls in between
+      loadBalances();
     };
     sock.onmessage = (msg) => {
       if (gen !== ws.gen) return;
@@ -576,6 +679,8 @@
     for (const tr of state.rows.values()) tr.remove();
     state.rows = new Map();
     state.nextBefore = null;
+    state.balances = null;
+    renderBalances();
     closeDetail();
     renderOrders();
     ws.retry = 0;
