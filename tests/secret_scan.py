@@ -30,7 +30,7 @@ from solders.keypair import Keypair
 
 from dexecutor.config import parse_api_keys
 from dexecutor.wallets import KEY_FILE, SecretBox
-from dexecutor.wallets import _context as wallet_context
+from dexecutor.wallets import secret_context as wallet_context
 from tests.leaks import Finding, Secret, find_secrets, read_logs
 
 # Where the services keep their generated wallet key when a test gives them no DATA_DIR

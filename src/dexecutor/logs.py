@@ -115,4 +115,7 @@ def configure(level: str = "info", json: bool = True) -> None:
         named.propagate = True
     # uvicorn's access log is one line per request: too loud for an order engine.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # solana-py logs every sendTransaction at info: one line per send and rebroadcast,
+    # which the engine's own events and metrics already tell.
+    logging.getLogger("solana.rpc").setLevel(logging.WARNING)
     logging.captureWarnings(True)

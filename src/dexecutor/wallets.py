@@ -114,7 +114,9 @@ class SecretBox:
         return self._aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], context)
 
 
-def _context(user_id: str, pubkey: str) -> bytes:
+def secret_context(user_id: str, pubkey: str) -> bytes:
+    """The associated data a secret is sealed with: a sealed secret moved to another
+    user's row, or paired with another address, does not open."""
     return f"dexecutor-wallet:{user_id}:{pubkey}".encode()
 
 
@@ -231,7 +233,7 @@ class Wallets:
                 " ON CONFLICT (user_id) DO NOTHING",
                 user_id,
                 pubkey,
-                self._box.seal(bytes(fresh.secret()), _context(user_id, pubkey)),
+                self._box.seal(bytes(fresh.secret()), secret_context(user_id, pubkey)),
                 not self._funding,
             )
             del fresh
@@ -246,7 +248,7 @@ class Wallets:
 
     def _open(self, user_id: str, pubkey: str, sealed: bytes) -> _Wallet:
         try:
-            seed = self._box.open(sealed, _context(user_id, pubkey))
+            seed = self._box.open(sealed, secret_context(user_id, pubkey))
         except InvalidTag:
             raise ConfigError(
                 f"the wallet of user {user_id!r} does not decrypt with this WALLET_KEY"

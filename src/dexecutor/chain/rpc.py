@@ -25,11 +25,12 @@ responses and errors stay solana-py's and solders'.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx2
@@ -277,7 +278,7 @@ class Rpc:
         if cached is not None and time.monotonic() - cached[0] < SLOT_S:
             return cached[1], cached[2]
         if self._blockhash_call is None or self._blockhash_call.done():
-            self._blockhash_call = asyncio.create_task(self._fetch_blockhash())
+            self._blockhash_call = _shared_task(self._fetch_blockhash())
         return await asyncio.shield(self._blockhash_call)
 
     async def _fetch_blockhash(self) -> tuple[str, int]:
@@ -294,7 +295,7 @@ class Rpc:
         if cached is not None and time.monotonic() - cached[0] < SLOT_S:
             return cached[1]
         if self._fee_call is None or self._fee_call.done():
-            self._fee_call = asyncio.create_task(self._fetch_fee())
+            self._fee_call = _shared_task(self._fetch_fee())
         return await asyncio.shield(self._fee_call)
 
     async def _fetch_fee(self) -> int:
@@ -347,7 +348,7 @@ class Rpc:
             self._watching[signature] = watch
         watch.futures.append(future)
         if self._poller is None or self._poller.done():
-            self._poller = asyncio.create_task(self._poll(), name="chain-confirm")
+            self._poller = _shared_task(self._poll(), name="chain-confirm")
         self._wake.set()
         return await future
 
@@ -546,3 +547,12 @@ def _landed(signature: str, answer: GetTransactionResp, owner: str | None, final
         return_units=units,
         finalized=final,
     )
+
+
+def _shared_task(coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
+    """A task that serves every order of the process, started outside any order's context.
+
+    A task copies its creator's context, so one started while an order runs would carry
+    that order's id (bound for logging) onto every line it writes for all the others.
+    """
+    return asyncio.create_task(coro, name=name, context=contextvars.Context())
