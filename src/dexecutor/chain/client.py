@@ -29,6 +29,7 @@ from dexecutor.background import cancel_and_wait
 from dexecutor.chain import protocol as p
 from dexecutor.domain.failures import FailureReason
 from dexecutor.domain.money import price_of
+from dexecutor.engine.routing import Routed, RouteOptions
 from dexecutor.market.tokens import find_token, route_name
 from dexecutor.market.types import MarketError, Quote
 from dexecutor.market.venue import Fill, MarketSnapshot, SignedTx, SubmitRefused, VenueError
@@ -181,6 +182,21 @@ class ChainClient:
             if response.status_code == 503:
                 raise VenueError(reason, str(body.get("error")))
             raise MarketError(reason, str(body.get("error")))
+        single = body.get("venueQuotes", {}).get(venue)
+        if single is not None:  # the venue's own best path, not a route across its pools
+            if "error" in single:
+                raise MarketError(single["error"], str(single["message"]))
+            return Quote(
+                venue=venue,
+                token_in=t_in.symbol,
+                token_out=t_out.symbol,
+                amount_in=amount,
+                amount_out=Decimal(single["amountOut"]),
+                price=Decimal(single["price"]),
+                fee=Decimal(single["fee"]),
+                price_impact=Decimal(single["priceImpact"]),
+                route=tuple(single["route"]),
+            )
         leg = body["routePlan"][0]["swapInfo"]
         amount_out = p.from_base_units(body["outAmount"], t_out)
         fee = (
@@ -200,6 +216,36 @@ class ChainClient:
             price_impact=Decimal(body["priceImpactPct"]),
             route=tuple(route),
         )
+
+    async def route(
+        self, token_in: str, token_out: str, amount: Decimal, options: RouteOptions
+    ) -> Routed:
+        """The best route, split across venues and paths, in one request to the chain.
+
+        `amount` is the input, or for ExactOut the output wanted. MarketError when no
+        route can fill it, VenueError when no allowed venue answered.
+        """
+        t_in, t_out = _token(token_in), _token(token_out)
+        exact_in = options.swap_mode == "ExactIn"
+        params = {
+            "inputMint": t_in.mint,
+            "outputMint": t_out.mint,
+            "amount": str(p.to_base_units(amount, t_in if exact_in else t_out)),
+            "slippageBps": "0",
+            **options.query(),
+        }
+        try:
+            response = await self._request("GET", "/quote", params=params)
+        except ChainUnreachable as err:
+            raise VenueError(FailureReason.VENUE_UNAVAILABLE, str(err)) from None
+        body = jsoncodec.loads(response.content)
+        if response.status_code != 200:
+            reason = body.get("reason") or FailureReason.VENUE_UNAVAILABLE
+            if response.status_code == 503:
+                raise VenueError(reason, str(body.get("error")))
+            raise MarketError(reason, str(body.get("error")))
+        mid = body.get("midPrice")
+        return Routed(body["plan"], body.get("venueQuotes", {}), Decimal(mid) if mid else None)
 
     # -- transactions ----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import structlog
 
 from dexecutor.background import cancel_and_wait
 from dexecutor.chain import protocol as p
+from dexecutor.chain.execution import ROUTE, apply_swap_action
 from dexecutor.chain.faults import FaultBoard
 from dexecutor.chain.journal import Journal
 from dexecutor.chain.records import LANDED, LIVE, PENDING, Action, ChainTx
@@ -82,6 +83,9 @@ def apply_action(market: Market, kind: str, data: dict[str, Any], at: float) -> 
             Decimal(data["minAmountOut"]),
             at,
         )
+    if kind == ROUTE:  # a split or exact-out route (chain/execution.py)
+        apply_swap_action(market, kind, data, at)
+        return None
     if kind == "launch":
         market.launch(data["token"], data["venue"], at)
     elif kind == "jump":
@@ -234,6 +238,34 @@ class Cluster:
                 FailureReason.VENUE_UNAVAILABLE, f"{venue} answered 503 to the quote request"
             )
         return self.market.quote(venue, token_in, token_out, amount, self.now())
+
+    async def venue_answers(self, venues: list[str]) -> dict[str, VenueError | None]:
+        """Which venues answer a routing request now: None, or why not (one quote latency).
+
+        A venue with a scripted timeout alone in the request hangs it (the client's
+        timeout ends it, as for one venue's quote); among others it is left out as timed
+        out, the way an aggregator routes around a venue that does not answer.
+        """
+        faults = {v: self.faults.take(v, QUOTE_FAULTS) for v in venues}
+        if len(venues) == 1 and (fault := faults[venues[0]]) and fault.kind == "timeout":
+            await asyncio.sleep(3600)
+        delay = self._delay(self._lat.quote_ms)
+        if delay:
+            await asyncio.sleep(delay)
+        answers: dict[str, VenueError | None] = {}
+        for venue in venues:
+            fault = faults[venue]
+            if fault is not None and fault.kind == "timeout":
+                answers[venue] = VenueError(
+                    FailureReason.VENUE_TIMEOUT, f"{venue} did not answer the quote request"
+                )
+            elif (fault is not None and fault.kind == "error") or self._roll():
+                answers[venue] = VenueError(
+                    FailureReason.VENUE_UNAVAILABLE, f"{venue} answered 503 to the quote request"
+                )
+            else:
+                answers[venue] = None
+        return answers
 
     # -- transactions ----------------------------------------------------------------------
 
