@@ -87,6 +87,7 @@ class Services:
                 internal_error_limit=settings.internal_error_limit,
             ),
             observer=EngineMetrics(),
+            router=chain,
         )
         queue = OrderQueue(settings.redis, settings.namespace, redis)
         # A process that serves watchers hears every event; a worker alone only what

@@ -15,9 +15,11 @@ with the same signature, and the chain runs a signature once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -29,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dexecutor.domain.failures import FailureReason, backoff_ms, is_retryable
 from dexecutor.domain.money import less_bps, limit_floor, quantize_down
 from dexecutor.domain.order import Order, OrderEvent, OrderStatus, OrderType
-from dexecutor.engine.routing import decide
+from dexecutor.engine.routing import Routed, RouteOptions, Router, decide, single_route
 from dexecutor.engine.triggers import expired_because, trigger_of
 from dexecutor.market.tokens import find_token
 from dexecutor.market.types import MarketError
@@ -103,6 +105,7 @@ class Engine:
         policy: Policy,
         observer: Observer | None = None,
         clock: Callable[[], datetime] = utcnow,
+        router: Router | None = None,
     ) -> None:
         self._repo = repo
         self._publisher = publisher
@@ -111,6 +114,9 @@ class Engine:
         self._policy = policy
         self._observer = observer
         self._clock = clock
+        # The split router (the chain's quote): one request per routing. Without it the
+        # engine quotes each venue for the whole order (one leg).
+        self._router = router
 
     async def process(self, order_id: UUID) -> int | None:
         """Carry the order as far as it goes now. Returns a retry delay (ms) or None when done.
@@ -179,8 +185,107 @@ class Engine:
                 FailureReason.QUOTE_EXPIRED,
                 f"quote {order.quote_id} expired before the order could be routed",
             )
+        options = RouteOptions.from_fields(order.routing)
+        if self._router is not None:
+            routed = await self._ask_router(order, options)
+        else:
+            routed = await self._ask_venues(order, options)
+        token_out = find_token(order.token_out)
+        assert token_out is not None
+        exact_out = options.swap_mode == "ExactOut"
+        extra: dict[str, Any] = {}
+        if exact_out:
+            # The exact output is the minimum; the input is bounded by maxAmountIn
+            # (stored as the order's amountIn), which the transaction may not exceed.
+            assert options.amount_out is not None
+            min_out = options.amount_out
+            if routed.amount_in > order.amount_in:
+                raise MarketError(
+                    FailureReason.SLIPPAGE_EXCEEDED,
+                    f"{min_out} {order.token_out} now takes {routed.amount_in} "
+                    f"{order.token_in}, above the maximum of {order.amount_in}",
+                )
+            extra["maxAmountIn"] = order.amount_in
+        else:
+            min_out = quantize_down(
+                less_bps(routed.amount_out, order.slippage_bps), token_out.decimals
+            )
+        if order.quote_min_amount_out is not None:
+            min_out = max(min_out, order.quote_min_amount_out)
+        if order.limit_price is not None:
+            min_out = max(
+                min_out, limit_floor(order.limit_price, order.amount_in, token_out.decimals)
+            )
+        if routed.amount_out < min_out:
+            # Sending it would only buy a revert (and, on a real chain, its fee).
+            raise MarketError(
+                FailureReason.SLIPPAGE_EXCEEDED,
+                f"the best route ({routed.amount_out} {order.token_out} on {routed.dex})"
+                f" is below the required minimum of {min_out}",
+            )
+        plan = routed.plan
+        # The arrival mid is the one read when the order was first routed: a retry
+        # keeps it, so the shortfall counts every attempt's cost.
+        arrival = (order.route or {}).get("arrivalMid", routed.mid)
+        table = routed.quotes
+        legs = plan["routePlan"]
+        log.info(
+            "routed",
+            dex=routed.dex,
+            legs=len(legs),
+            amount_out=str(routed.amount_out),
+            split_gain_bps=str(plan.get("splitGainBps")),
+            quotes={v: str(q.get("amountOut", q.get("error"))) for v, q in table.items()},
+        )
+        top = max(legs, key=lambda leg: leg["percent"])
+        return await self._step(
+            order,
+            S.BUILDING,
+            dex=routed.dex,
+            route=list(top["path"]),
+            quotes=table,
+            expectedAmountOut=routed.amount_out,
+            minAmountOut=min_out,
+            swapMode=options.swap_mode,
+            amountIn=routed.amount_in,
+            amountOut=routed.amount_out,
+            routePlan=legs,
+            bestSingle=plan.get("bestSingle"),
+            splitGainBps=plan.get("splitGainBps", Decimal(0)),
+            arrivalMid=arrival,
+            **extra,
+        )
+
+    def _wanted(self, order: Order, options: RouteOptions) -> Decimal:
+        """What the route is asked for: the input, or the output of an ExactOut order."""
+        if options.swap_mode == "ExactOut":
+            assert options.amount_out is not None
+            return options.amount_out
+        return order.amount_in
+
+    async def _ask_router(self, order: Order, options: RouteOptions) -> Routed:
+        """One request to the router (the chain): the whole plan, split or not."""
+        assert self._router is not None
+        try:
+            return await asyncio.wait_for(
+                self._router.route(
+                    order.token_in, order.token_out, self._wanted(order, options), options
+                ),
+                self._policy.quote_timeout_s,
+            )
+        except TimeoutError:
+            raise MarketError(
+                FailureReason.VENUE_TIMEOUT,
+                f"the router did not answer within {self._policy.quote_timeout_s:g}s",
+            ) from None
+
+    async def _ask_venues(self, order: Order, options: RouteOptions) -> Routed:
+        """Without a router: every allowed venue's quote for the whole order, one leg."""
+        if options.swap_mode == "ExactOut":
+            raise MarketError(FailureReason.NO_ROUTE, "ExactOut needs the chain's router")
+        allowed = options.venues()
         decision = await decide(
-            self._venues.values(),
+            [v for name, v in self._venues.items() if name in allowed],
             order.token_in,
             order.token_out,
             order.amount_in,
@@ -189,38 +294,7 @@ class Engine:
         best = decision.best
         if best is None:
             raise decision.failure()
-        token_out = find_token(order.token_out)
-        assert token_out is not None
-        min_out = quantize_down(less_bps(best.amount_out, order.slippage_bps), token_out.decimals)
-        if order.quote_min_amount_out is not None:
-            min_out = max(min_out, order.quote_min_amount_out)
-        if order.limit_price is not None:
-            min_out = max(
-                min_out, limit_floor(order.limit_price, order.amount_in, token_out.decimals)
-            )
-        if best.amount_out < min_out:
-            # Sending it would only buy a revert (and, on a real chain, its fee).
-            raise MarketError(
-                FailureReason.SLIPPAGE_EXCEEDED,
-                f"the best quote ({best.amount_out} {order.token_out} on {best.venue})"
-                f" is below the required minimum of {min_out}",
-            )
-        table = decision.table()
-        log.info(
-            "routed",
-            dex=best.venue,
-            amount_out=str(best.amount_out),
-            quotes={v: str(q.get("amountOut", q.get("error"))) for v, q in table.items()},
-        )
-        return await self._step(
-            order,
-            S.BUILDING,
-            dex=best.venue,
-            route=list(best.route),
-            quotes=table,
-            expectedAmountOut=best.amount_out,
-            minAmountOut=min_out,
-        )
+        return single_route(best, decision.table())
 
     async def _submit(self, order: Order) -> Order:
         assert order.dex_used is not None and order.min_amount_out is not None

@@ -129,6 +129,11 @@ class RouteOptions:
     def is_default(self) -> bool:
         return self == RouteOptions()
 
+    def venues(self) -> tuple[str, ...]:
+        """The venues a route may use."""
+        named = VENUES if self.dexes is None else self.dexes
+        return tuple(v for v in named if v not in self.exclude_dexes)
+
     def as_fields(self) -> dict[str, Any]:
         """As stored with the order and shown in its record (camelCase, like the API)."""
         return {
@@ -221,6 +226,28 @@ class Routed:
         legs = self.plan["routePlan"]
         top = max(legs, key=lambda leg: leg["percent"])
         return str(top["venue"]).split("+")[0]
+
+
+def single_route(quote: Quote, table: dict[str, dict[str, Any]]) -> Routed:
+    """One venue's quote for the whole order, as a one-leg plan."""
+    leg = {
+        "venue": quote.venue,
+        "path": list(quote.route),
+        "percent": 100,
+        "amountIn": quote.amount_in,
+        "amountOut": quote.amount_out,
+        "fee": quote.fee,
+        "priceImpact": quote.price_impact,
+    }
+    plan = {
+        "swapMode": "ExactIn",
+        "amountIn": quote.amount_in,
+        "amountOut": quote.amount_out,
+        "routePlan": [leg],
+        "bestSingle": leg,
+        "splitGainBps": Decimal(0),
+    }
+    return Routed(plan, table, None)
 
 
 class Router(Protocol):
