@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal, localcontext
 from itertools import pairwise
 from typing import Any, Literal, Protocol
 
 from dexecutor.chain.protocol import LABELS, venue_of
 from dexecutor.chain.transaction import Hop, Leg
 from dexecutor.domain.failures import FailureReason, is_retryable
+from dexecutor.domain.money import math_context
+from dexecutor.domain.order import Order
 from dexecutor.market.router import best_quote
-from dexecutor.market.tokens import route_name
+from dexecutor.market.tokens import find_token, route_name
 from dexecutor.market.types import VENUES, MarketError, Quote
 from dexecutor.market.venue import Venue, VenueError
 
@@ -280,3 +282,46 @@ def legs_of(route_plan: Sequence[Mapping[str, Any]]) -> tuple[Leg, ...]:
 
 def _symbol(name: str) -> str:
     return "SOL" if name == route_name("SOL") else name
+
+
+@dataclass(frozen=True, slots=True)
+class SwapTerms:
+    """What an order's swap transaction says (`chain.transaction.SwapTx` fields)."""
+
+    legs: tuple[Leg, ...]
+    amount_in: Decimal  # the legs' sum: the input, or for ExactOut the most to spend
+    min_amount_out: Decimal  # on the total; for ExactOut the exact output wanted
+    exact_out: bool
+
+
+def swap_terms(order: Order) -> SwapTerms:
+    """The transaction terms of an order in `building`: its route plan's legs and bounds.
+
+    ExactIn: the legs as planned, their sum the order's amountIn. ExactOut: the legs
+    scaled up in proportion so that they sum to the order's maximum (its amountIn), for
+    the chain spends the least input that delivers `minAmountOut` and never more than a
+    leg's amount (rounded down to the input token's unit; the remainder goes to the
+    largest leg).
+    """
+    route = order.route or {}
+    plan = route.get("routePlan")
+    if not plan or order.min_amount_out is None:
+        raise ValueError(f"order {order.id} has no route to build a transaction from")
+    legs = legs_of(plan)
+    exact_out = route.get("swapMode") == "ExactOut"
+    if exact_out:
+        token = find_token(order.token_in)
+        assert token is not None
+        planned = sum((leg.amount_in for leg in legs), Decimal(0))
+        with localcontext(math_context()):
+            amounts = [
+                (leg.amount_in * order.amount_in / planned).quantize(
+                    token.quantum, rounding=ROUND_DOWN
+                )
+                for leg in legs
+            ]
+            largest = max(range(len(amounts)), key=lambda i: amounts[i])
+            amounts[largest] += order.amount_in - sum(amounts, Decimal(0))
+        legs = tuple(Leg(leg.hops, amount) for leg, amount in zip(legs, amounts, strict=True))
+    total = sum((leg.amount_in for leg in legs), Decimal(0))
+    return SwapTerms(legs, total, order.min_amount_out, exact_out)
