@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from dexecutor import jsoncodec
-from tests.support import order_body, wait_terminal
+from tests.e2e.test_client_cli_logs import run_cli
+from tests.support import Process, order_body, wait_terminal
 
 LEG_FIELDS = {"venue", "path", "percent", "amountIn", "amountOut", "fee", "priceImpact"}
 
@@ -208,3 +209,21 @@ async def test_a_pending_order_has_no_execution_quality_yet(client: httpx.AsyncC
     assert record["executionQuality"] is None and record["routePlan"] is None
     assert record["routing"]["dexes"] == ["meteora"] and record["routing"]["onlyDirectRoutes"]
     await client.delete(f"/api/orders/{record['orderId']}")
+
+
+async def test_the_cli_quotes_a_split_and_places_an_exact_out_order(server: Process) -> None:
+    code, out = await run_cli("quote", "SOL", "USDC", "20000", "--json", url=server.url)
+    assert code == 0, out
+    assert len(jsoncodec.loads(out)["routePlan"]) >= 2
+    code, out = await run_cli("quote", "SOL", "USDC", "20000", "--dexes", "meteora", url=server.url)
+    assert code == 0 and "leg" in out and "raydium" not in out.split("quoteId")[1], out
+    code, out = await run_cli("quote", "SOL", "USDC", "1", "--dexes", "orca", url=server.url)
+    assert code != 0 and "unknown venue" in out, out
+    code, out = await run_cli(
+        "submit", "SOL", "USDC", "120", "--exact-out", "--watch", "--json", "--user", "cli-best",
+        url=server.url,
+    )  # fmt: skip
+    assert code == 0, out
+    order_id = jsoncodec.loads(out.splitlines()[0])["orderId"]
+    code, out = await run_cli("show", order_id, "--user", "cli-best", url=server.url)
+    assert code == 0 and "shortfallBps" in out and "leg 100%" in out, out
