@@ -34,6 +34,10 @@ from dexecutor.market.types import VENUES, MarketError
 from dexecutor.runtime import Services
 
 _DECIMAL = r"^[0-9]+(\.[0-9]+)?$"
+# The usual spellings of the venues, for the schema only: the route checks the names
+# itself, so that another one is the 400 `unknown_venue` rather than a 422.
+_VENUE = "(raydium|meteora|Raydium|Meteora DLMM)"
+_VENUES: dict[str, Any] = {"pattern": f"^{_VENUE}(,{_VENUE})*$"}
 
 router = APIRouter(tags=["market"], dependencies=[Depends(limit_address)])
 
@@ -168,12 +172,21 @@ async def quote(
     dexes: Annotated[
         str | None,
         Query(
-            max_length=200, description="only these venues, comma-separated", examples=["meteora"]
+            max_length=200,
+            description="only these venues, comma-separated (names or Jupiter labels, any "
+            "case); an unknown one is a 400",
+            examples=["meteora"],
+            json_schema_extra=_VENUES,
         ),
     ] = None,
     exclude_dexes: Annotated[
         str | None,
-        Query(alias="excludeDexes", max_length=200, description="never these venues"),
+        Query(
+            alias="excludeDexes",
+            max_length=200,
+            description="never these venues, comma-separated",
+            json_schema_extra=_VENUES,
+        ),
     ] = None,
     only_direct_routes: Annotated[
         bool, Query(alias="onlyDirectRoutes", description="no hops through SOL or USDC")
