@@ -146,7 +146,7 @@ async def test_an_exact_out_order_delivers_the_amount_within_its_maximum(
     assert record["status"] == "confirmed", record
     assert record["swapMode"] == "ExactOut"
     routing = record["routing"]
-    assert routing["amountOut"] == 150
+    assert routing["amountOut"] == 150 and routing["maxAmountIn"] == record["amountIn"]
     assert record["amountOut"] >= 150
     assert record["minAmountOut"] == 150
     # amountIn is the most the order may spend: the quoted input plus slippage.

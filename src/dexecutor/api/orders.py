@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -63,6 +64,7 @@ async def new_order(req: OrderRequest, svc: Services) -> NewOrder:
     amount_in = req.amountIn
     if options.swap_mode == "ExactOut":
         amount_in = req.maxAmountIn or await exact_out_budget(svc, req)
+        options = replace(options, max_amount_in=amount_in)  # stored as the bound it is
     assert amount_in is not None
     return NewOrder(
         user_id=req.user,

@@ -132,6 +132,11 @@ async def quote_response(cluster: Cluster, request: Request) -> Response:
         else:
             plan = split.route_exact_out(options, amount, leg_cost=cost)
     except MarketError as refusal:
+        if refusals:  # a venue that did not answer may fill it the next time: transient
+            down = refusals[0]
+            return _error(
+                503, "VENUE_UNAVAILABLE", f"{down.message}; {refusal.message}", down.reason
+            )
         code = "COULD_NOT_FIND_ANY_ROUTE" if refusal.reason == "no_route" else "NO_LIQUIDITY"
         return _error(400, code, refusal.message, refusal.reason)
     in_units = p.to_base_units(plan.amount_in, t_in)
@@ -140,19 +145,18 @@ async def quote_response(cluster: Cluster, request: Request) -> Response:
         threshold = out_units * (10_000 - slippage) // 10_000
     else:
         threshold = -(-in_units * (10_000 + slippage) // 10_000)
+    # Each venue's own quote for the whole amount (ExactIn; an ExactOut route shows only
+    # its refusals: its best single candidate is `plan.bestSingle`).
     venue_quotes: dict[str, Any] = {}
     for venue in venues:
-        refused = answers[venue]
-        if refused is None and mode == "ExactIn":
+        answer: Quote | MarketError | None = answers[venue]
+        if answer is None and mode == "ExactIn":
             try:
-                refused_or_quote: Quote | MarketError = market.quote(
-                    venue, token_in, token_out, amount, at
-                )
+                answer = market.quote(venue, token_in, token_out, amount, at)
             except MarketError as err:
-                refused_or_quote = err
-        else:
-            refused_or_quote = refused or MarketError("no_route", "ExactOut: see bestSingle")
-        venue_quotes[venue] = _venue_quote(refused_or_quote)
+                answer = err
+        if answer is not None:
+            venue_quotes[venue] = _venue_quote(answer)
     legs = plan.legs
     first = legs[0]
     return _json(
