@@ -102,3 +102,18 @@ def test_an_order_without_a_route_has_no_terms() -> None:
     plan = {"swapMode": "ExactIn", "routePlan": []}
     with pytest.raises(ValueError, match="no route"):
         swap_terms(replace(_order(plan, Decimal(1), Decimal(1)), route=None))
+
+
+def test_a_route_replays_from_its_journal_action_to_the_same_market() -> None:
+    from dexecutor.chain.execution import PLAN, apply_swap_action, swap_action
+
+    live, replayed = _market(), _market()
+    plan = route(candidates(live.venue_pools(), "SOL", "USDT"), Decimal(10_000))
+    kind, data = swap_action(_tx(_order(plan.as_fields(), Decimal(10_000), Decimal(0))))
+    assert kind == PLAN
+    first = apply_swap_action(live, kind, data, NOW)
+    again = apply_swap_action(replayed, kind, data, NOW)
+    assert first.amount_out == again.amount_out == plan.amount_out
+    assert [pool.spot(pool.base) for _, pool in live.venue_pools()] == [
+        pool.spot(pool.base) for _, pool in replayed.venue_pools()
+    ]

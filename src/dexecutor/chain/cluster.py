@@ -22,7 +22,7 @@ import structlog
 
 from dexecutor.background import cancel_and_wait
 from dexecutor.chain import protocol as p
-from dexecutor.chain.execution import ROUTE, apply_swap_action
+from dexecutor.chain.execution import PLAN, apply_swap_action
 from dexecutor.chain.faults import FaultBoard
 from dexecutor.chain.journal import Journal
 from dexecutor.chain.records import LANDED, LIVE, PENDING, Action, ChainTx
@@ -83,7 +83,7 @@ def apply_action(market: Market, kind: str, data: dict[str, Any], at: float) -> 
             Decimal(data["minAmountOut"]),
             at,
         )
-    if kind == ROUTE:  # a split or exact-out route (chain/execution.py)
+    if kind == PLAN:  # a split or exact-out route's legs (chain/execution.py)
         apply_swap_action(market, kind, data, at)
         return None
     if kind == "launch":

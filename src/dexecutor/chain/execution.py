@@ -10,8 +10,8 @@ says decides how it runs:
   filled or none: the minimum applies to the total.
 
 The market changes only through journalled actions, so a restarted chain replays
-them: `swap_action` is the action a swap becomes and `apply_swap_action` runs it (live
-and on replay). Independent of `Cluster`: pure, given the market.
+them: `swap_action` is the action a swap becomes (`fill` or `plan`) and
+`apply_swap_action` runs it (live and on replay). Independent of `Cluster`: pure, given the market.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from dexecutor.market.simulation import Market, PlanLeg
 from dexecutor.market.split import Leg
 
 FILL = "fill"
-ROUTE = "route"
-SWAP_ACTIONS = (FILL, ROUTE)
+# A route's legs as planned, run by `Market.execute_plan` (a kind of its own: the chain
+# may journal other route shapes under other names).
+PLAN = "plan"
+SWAP_ACTIONS = (FILL, PLAN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,7 @@ def swap_action(swap: transaction.SwapTx) -> tuple[str, dict[str, Any]]:
             "amountIn": str(swap.amount_in),
             "minAmountOut": str(swap.min_amount_out),
         }
-    return ROUTE, {
+    return PLAN, {
         "tokenIn": swap.token_in,
         "tokenOut": swap.token_out,
         "legs": [
@@ -82,7 +84,7 @@ def apply_swap_action(market: Market, kind: str, data: dict[str, Any], at: float
             at,
         )
         return Swapped(fill.amount_in, fill.amount_out)
-    if kind == ROUTE:
+    if kind == PLAN:
         plan = [
             PlanLeg(tuple(leg["venues"]), tuple(leg["path"]), Decimal(leg["amountIn"]))
             for leg in data["legs"]
@@ -106,7 +108,7 @@ def run_swap(market: Market, swap: transaction.SwapTx, at: float) -> Swapped:
 
 __all__ = [
     "FILL",
-    "ROUTE",
+    "PLAN",
     "SWAP_ACTIONS",
     "Swapped",
     "apply_swap_action",
