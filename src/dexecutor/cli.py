@@ -21,7 +21,7 @@ from dexecutor.domain.order import OrderStatus, OrderType
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from dexecutor.client import DexecutorClient
+    from dexecutor.client import DexecutorClient, Routing
     from dexecutor.embedded import Backends
 
 app = typer.Typer(
@@ -459,17 +459,54 @@ async def _follow(client: DexecutorClient, order_id: str, as_json: bool) -> int:
 
 
 TYPE_OPTION = typer.Option(OrderType.MARKET, "--type", "-t", help="order type")
+EXACT_OUT_OPTION = typer.Option(
+    False, "--exact-out", help="AMOUNT is the output wanted (swapMode ExactOut)"
+)
+MAX_IN_OPTION = typer.Option(
+    None, "--max-in", help="with --exact-out: the most to spend (default: quote + slippage)"
+)
+DEXES_OPTION = typer.Option(None, "--dexes", help="only these venues, comma-separated")
+EXCLUDE_OPTION = typer.Option(None, "--exclude-dexes", help="never these venues, comma-separated")
+DIRECT_OPTION = typer.Option(False, "--direct-only", help="direct pools only (onlyDirectRoutes)")
+
+
+def _routing(
+    exact_out: bool, max_in: str | None, dexes: str | None, exclude: str | None, direct: bool
+) -> Routing:
+    from decimal import Decimal, InvalidOperation
+
+    from dexecutor.client import Routing
+
+    def names(value: str | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
+
+    try:
+        max_amount_in = None if max_in is None else Decimal(max_in)
+    except InvalidOperation:
+        raise typer.BadParameter(f"--max-in: not a number: {max_in!r}") from None
+    return Routing(
+        exact_out=exact_out,
+        max_amount_in=max_amount_in,
+        dexes=names(dexes),
+        exclude_dexes=names(exclude) or (),
+        only_direct_routes=direct,
+    )
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 def submit(
     token_in: str = typer.Argument(..., help="token sold, e.g. SOL"),
     token_out: str = typer.Argument(..., help="token bought, e.g. USDC"),
-    amount: str = typer.Argument(..., help="amount of token_in, e.g. 2 or 0.5"),
+    amount: str = typer.Argument(..., help="amount of token_in (of token_out with --exact-out)"),
     order_type: OrderType = TYPE_OPTION,
     limit_price: str | None = typer.Option(None, "--limit-price", help="worst price (limit)"),
     ttl: int | None = typer.Option(None, "--ttl", help="seconds before a waiting order expires"),
     slippage_bps: int | None = typer.Option(None, "--slippage-bps", help="tolerance, default 50"),
+    exact_out: bool = EXACT_OUT_OPTION,
+    max_in: str | None = MAX_IN_OPTION,
+    dexes: str | None = DEXES_OPTION,
+    exclude_dexes: str | None = EXCLUDE_OPTION,
+    direct_only: bool = DIRECT_OPTION,
     user: str | None = USER_OPTION,
     watch: bool = typer.Option(False, "--watch", "-w", help="follow the order until it ends"),
     as_json: bool = JSON_OPTION,
@@ -492,6 +529,7 @@ def submit(
             limit_price=limit_price,
             ttl_seconds=ttl,
             slippage_bps=slippage_bps,
+            routing=_routing(exact_out, max_in, dexes, exclude_dexes, direct_only),
         )
         if watch:
             return await _follow(client, accepted.order_id, as_json)
@@ -606,15 +644,20 @@ def watch(
 def quote(
     token_in: str = typer.Argument(..., help="token sold"),
     token_out: str = typer.Argument(..., help="token bought"),
-    amount: str = typer.Argument(..., help="amount of token_in"),
+    amount: str = typer.Argument(..., help="amount of token_in (of token_out with --exact-out)"),
+    exact_out: bool = EXACT_OUT_OPTION,
+    dexes: str | None = DEXES_OPTION,
+    exclude_dexes: str | None = EXCLUDE_OPTION,
+    direct_only: bool = DIRECT_OPTION,
     as_json: bool = JSON_OPTION,
     url: str | None = URL_OPTION,
     api_key: str | None = KEY_OPTION,
 ) -> None:
-    """Both venues' quotes and the route an order would take."""
+    """Both venues' quotes and the route an order would take (split when it pays)."""
 
     async def work(client: DexecutorClient) -> int:
-        found = await client.quote(token_in, token_out, amount)
+        routing = _routing(exact_out, None, dexes, exclude_dexes, direct_only)
+        found = await client.quote(token_in, token_out, amount, routing)
         if as_json:
             _print_json(found)
         else:

@@ -132,6 +132,39 @@ _FINAL_CLOSES = {
 ORDER_ID_LENGTH = 36  # a UUID in its text form
 
 
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """An order's or a quote's routing options (SPEC §10)."""
+
+    exact_out: bool = False
+    max_amount_in: Decimal | None = None
+    dexes: tuple[str, ...] | None = None
+    exclude_dexes: tuple[str, ...] = ()
+    only_direct_routes: bool = False
+
+    def fields(self, amount: Decimal) -> dict[str, Any]:
+        """The order body's fields for `amount` (the input, or the output wanted)."""
+        body: dict[str, Any] = {"amountOut" if self.exact_out else "amountIn": amount}
+        if self.exact_out:
+            body["swapMode"] = "ExactOut"
+        if self.max_amount_in is not None:
+            body["maxAmountIn"] = self.max_amount_in
+        if self.dexes is not None:
+            body["dexes"] = list(self.dexes)
+        if self.exclude_dexes:
+            body["excludeDexes"] = list(self.exclude_dexes)
+        if self.only_direct_routes:
+            body["onlyDirectRoutes"] = True
+        return body
+
+    def query(self, amount: Decimal) -> dict[str, str]:
+        """The same as query parameters (lists comma-separated)."""
+        return {
+            k: ",".join(v) if isinstance(v, list) else str(v).lower() if v is True else str(v)
+            for k, v in self.fields(amount).items()
+        }
+
+
 class DexecutorClient:
     def __init__(
         self,
@@ -185,17 +218,15 @@ class DexecutorClient:
         ttl_seconds: int | None = None,
         quote_id: str | None = None,
         idempotency_key: str | None = None,
+        routing: Routing | None = None,
     ) -> Accepted:
         """Place an order; 202 means it is stored. Raises ApiError otherwise.
 
-        Without `user_id` the body carries none: the API key names the user.
+        Without `user_id` the body carries none: the API key names the user. With
+        `routing.exact_out`, `amount_in` is the output wanted (the body's `amountOut`).
         """
-        order: dict[str, Any] = {
-            "type": type,
-            "tokenIn": token_in,
-            "tokenOut": token_out,
-            "amountIn": Decimal(str(amount_in)),
-        }
+        order: dict[str, Any] = {"type": type, "tokenIn": token_in, "tokenOut": token_out}
+        order.update((routing or Routing()).fields(Decimal(str(amount_in))))
         optional = {
             "userId": user_id,
             "slippageBps": slippage_bps,
@@ -276,9 +307,15 @@ class DexecutorClient:
         return cast(OrderRecord, await self._call("DELETE", f"/api/orders/{order_id}"))
 
     async def quote(
-        self, token_in: str, token_out: str, amount_in: Decimal | int | str
+        self,
+        token_in: str,
+        token_out: str,
+        amount_in: Decimal | int | str,
+        routing: Routing | None = None,
     ) -> dict[str, Any]:
-        params = {"tokenIn": token_in, "tokenOut": token_out, "amountIn": str(amount_in)}
+        """The route for `amount_in` (or, with `routing.exact_out`, for that output)."""
+        params = {"tokenIn": token_in, "tokenOut": token_out}
+        params.update((routing or Routing()).query(Decimal(str(amount_in))))
         return cast(dict[str, Any], await self._call("GET", "/api/quote", params=params))
 
     async def balances(self, user_id: str | None = None) -> dict[str, Any]:

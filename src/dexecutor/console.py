@@ -187,11 +187,28 @@ def record_table(record: OrderRecord) -> Table:
             table.add_row(name, _venue_fee(fields) or "")
         elif name == "priceImpact":
             table.add_row(name, pct(value))
+        elif name == "routePlan":
+            for leg in value:
+                table.add_row(f"leg {leg['percent']}%", leg_text(leg))
+        elif name == "bestSingle":
+            table.add_row(name, leg_text(value))
+        elif name == "executionQuality":
+            for key, figure in value.items():
+                if figure is not None:
+                    table.add_row(key, num(figure))
         elif isinstance(value, list):
             table.add_row(name, " → ".join(map(str, value)))
         elif not isinstance(value, dict):
             table.add_row(name, num(value))
     return table
+
+
+def leg_text(leg: dict[str, Any]) -> str:
+    """A route leg in one line: venue, path, amounts."""
+    return (
+        f"{leg['venue']}: {' → '.join(leg['path'])}  {num(leg['amountIn'])} → "
+        f"{num(leg['amountOut'])} (fee {num(leg['fee'])}, impact {num(leg['priceImpact'])})"
+    )
 
 
 def orders_table(orders: Sequence[OrderRecord], wide: bool = False) -> Table:
@@ -241,10 +258,16 @@ def quote_table(quote: dict[str, Any]) -> Table:
             continue
         table.add_row(venue + mark, num(q["amountOut"]), num(q["price"]), num(q["fee"]),
                       num(q["priceImpact"]), " → ".join(q["route"]))  # fmt: skip
-    table.caption = (
-        f"minAmountOut {quote['minAmountOut']} at {quote['slippageBps']} bps;"
-        f" expires {quote['expiresAt']}"
-    )
+    for leg in quote.get("routePlan") or []:
+        path = f"{leg['venue']}: {' → '.join(leg['path'])}"
+        table.add_row(f"  leg {leg['percent']}%", num(leg["amountOut"]), "", num(leg["fee"]),
+                      num(leg["priceImpact"]), path)  # fmt: skip
+    bounds = f"minAmountOut {quote['minAmountOut']} at {quote['slippageBps']} bps"
+    if quote.get("maxAmountIn") is not None:
+        bounds = f"spend {quote['amountIn']} (at most {quote['maxAmountIn']}); {bounds}"
+    gain = quote.get("splitGainBps")
+    split = f"; split beats the best single venue by {gain} bps" if gain else ""
+    table.caption = f"{bounds}{split}; expires {quote['expiresAt']}"
     return table
 
 

@@ -102,6 +102,7 @@ class Services:
             ),
             observer=EngineMetrics(),
             funds=funds,
+            router=chain,
         )
         queue = OrderQueue(settings.redis, settings.namespace, redis)
         # A process that serves watchers hears every event; a worker alone only what

@@ -392,8 +392,8 @@ async def test_a_route_fills_all_its_legs_or_nothing(chain_dsn: str) -> None:
         assert filled.status == "landed" and filled.amount_out >= swap.min_amount_out
         usdc = first.accounts.token(owner, USDC)
         assert usdc == p.to_base_units(filled.amount_out, p.token_of("USDC"))
-        (action,) = [a for a in await first._store.actions() if a.kind == "route"]
-        assert [hop["venue"] for hop in action.data["hops"]] == list(VENUES)
+        (action,) = [a for a in await first._store.actions() if a.kind == "plan"]
+        assert [leg["venues"] for leg in action.data["legs"]] == [[v] for v in VENUES]
     async with open_cluster(settings) as second:  # the route replays as it filled
         second.market.advance(first.market.now)
         first.market.advance(second.market.now)

@@ -19,10 +19,20 @@ from dexecutor.api import views
         (views.HistoryView, ex.HISTORY),
         (views.EventsView, ex.EVENTS),
         (views.QuoteView, ex.QUOTE),
+        (views.QuoteView, ex.QUOTE_EXACT_OUT),
         (views.StatusView, ex.STATUS),
         (views.BalancesView, ex.BALANCES),
     ],
-    ids=["order", "cancelled", "history", "events", "quote", "status", "balances"],
+    ids=[
+        "order",
+        "cancelled",
+        "history",
+        "events",
+        "quote",
+        "quote-exact-out",
+        "status",
+        "balances",
+    ],
 )
 def test_examples_match_their_views(model: type[BaseModel], example: Any) -> None:
     model.model_validate(example)

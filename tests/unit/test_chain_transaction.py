@@ -73,3 +73,44 @@ def test_a_split_route_round_trips_with_its_legs_and_total_minimum() -> None:
 def test_what_is_not_a_swap_transaction_is_refused(junk: str) -> None:
     with pytest.raises(ValueError, match="not a"):
         t.decode(junk)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_an_exact_out_swap_round_trips_as_swap_base_out_or_an_exact_out_route(
+    split: bool,
+) -> None:
+    from dataclasses import replace
+
+    owner = Keypair()
+    swap = single(owner)
+    if split:
+        legs = (
+            t.Leg((t.Hop("raydium", "SOL", "USDC"),), Decimal("1")),
+            t.Leg(
+                (t.Hop("meteora", "SOL", "USDT"), t.Hop("meteora", "USDT", "USDC")), Decimal("0.5")
+            ),
+        )
+        swap = replace(swap, legs=legs)
+    exact = replace(swap, exact_out=True)
+    parsed, _ = t.decode(t.encode(t.build(exact, owner)))
+    assert parsed == exact and parsed.exact_out
+    assert t.decode(t.encode(t.build(swap, owner)))[0].exact_out is False
+    assert t.signature(t.build(exact, owner)) != t.signature(t.build(swap, owner))
+
+
+def test_legs_of_a_route_plan_names_each_hop_and_reads_wsol_as_sol() -> None:
+    from dexecutor.engine.routing import legs_of
+
+    plan = [
+        {"venue": "raydium", "path": ["wSOL", "USDC"], "percent": 70, "amountIn": Decimal(7)},
+        {"venue": "meteora+raydium", "path": ["wSOL", "USDT", "USDC"], "percent": 30,
+         "amountIn": Decimal(3)},
+        {"venue": "meteora", "path": ["wSOL", "USDT", "USDC"], "percent": 1,
+         "amountIn": Decimal("0.1")},
+    ]  # fmt: skip
+    legs = legs_of(plan)
+    assert legs[0] == t.Leg((t.Hop("raydium", "SOL", "USDC"),), Decimal(7))
+    assert legs[1].hops == (t.Hop("meteora", "SOL", "USDT"), t.Hop("raydium", "USDT", "USDC"))
+    assert [h.venue for h in legs[2].hops] == ["meteora", "meteora"]
+    with pytest.raises(ValueError, match="one venue per hop"):
+        legs_of([{"venue": "a+b+c", "path": ["wSOL", "USDC"], "amountIn": 1}])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
@@ -48,35 +49,79 @@ def test_chain_errors_map_to_reasons_a_client_can_act_on() -> None:
     assert "0x1772 (6002)" in describe(custom(6002))
 
 
-def landed(delta: int, fee: int, *, units: int | None, err: object = None, **tokens: int) -> Landed:
-    return Landed("sig", 10, err, fee, delta, dict(tokens), units, False)  # type: ignore[arg-type]
+def landed(
+    delta: int,
+    fee: int,
+    *,
+    units: int | None,
+    err: object = None,
+    opened: tuple[str, ...] = (),
+    **tokens: int,
+) -> Landed:
+    return Landed(
+        "sig",
+        10,
+        err,
+        fee,
+        delta,
+        dict(tokens),
+        units,
+        False,
+        frozenset(opened),  # type: ignore[arg-type]
+    )
 
 
-def swap(token_in: str, token_out: str, amount_in: str) -> txn.SwapTx:
-    return txn.SwapTx.single(
+def swap(token_in: str, token_out: str, amount_in: str, *, exact_out: bool = False) -> txn.SwapTx:
+    single = txn.SwapTx.single(
         "owner", "raydium", token_in, token_out, Decimal(amount_in), Decimal(0),
         uuid4(), 1, "11111111111111111111111111111111", compute_unit_price=1000,
     )  # fmt: skip
+    return replace(single, exact_out=exact_out)
+
+
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 
 
 def test_the_network_fee_and_the_rent_come_from_the_owners_lamports() -> None:
     fee = 5000 + 140
-    usdc = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
     # SOL in, a new USDC account opened: the wallet lost the input, the fee and the rent.
     spent = 2 * 10**9 + fee + txn.TOKEN_ACCOUNT_RENT
-    network, out = _costs(swap("SOL", "USDC", "2"), landed(-spent, fee, units=190_000_000))
+    opened = landed(-spent, fee, units=190_000_000, opened=(USDC,), **{USDC: 190_000_000})
+    network, amount_in, out = _costs(swap("SOL", "USDC", "2"), opened)
     assert network == NetworkFee(5000, 140, txn.TOKEN_ACCOUNT_RENT)
-    assert out == Decimal("190")
+    assert (amount_in, out) == (Decimal(2), Decimal("190"))
     # The same without return data: the amount out is the owner's token account's gain.
-    network, out = _costs(swap("SOL", "USDC", "2"), landed(-spent, fee, units=None, **{usdc: 7}))
+    network, _, out = _costs(
+        swap("SOL", "USDC", "2"), landed(-spent, fee, units=None, opened=(USDC,), **{USDC: 7})
+    )
     assert (network.rent, out) == (txn.TOKEN_ACCOUNT_RENT, Decimal("0.000007"))
     # USDC in, SOL out: the wallet's lamports grew by the output less the fee; no rent.
-    network, out = _costs(swap("USDC", "SOL", "100"), landed(10**9 - fee, fee, units=None))
-    assert network == NetworkFee(5000, 140, 0) and out == Decimal(1)
+    sold = landed(10**9 - fee, fee, units=None, **{USDC: -100_000_000})
+    network, amount_in, out = _costs(swap("USDC", "SOL", "100"), sold)
+    assert network == NetworkFee(5000, 140, 0) and (amount_in, out) == (100, 1)
     # Reverted: only the fee left the wallet, whatever the swap would have moved.
     failed = TransactionErrorInstructionError(2, InstructionErrorCustom(6001))
-    network, out = _costs(swap("SOL", "USDC", "2"), landed(-fee, fee, units=None, err=failed))
-    assert network == NetworkFee(5000, 140, 0) and out == 0
+    network, amount_in, out = _costs(
+        swap("SOL", "USDC", "2"), landed(-fee, fee, units=None, err=failed)
+    )
+    assert network == NetworkFee(5000, 140, 0) and amount_in == out == 0
+
+
+def test_an_exact_out_fill_reads_what_it_spent_from_the_balances() -> None:
+    fee = 5000 + 140
+    # Sent with at most 2 SOL; the chain spent 1.5 for exactly 150 USDC (account existed).
+    spent = 1_500_000_000 + fee
+    network, amount_in, out = _costs(
+        swap("SOL", "USDC", "2", exact_out=True),
+        landed(-spent, fee, units=150_000_000, **{USDC: 150_000_000}),
+    )
+    assert network.rent == 0 and (amount_in, out) == (Decimal("1.5"), Decimal(150))
+    # USDC in: the token account's loss, not the maximum sent.
+    network, amount_in, out = _costs(
+        swap("USDC", "SOL", "100", exact_out=True),
+        landed(10**9 - fee, fee, units=None, **{USDC: -97_250_000}),
+    )
+    assert (amount_in, out) == (Decimal("97.25"), Decimal(1))
 
 
 def test_the_effective_price_counts_every_fee() -> None:

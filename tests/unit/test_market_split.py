@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from dexecutor import jsoncodec
 from dexecutor.market.pools import Pool
-from dexecutor.market.simulation import Market, MarketParams, PairParams
+from dexecutor.market.simulation import Market, MarketParams, PairParams, PlanLeg
 from dexecutor.market.split import (
     Candidate,
     RoutePlan,
@@ -404,3 +404,69 @@ def test_the_router_lies_between_the_best_single_and_the_brute_force_optimum(
     assert plan.amount_out <= optimum * (1 + Decimal("1e-9")) + 2 * out_token.quantum
     # And it finds that optimum, to a tenth of a basis point.
     assert plan.amount_out >= optimum * (1 - Decimal("1e-5")) - 2 * out_token.quantum
+
+
+# -- executing a plan: one atomic swap ----------------------------------------------
+
+
+def _plan_legs(plan: RoutePlan) -> list[PlanLeg]:
+    return [PlanLeg(leg.venues, leg.path, leg.amount_in) for leg in plan.legs]
+
+
+def _spots(market: Market) -> list[Decimal]:
+    return [pool.spot(pool.base) for _, pool in market.venue_pools()]
+
+
+def test_a_split_route_fills_every_leg_at_the_planned_prices() -> None:
+    market = _both_venues()
+    plan = route(candidates(market.venue_pools(), "SOL", "USDT"), _sol(market, Decimal(200_000)))
+    assert len(plan.legs) >= 2
+    before = _spots(market)
+    filled = market.execute_plan(_plan_legs(plan), plan.amount_out, market.now)
+    assert [leg.amount_out for leg in filled] == [leg.amount_out for leg in plan.legs]
+    moved = [a != b for a, b in zip(before, _spots(market), strict=True)]
+    assert sum(moved) == len(plan.legs), "every leg's pool traded, and only those"
+
+
+def test_a_split_route_that_misses_its_minimum_fills_no_leg() -> None:
+    market = _both_venues()
+    plan = route(candidates(market.venue_pools(), "SOL", "USDT"), _sol(market, Decimal(200_000)))
+    assert len(plan.legs) >= 2
+    before = _spots(market)
+    with pytest.raises(MarketError) as refused:
+        market.execute_plan(_plan_legs(plan), plan.amount_out + Decimal("0.000001"), market.now)
+    assert refused.value.reason == "slippage_exceeded"
+    assert _spots(market) == before, "a leg filled although the route missed its minimum"
+    # The same route with its own minimum still fills: nothing was left half done.
+    market.execute_plan(_plan_legs(plan), plan.amount_out, market.now)
+    assert _spots(market) != before
+
+
+def test_a_plan_leg_through_a_missing_pool_is_no_route_and_fills_nothing() -> None:
+    market = _both_venues()
+    before = _spots(market)
+    legs = [
+        PlanLeg(("raydium",), ("SOL", "USDT"), Decimal(1)),
+        PlanLeg(("meteora", "meteora"), ("SOL", "USDC", "USDT"), Decimal(1)),
+    ]
+    with pytest.raises(MarketError) as refused:
+        market.execute_plan(legs, Decimal(0), market.now)
+    assert refused.value.reason == "no_route"
+    assert _spots(market) == before
+
+
+def test_exact_out_execution_spends_the_least_input_within_the_legs() -> None:
+    market = _both_venues()
+    options = candidates(market.venue_pools(), "SOL", "USDT")
+    wanted = Decimal(150_000)
+    plan = route_exact_out(options, wanted)
+    cushion = [
+        PlanLeg(leg.venues, leg.path, (leg.amount_in * Decimal("1.01")).quantize(Decimal("1e-9")))
+        for leg in plan.legs
+    ]
+    filled = market.execute_plan(cushion, wanted, market.now, exact_out=True)
+    spent = sum(leg.amount_in for leg in filled)
+    assert sum(leg.amount_out for leg in filled) >= wanted
+    assert spent <= sum(leg.amount_in for leg in cushion)
+    # Within a base unit per leg of the router's least input (the same pools, unmoved).
+    assert spent <= plan.amount_in + Decimal("1e-9") * len(plan.legs)

@@ -29,6 +29,19 @@ ORDER = {
     "timestamp": 1763719200000, "lastTradeTimestamp": 1763719203100, "filled": 2,
     "remaining": 0, "average": 98.7, "cost": 197.4,
     "fee": {"cost": 0.004, "currency": "SOL", "rate": 0.002},
+    "swapMode": "ExactIn",
+    "routing": {"swapMode": "ExactIn", "amountOut": None, "maxAmountIn": None, "dexes": None,
+                "excludeDexes": [], "onlyDirectRoutes": False},
+    "routePlan": [
+        {"venue": "meteora", "path": ["wSOL", "USDC"], "percent": 100, "amountIn": 2,
+         "amountOut": 197.31, "fee": 0.002, "priceImpact": 0},
+    ],
+    "bestSingle": {"venue": "meteora", "path": ["wSOL", "USDC"], "percent": 100, "amountIn": 2,
+                   "amountOut": 197.31, "fee": 0.002, "priceImpact": 0},
+    "splitGainBps": 0,
+    "executionQuality": {"arrivalMid": 98.9, "amountIn": 2, "quotedAmountOut": 197.31,
+                         "realisedAmountOut": 197.4, "shortfallBps": 20.22,
+                         "bestSingleAmountOut": 197.31, "splitGainBps": 0},
 }  # fmt: skip
 
 EVENTS = {
@@ -49,12 +62,47 @@ EVENTS = {
     ],
 }  # fmt: skip
 
+# A large order (20,000 SOL against pools of a few million USD): split across both
+# venues and a path through USDT, beating the best single venue by some 150 bps.
 QUOTE = {
-    "quoteId": "q_3vQk2nXoA1bC", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": 2,
-    "slippageBps": 50, "quotes": ORDER["quotes"],
-    "route": {"dex": "meteora", "path": ["wSOL", "USDC"], "amountOut": 197.31, "price": 98.655,
-              "fee": 0.002, "priceImpact": 0},
-    "expectedAmountOut": 197.31, "minAmountOut": 196.32, "expiresAt": AT,
+    "quoteId": "q_3vQk2nXoA1bC", "tokenIn": "SOL", "tokenOut": "USDC", "swapMode": "ExactIn",
+    "amountIn": 20000, "amountOut": 1846211.52, "slippageBps": 50,
+    "quotes": {
+        "raydium": {"price": 90.3, "amountOut": 1806000.11, "fee": 0.0025,
+                    "priceImpact": 0.081, "route": ["wSOL", "USDC"]},
+        "meteora": {"price": 91.1, "amountOut": 1822000.4, "fee": 0.0031,
+                    "priceImpact": 0.072, "route": ["wSOL", "USDC"]},
+    },
+    "route": {"dex": "raydium", "path": ["wSOL", "USDC"], "amountOut": 1846211.52,
+              "price": 92.3105, "fee": 0.0025, "priceImpact": 0.031},
+    "routePlan": [
+        {"venue": "raydium", "path": ["wSOL", "USDC"], "percent": 52, "amountIn": 10400,
+         "amountOut": 962008.1, "fee": 0.0025, "priceImpact": 0.033},
+        {"venue": "meteora", "path": ["wSOL", "USDC"], "percent": 33, "amountIn": 6600,
+         "amountOut": 610300.22, "fee": 0.0031, "priceImpact": 0.029},
+        {"venue": "raydium+meteora", "path": ["wSOL", "USDT", "USDC"], "percent": 15,
+         "amountIn": 3000, "amountOut": 273903.2, "fee": 0.0035, "priceImpact": 0.027},
+    ],
+    "bestSingle": {"venue": "meteora", "path": ["wSOL", "USDC"], "percent": 100,
+                   "amountIn": 20000, "amountOut": 1822000.4, "fee": 0.0031,
+                   "priceImpact": 0.072},
+    "splitGainBps": 132.8815,
+    "expectedAmountOut": 1846211.52, "minAmountOut": 1836980.46, "expiresAt": AT,
+}  # fmt: skip
+# Exact-out: 1,000 USDC for the least SOL, at most maxAmountIn.
+QUOTE_EXACT_OUT = {
+    **QUOTE, "swapMode": "ExactOut", "amountIn": 10.1377, "amountOut": 1000.000012,
+    "maxAmountIn": 10.188389, "quotes": {},
+    "route": {"dex": "meteora", "path": ["wSOL", "USDC"], "amountOut": 1000.000012,
+              "price": 98.642, "fee": 0.002, "priceImpact": 0.0002},
+    "routePlan": [
+        {"venue": "meteora", "path": ["wSOL", "USDC"], "percent": 100, "amountIn": 10.1377,
+         "amountOut": 1000.000012, "fee": 0.002, "priceImpact": 0.0002},
+    ],
+    "bestSingle": {"venue": "meteora", "path": ["wSOL", "USDC"], "percent": 100,
+                   "amountIn": 10.1377, "amountOut": 1000.000012, "fee": 0.002,
+                   "priceImpact": 0.0002},
+    "splitGainBps": 0, "expectedAmountOut": 1000.000012, "minAmountOut": 1000,
 }  # fmt: skip
 
 
@@ -182,7 +230,8 @@ CANCELLED = {
     "route": None, "executedPrice": None, "amountOut": None, "expectedAmountOut": None,
     "minAmountOut": None, "txHash": None, "quotes": None, "attempts": 0,
     "lastTradeTimestamp": None, "filled": 0, "remaining": 2, "average": None, "cost": 0,
-    "fee": None,
+    "fee": None, "routePlan": None, "bestSingle": None, "splitGainBps": None,
+    "executionQuality": None,
 }  # fmt: skip
 
 

@@ -24,15 +24,20 @@ from dexecutor.api import views
 from dexecutor.api.deps import PrincipalDep, ServicesDep, limit_address
 from dexecutor.api.errors import ApiError
 from dexecutor.api.responses import JSONResponse
-from dexecutor.api.schemas import validate_order
+from dexecutor.api.schemas import route_options, validate_order
 from dexecutor.chain.client import ChainUnreachable
 from dexecutor.domain.failures import FailureReason
-from dexecutor.domain.money import less_bps, quantize_down
+from dexecutor.domain.money import less_bps, more_bps, price_of, quantize_down, quantize_up
 from dexecutor.domain.order import transition_table, type_refusals
-from dexecutor.engine.routing import decide
 from dexecutor.market.tokens import TOKENS, find_token
-from dexecutor.market.types import VENUES
+from dexecutor.market.types import VENUES, MarketError
 from dexecutor.runtime import Services
+
+_DECIMAL = r"^[0-9]+(\.[0-9]+)?$"
+# The usual spellings of the venues, for the schema only: the route checks the names
+# itself, so that another one is the 400 `unknown_venue` rather than a 422.
+_VENUE = "(raydium|meteora|Raydium|Meteora DLMM)"
+_VENUES: dict[str, Any] = {"pattern": f"^{_VENUE}(,{_VENUE})*$"}
 
 router = APIRouter(tags=["market"], dependencies=[Depends(limit_address)])
 
@@ -132,75 +137,153 @@ async def quote(
     token_in: Annotated[str, _symbol_query("tokenIn", "SOL")],
     token_out: Annotated[str, _symbol_query("tokenOut", "USDC")],
     amount_in: Annotated[
-        str,
+        str | None,
         Query(
             alias="amountIn",
             max_length=64,
-            pattern=r"^[0-9]+(\.[0-9]+)?$",
-            description="exact decimal > 0, at most the token's decimals",
+            pattern=_DECIMAL,
+            description="exact decimal > 0, at most the token's decimals (ExactIn)",
             examples=["2"],
         ),
-    ],
+    ] = None,
     slippage_bps: Annotated[int, Query(alias="slippageBps", ge=0, le=5000)] = 50,
+    swap_mode: Annotated[
+        Literal["ExactIn", "ExactOut"],
+        Query(alias="swapMode", description="ExactOut: give amountOut instead of amountIn"),
+    ] = "ExactIn",
+    amount_out: Annotated[
+        str | None,
+        Query(
+            alias="amountOut",
+            max_length=64,
+            pattern=_DECIMAL,
+            description="ExactOut: the output wanted",
+        ),
+    ] = None,
+    max_amount_in: Annotated[
+        str | None,
+        Query(
+            alias="maxAmountIn",
+            max_length=64,
+            pattern=_DECIMAL,
+            description="ExactOut: the most to spend (default: the quoted input plus slippage)",
+        ),
+    ] = None,
+    dexes: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="only these venues, comma-separated (names or Jupiter labels, any "
+            "case); an unknown one is a 400",
+            examples=["meteora"],
+            json_schema_extra=_VENUES,
+        ),
+    ] = None,
+    exclude_dexes: Annotated[
+        str | None,
+        Query(
+            alias="excludeDexes",
+            max_length=200,
+            description="never these venues, comma-separated",
+            json_schema_extra=_VENUES,
+        ),
+    ] = None,
+    only_direct_routes: Annotated[
+        bool, Query(alias="onlyDirectRoutes", description="no hops through SOL or USDC")
+    ] = False,
 ) -> Response:
-    try:
-        amount = Decimal(amount_in)
-    except InvalidOperation:
-        raise ApiError(422, "validation_error", "amountIn: must be a number") from None
+    body: dict[str, Any] = {
+        "userId": "quote",
+        "tokenIn": token_in,
+        "tokenOut": token_out,
+        "swapMode": swap_mode,
+        "onlyDirectRoutes": only_direct_routes,
+    }
+    for name, raw in (
+        ("amountIn", amount_in),
+        ("amountOut", amount_out),
+        ("maxAmountIn", max_amount_in),
+    ):
+        if raw is not None:
+            try:
+                body[name] = Decimal(raw)
+            except InvalidOperation:
+                raise ApiError(422, "validation_error", f"{name}: must be a number") from None
+    options = route_options(
+        swap_mode, None, None, dexes, exclude_dexes, only_direct_routes
+    )  # a 400 for an unknown venue, before the body's other rules
     req = validate_order(
-        {"userId": "quote", "tokenIn": token_in, "tokenOut": token_out, "amountIn": amount},
+        {**body, "dexes": options.dexes, "excludeDexes": list(options.exclude_dexes)},
         svc.settings.max_amount_in,
     )
-    decision = await decide(
-        svc.venues.values(),
-        req.tokenIn,
-        req.tokenOut,
-        req.amountIn,
-        svc.settings.quote_timeout_ms / 1000,
-    )
-    best = decision.best
-    if best is None:
-        failure = decision.failure()
-        status = (
-            503
-            if failure.reason in (FailureReason.VENUE_UNAVAILABLE, FailureReason.VENUE_TIMEOUT)
-            else 422
+    options = req.options
+    exact_out = options.swap_mode == "ExactOut"
+    wanted = req.amountOut if exact_out else req.amountIn
+    assert wanted is not None
+    try:
+        routed = await svc.chain.route(req.tokenIn, req.tokenOut, wanted, options)
+    except MarketError as refusal:
+        transient = refusal.reason in (FailureReason.VENUE_UNAVAILABLE, FailureReason.VENUE_TIMEOUT)
+        raise ApiError(503 if transient else 422, refusal.reason, refusal.message) from None
+    t_in, t_out = find_token(req.tokenIn), find_token(req.tokenOut)
+    assert t_in is not None and t_out is not None
+    plan = routed.plan
+    if exact_out:
+        assert req.amountOut is not None
+        min_out = req.amountOut
+        max_in = req.maxAmountIn or quantize_up(
+            more_bps(routed.amount_in, slippage_bps), t_in.decimals
         )
-        raise ApiError(status, failure.reason, failure.message, {"quotes": decision.table()})
-    token = find_token(req.tokenOut)
-    assert token is not None
-    min_out = quantize_down(less_bps(best.amount_out, slippage_bps), token.decimals)
+        if routed.amount_in > max_in:
+            raise ApiError(
+                422,
+                FailureReason.SLIPPAGE_EXCEEDED,
+                f"{min_out} {req.tokenOut} takes {routed.amount_in} {req.tokenIn}, "
+                f"above maxAmountIn {max_in}",
+            )
+    else:
+        min_out = quantize_down(less_bps(routed.amount_out, slippage_bps), t_out.decimals)
+        max_in = None
     quote_id = "q_" + secrets.token_urlsafe(12)
     expires_at = datetime.now(UTC) + timedelta(milliseconds=svc.settings.quote_ttl_ms)
-    await svc.quotes.put(
-        quote_id,
-        {
-            "tokenIn": req.tokenIn,
-            "tokenOut": req.tokenOut,
-            "amountIn": req.amountIn,
-            "minAmountOut": min_out,
-            "expiresAt": expires_at,
-            "dex": best.venue,
-        },
-        svc.settings.quote_ttl_ms,
-    )
+    if not exact_out:  # an order may carry it (same pair and amountIn) to be held to it
+        await svc.quotes.put(
+            quote_id,
+            {
+                "tokenIn": req.tokenIn,
+                "tokenOut": req.tokenOut,
+                "amountIn": req.amountIn,
+                "minAmountOut": min_out,
+                "expiresAt": expires_at,
+                "dex": routed.dex,
+            },
+            svc.settings.quote_ttl_ms,
+        )
+    legs = plan["routePlan"]
+    top = max(legs, key=lambda leg: leg["percent"])
     return JSONResponse(
         {
             "quoteId": quote_id,
             "tokenIn": req.tokenIn,
             "tokenOut": req.tokenOut,
-            "amountIn": req.amountIn,
+            "swapMode": options.swap_mode,
+            "amountIn": routed.amount_in,
+            "amountOut": routed.amount_out,
+            **({"maxAmountIn": max_in} if max_in is not None else {}),
             "slippageBps": slippage_bps,
-            "quotes": decision.table(),
+            "quotes": routed.quotes,
             "route": {
-                "dex": best.venue,
-                "path": list(best.route),
-                "amountOut": best.amount_out,
-                "price": best.price,
-                "fee": best.fee,
-                "priceImpact": best.price_impact,
+                "dex": routed.dex,
+                "path": top["path"],
+                "amountOut": routed.amount_out,
+                "price": price_of(routed.amount_out, routed.amount_in),
+                "fee": top["fee"],
+                "priceImpact": top["priceImpact"],
             },
-            "expectedAmountOut": best.amount_out,
+            "routePlan": legs,
+            "bestSingle": plan.get("bestSingle"),
+            "splitGainBps": plan.get("splitGainBps"),
+            "expectedAmountOut": routed.amount_out,
             "minAmountOut": min_out,
             "expiresAt": expires_at,
         }

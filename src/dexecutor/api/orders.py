@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -30,8 +31,12 @@ from dexecutor.api.guard import Principal
 from dexecutor.api.responses import JSONResponse
 from dexecutor.api.schemas import USER_ID_PATTERN, OrderRequest, order_view, parse_order_request
 from dexecutor.bus.events import event_message
+from dexecutor.domain.money import more_bps, quantize_up
 from dexecutor.domain.order import Order, OrderStatus, OrderType
 from dexecutor.engine.intake import NewOrder, Refused, expiry
+from dexecutor.market.tokens import find_token
+from dexecutor.market.types import MarketError
+from dexecutor.market.venue import VenueError
 from dexecutor.runtime import Services
 from dexecutor.store.orders import IdempotencyConflict
 
@@ -51,18 +56,50 @@ _ORDER_BODY = {
 }
 
 
-def new_order(req: OrderRequest) -> NewOrder:
+async def new_order(req: OrderRequest, svc: Services) -> NewOrder:
+    """The order to store. An ExactOut order's amountIn is the most it may spend: its
+    maxAmountIn, or (when absent) the input the chain's route needs now plus
+    slippageBps, read in one request."""
+    options = req.options
+    amount_in = req.amountIn
+    if options.swap_mode == "ExactOut":
+        amount_in = req.maxAmountIn or await exact_out_budget(svc, req)
+        options = replace(options, max_amount_in=amount_in)  # stored as the bound it is
+    assert amount_in is not None
     return NewOrder(
         user_id=req.user,
         type=OrderType(req.type),
         token_in=req.tokenIn,
         token_out=req.tokenOut,
-        amount_in=req.amountIn,
+        amount_in=amount_in,
         slippage_bps=req.slippageBps,
         quote_id=req.quoteId,
         limit_price=req.limitPrice,
         expires_at=expiry(req.ttlSeconds, req.expiresAt),
+        routing=None if options.is_default else options.as_fields(),
     )
+
+
+async def exact_out_budget(svc: Services, req: OrderRequest) -> Decimal:
+    """maxAmountIn by default: the input the route needs for amountOut now, plus slippage."""
+    assert req.amountOut is not None
+    try:
+        routed = await svc.chain.route(req.tokenIn, req.tokenOut, req.amountOut, req.options)
+    except VenueError as err:
+        raise ApiError(503, err.reason, err.message) from None
+    except MarketError as err:
+        raise ApiError(422, err.reason, err.message) from None
+    token = find_token(req.tokenIn)
+    assert token is not None
+    budget = quantize_up(more_bps(routed.amount_in, req.slippageBps), token.decimals)
+    if budget > svc.settings.max_amount_in:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"amountOut: needs about {budget} {req.tokenIn}, above the maximum order size of "
+            f"{svc.settings.max_amount_in}",
+        )
+    return budget
 
 
 # Submission is the hot path: its handler takes the bare request and reads the one
@@ -132,7 +169,9 @@ async def execute(request: Request) -> Response:
         # Only a retry with the same key compares fingerprints: without one, none is
         # computed (it was a tenth of the handler).
         fingerprint = req.fingerprint() if idempotency_key is not None else None
-        order, created = await state.intake.accept(new_order(req), idempotency_key, fingerprint)
+        order, created = await state.intake.accept(
+            await new_order(req, svc), idempotency_key, fingerprint
+        )
     except IdempotencyConflict as err:
         raise ApiError(
             409,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     model_validator,
@@ -25,8 +26,9 @@ from pydantic import (
 
 from dexecutor import jsoncodec
 from dexecutor.api.errors import ApiError
-from dexecutor.domain.money import decimal_places, quantize_up
+from dexecutor.domain.money import decimal_places, math_context, quantize_up
 from dexecutor.domain.order import FILL_FIELDS, Order, OrderStatus
+from dexecutor.engine.routing import RouteOptions, venue_list
 from dexecutor.market.tokens import TOKENS, find_token
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
@@ -44,6 +46,12 @@ def _number(value: Any) -> Any:
 def _integer(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("must be an integer")
+    return value
+
+
+def _boolean(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
     return value
 
 
@@ -97,7 +105,32 @@ class OrderRequest(BaseModel):
     type: Literal["market", "limit", "sniper"] = "market"
     tokenIn: Symbol
     tokenOut: Symbol
-    amountIn: Amount = Field(description="exact decimal > 0, at most the token's decimals")
+    amountIn: Amount | None = Field(
+        None,
+        description="exact decimal > 0, at most the token's decimals; required unless "
+        "swapMode is ExactOut",
+    )
+    swapMode: Literal["ExactIn", "ExactOut"] = Field(
+        "ExactIn",
+        description="ExactIn: spend amountIn. ExactOut: receive amountOut for the least "
+        "input, at most maxAmountIn",
+    )
+    amountOut: Amount | None = Field(
+        None, description="ExactOut: the output wanted (tokenOut), exact decimal > 0"
+    )
+    maxAmountIn: Amount | None = Field(
+        None,
+        description="ExactOut: the most to spend; by default the quoted input plus slippageBps",
+    )
+    dexes: list[str] | None = Field(
+        None,
+        description="route only on these venues (names or Jupiter labels: raydium, "
+        "meteora, Raydium, Meteora DLMM); an unknown venue is a 400",
+    )
+    excludeDexes: list[str] | None = Field(None, description="never route on these venues")
+    onlyDirectRoutes: Annotated[bool, BeforeValidator(_boolean)] = Field(
+        False, description="no hops through SOL or USDC: direct pools only"
+    )
     slippageBps: Annotated[int, BeforeValidator(_integer), Field(ge=0, le=5000)] = 50
     quoteId: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     limitPrice: Amount | None = None
@@ -108,15 +141,26 @@ class OrderRequest(BaseModel):
     def _rules(self) -> OrderRequest:
         if self.tokenIn == self.tokenOut:
             raise ValueError("tokenIn and tokenOut must be different tokens")
-        token = find_token(self.tokenIn)
-        assert token is not None
-        if self.amountIn <= 0:
-            raise ValueError("amountIn must be greater than 0")
-        if decimal_places(self.amountIn) > token.decimals:
-            raise ValueError(
-                f"amountIn has more than {token.decimals} decimal places,"
-                f" the precision of {token.symbol}"
-            )
+        if self.swapMode == "ExactIn":
+            if self.amountIn is None:
+                raise ValueError("amountIn is required (or swapMode ExactOut with amountOut)")
+            if self.amountOut is not None or self.maxAmountIn is not None:
+                raise ValueError("amountOut and maxAmountIn apply to swapMode ExactOut")
+            _check_amount("amountIn", self.amountIn, self.tokenIn)
+        else:
+            if self.amountIn is not None:
+                raise ValueError(
+                    "an ExactOut order gives amountOut (and maxAmountIn), not amountIn"
+                )
+            if self.amountOut is None:
+                raise ValueError("amountOut is required with swapMode ExactOut")
+            _check_amount("amountOut", self.amountOut, self.tokenOut)
+            if self.maxAmountIn is not None:
+                _check_amount("maxAmountIn", self.maxAmountIn, self.tokenIn)
+            if self.type != "market":
+                raise ValueError("swapMode ExactOut applies to market orders")
+            if self.quoteId is not None:
+                raise ValueError("quoteId applies to ExactIn orders")
         if self.type == "market" and (
             self.limitPrice is not None or self.expiresAt is not None or self.ttlSeconds is not None
         ):
@@ -147,6 +191,13 @@ class OrderRequest(BaseModel):
                 raise ValueError("expiresAt is in the past")
         return self
 
+    # The routing options, checked (venue names resolved) by `validate_order`.
+    _options: RouteOptions = PrivateAttr(default_factory=RouteOptions)
+
+    @property
+    def options(self) -> RouteOptions:
+        return self._options
+
     @property
     def user(self) -> str:
         """The userId: always set once `validate_order` accepted the order."""
@@ -156,6 +207,45 @@ class OrderRequest(BaseModel):
     def fingerprint(self) -> str:
         """A stable hash of the request, to tell a retried submission from a different one."""
         return hashlib.sha256(jsoncodec.dumps(self.model_dump(mode="python"))).hexdigest()
+
+
+def _check_amount(name: str, amount: Decimal, symbol: str) -> None:
+    token = find_token(symbol)
+    assert token is not None
+    if amount <= 0:
+        raise ValueError(f"{name} must be greater than 0")
+    if decimal_places(amount) > token.decimals:
+        raise ValueError(
+            f"{name} has more than {token.decimals} decimal places, the precision of {token.symbol}"
+        )
+
+
+def route_options(
+    swap_mode: str = "ExactIn",
+    amount_out: Decimal | None = None,
+    max_amount_in: Decimal | None = None,
+    dexes: str | list[str] | None = None,
+    exclude_dexes: str | list[str] | None = None,
+    only_direct_routes: bool = False,
+) -> RouteOptions:
+    """The routing options of a quote or an order; ApiError 400 for an unknown venue or
+    filters that leave no venue at all."""
+    try:
+        allowed = venue_list(dexes, "dexes")
+        excluded = venue_list(exclude_dexes, "excludeDexes") or ()
+    except ValueError as err:
+        raise ApiError(400, "unknown_venue", str(err)) from None
+    options = RouteOptions(
+        swap_mode="ExactOut" if swap_mode == "ExactOut" else "ExactIn",
+        amount_out=amount_out,
+        max_amount_in=max_amount_in,
+        dexes=allowed,
+        exclude_dexes=excluded,
+        only_direct_routes=only_direct_routes,
+    )
+    if not options.venues():
+        raise ApiError(400, "no_venue", "dexes and excludeDexes leave no venue to route on")
+    return options
 
 
 def parse_order_request(
@@ -206,13 +296,22 @@ def validate_order(data: Any, max_amount: Decimal, key_user: str | None = None) 
             "userId: required (or send an API key, which names the user)",
             [{"field": "userId", "message": "required without an API key"}],
         )
-    if order.amountIn > max_amount:
-        raise ApiError(
-            422,
-            "validation_error",
-            f"amountIn: exceeds the maximum order size of {max_amount}",
-            [{"field": "amountIn", "message": f"at most {max_amount}"}],
-        )
+    for name, amount in (("amountIn", order.amountIn), ("maxAmountIn", order.maxAmountIn)):
+        if amount is not None and amount > max_amount:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"{name}: exceeds the maximum order size of {max_amount}",
+                [{"field": name, "message": f"at most {max_amount}"}],
+            )
+    order._options = route_options(
+        order.swapMode,
+        order.amountOut,
+        order.maxAmountIn,
+        order.dexes,
+        order.excludeDexes,
+        order.onlyDirectRoutes,
+    )
     return order
 
 
@@ -267,11 +366,45 @@ def fill_view(order: Order) -> dict[str, Any]:
     return {name: fill.get(name) for name in FILL_FIELDS}
 
 
+def execution_quality(order: Order) -> dict[str, Any] | None:
+    """How well a filled order was executed (SPEC §10), None before a fill.
+
+    Against the arrival mid (the best venue's spot price when the order was first
+    routed, before fees and impact): `shortfallBps` is what the fill gave up against
+    amountIn × arrivalMid, in bps of it (positive: a cost). `splitGainBps` is what the
+    route's quote gave over the best single venue for the same input.
+    """
+    route = order.route or {}
+    if order.status is not OrderStatus.CONFIRMED or order.amount_out is None:
+        return None
+    mid = route.get("arrivalMid")
+    # The input the swap spent, read from the chain (an exact-out swap spends at most
+    # its maximum); the route's planned input for fills recorded without it.
+    amount_in = (order.fill or {}).get("amountIn", route.get("amountIn", order.amount_in))
+    single = route.get("bestSingle") or {}
+    shortfall = None
+    if mid is not None and Decimal(mid) > 0:
+        with localcontext(math_context()):
+            ideal = Decimal(amount_in) * Decimal(mid)
+            shortfall = ((ideal - order.amount_out) / ideal * 10_000).quantize(Decimal("0.01"))
+    return {
+        "arrivalMid": mid,
+        "amountIn": amount_in,
+        "quotedAmountOut": order.expected_amount_out,
+        "realisedAmountOut": order.amount_out,
+        "shortfallBps": shortfall,
+        "bestSingleAmountOut": single.get("amountOut"),
+        "splitGainBps": route.get("splitGainBps"),
+    }
+
+
 def order_view(order: Order) -> dict[str, Any]:
     """The full order record of `GET /api/orders/{id}`."""
     route = None
     if order.quotes and order.dex_used and isinstance(order.quotes.get(order.dex_used), dict):
         route = order.quotes[order.dex_used].get("route")
+    plan = order.route or {}
+    routing = dict(order.routing) if order.routing else RouteOptions().as_fields()
     return {
         "orderId": str(order.id),
         "userId": order.user_id,
@@ -298,6 +431,12 @@ def order_view(order: Order) -> dict[str, Any]:
         "createdAt": iso(order.created_at),
         "updatedAt": iso(order.updated_at),
         "clientOrderId": order.client_order_id,
+        "swapMode": routing["swapMode"],
+        "routing": routing,
+        "routePlan": plan.get("routePlan"),
+        "bestSingle": plan.get("bestSingle"),
+        "splitGainBps": plan.get("splitGainBps"),
+        "executionQuality": execution_quality(order),
         **ccxt_fields(order),
     }
 

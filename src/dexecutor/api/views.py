@@ -58,6 +58,43 @@ class NetworkFeeDetailView(View):
     rent: Num = Field(description="deposit of an output token account the swap opened, in SOL")
 
 
+class RouteLegView(View):
+    """One leg of a route (SPEC §10): a share of the input through one path."""
+
+    venue: str = Field(description='the venue, or the hops\' venues joined by "+"')
+    path: list[str] = Field(description="tokens as traded (native SOL as wSOL)")
+    percent: int = Field(description="share of the input, whole percents summing to 100")
+    amountIn: Num
+    amountOut: Num
+    fee: Num = Field(description="the hops' combined fee rate")
+    priceImpact: Num
+
+
+class RoutingView(View):
+    """How the order asked to be routed."""
+
+    swapMode: str = Field(description="ExactIn (spend amountIn) or ExactOut")
+    amountOut: Num | None = Field(description="ExactOut: the output wanted")
+    maxAmountIn: Num | None = Field(description="ExactOut: the most it may spend")
+    dexes: list[str] | None = Field(description="only these venues (null: every venue)")
+    excludeDexes: list[str]
+    onlyDirectRoutes: bool
+
+
+class ExecutionQualityView(View):
+    """How well a filled order was executed; see the README's order section."""
+
+    arrivalMid: Num | None = Field(description="best venue spot price when first routed")
+    amountIn: Num = Field(description="what the fill spent (exact-out: at most maxAmountIn)")
+    quotedAmountOut: Num | None = Field(description="what the route quoted (expectedAmountOut)")
+    realisedAmountOut: Num = Field(description="what the fill gave (amountOut)")
+    shortfallBps: Num | None = Field(
+        description="(amountIn x arrivalMid - realised) / (amountIn x arrivalMid), in bps"
+    )
+    bestSingleAmountOut: Num | None = Field(description="the best single venue's quote")
+    splitGainBps: Num | None = Field(description="the route's quote over the best single")
+
+
 class OrderView(View):
     orderId: str
     userId: str
@@ -102,6 +139,12 @@ class OrderView(View):
     average: Num | None = Field(description="executed price, tokenOut per tokenIn")
     cost: Num = Field(description="tokenOut received (amountOut), 0 unfilled")
     fee: FeeView | None = Field(description="the venue fee of the fill, in tokenIn")
+    swapMode: str
+    routing: RoutingView
+    routePlan: list[RouteLegView] | None = Field(description="the latest attempt's legs")
+    bestSingle: RouteLegView | None = Field(description="the best one-leg route beside it")
+    splitGainBps: Num | None = Field(description="the route's quoted gain over bestSingle")
+    executionQuality: ExecutionQualityView | None = Field(description="null until filled")
 
 
 class StatusView(View):
@@ -174,10 +217,16 @@ class QuoteView(View):
     quoteId: str
     tokenIn: str
     tokenOut: str
-    amountIn: Num
+    swapMode: str
+    amountIn: Num = Field(description="the route's input (ExactOut: the least it needs)")
+    amountOut: Num = Field(description="the route's total output")
+    maxAmountIn: Num | None = Field(None, description="ExactOut: the most an order may spend")
     slippageBps: int
     quotes: dict[str, VenueQuoteView]
     route: RouteView
+    routePlan: list[RouteLegView]
+    bestSingle: RouteLegView | None
+    splitGainBps: Num
     expectedAmountOut: Num
     minAmountOut: Num
     expiresAt: str

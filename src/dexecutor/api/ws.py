@@ -320,7 +320,7 @@ async def execute_ws(ws: WebSocket) -> None:
             await ws.app.state.limiter.check(None, req.user)
             await check_backlog(svc)
             try:
-                order, _ = await intake.accept(new_order(req), None, req.fingerprint())
+                order, _ = await intake.accept(await new_order(req, svc), None, req.fingerprint())
             except (Refused, IdempotencyConflict) as err:
                 raise ApiError(422, getattr(err, "code", "conflict"), str(err)) from None
             except DATABASE_DOWN as err:

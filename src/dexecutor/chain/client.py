@@ -38,6 +38,7 @@ from dexecutor.chain.rpc import (
 )
 from dexecutor.domain.failures import FailureReason
 from dexecutor.domain.money import price_of
+from dexecutor.engine.routing import Routed, RouteOptions
 from dexecutor.market.tokens import find_token, route_name
 from dexecutor.market.types import MarketError, Quote
 from dexecutor.market.venue import (
@@ -176,6 +177,21 @@ class ChainClient:
             if response.status_code == 503:
                 raise VenueError(reason, str(body.get("error")))
             raise MarketError(reason, str(body.get("error")))
+        single = body.get("venueQuotes", {}).get(venue)
+        if single is not None:  # the venue's own best path, not a route across its pools
+            if "error" in single:
+                raise MarketError(single["error"], str(single["message"]))
+            return Quote(
+                venue=venue,
+                token_in=t_in.symbol,
+                token_out=t_out.symbol,
+                amount_in=amount,
+                amount_out=Decimal(single["amountOut"]),
+                price=Decimal(single["price"]),
+                fee=Decimal(single["fee"]),
+                price_impact=Decimal(single["priceImpact"]),
+                route=tuple(single["route"]),
+            )
         leg = body["routePlan"][0]["swapInfo"]
         amount_out = p.from_base_units(body["outAmount"], t_out)
         fee = (
@@ -195,6 +211,36 @@ class ChainClient:
             price_impact=Decimal(body["priceImpactPct"]),
             route=tuple(route),
         )
+
+    async def route(
+        self, token_in: str, token_out: str, amount: Decimal, options: RouteOptions
+    ) -> Routed:
+        """The best route, split across venues and paths, in one request to the chain.
+
+        `amount` is the input, or for ExactOut the output wanted. MarketError when no
+        route can fill it, VenueError when no allowed venue answered.
+        """
+        t_in, t_out = _token(token_in), _token(token_out)
+        exact_in = options.swap_mode == "ExactIn"
+        params = {
+            "inputMint": t_in.mint,
+            "outputMint": t_out.mint,
+            "amount": str(p.to_base_units(amount, t_in if exact_in else t_out)),
+            "slippageBps": "0",
+            **options.query(),
+        }
+        try:
+            response = await self._request("GET", "/quote", params=params)
+        except ChainUnreachable as err:
+            raise VenueError(FailureReason.VENUE_UNAVAILABLE, str(err)) from None
+        body = jsoncodec.loads(response.content)
+        if response.status_code != 200:
+            reason = body.get("reason") or FailureReason.VENUE_UNAVAILABLE
+            if response.status_code == 503:
+                raise VenueError(reason, str(body.get("error")))
+            raise MarketError(reason, str(body.get("error")))
+        mid = body.get("midPrice")
+        return Routed(body["plan"], body.get("venueQuotes", {}), Decimal(mid) if mid else None)
 
     # -- reads and mock controls -------------------------------------------------------------
 
@@ -326,22 +372,33 @@ class ChainVenue:
         token_out: str,
         amount_in: Decimal,
         min_amount_out: Decimal,
+        legs: tuple[txn.Leg, ...] | None = None,
+        exact_out: bool = False,
     ) -> SignedTx:
-        """The swap transaction signed by the user's wallet, ready to record and send."""
+        """The swap transaction signed by the user's wallet, ready to record and send.
+
+        Without `legs` the whole order is this venue's swap; with them, the route's legs
+        go in one transaction (the router's instruction when there are several, or a leg
+        of two hops, or exact-out), with the compute units the legs need.
+        """
         keypair, (blockhash, last_valid), price = await asyncio.gather(
             self._signer.keypair(user_id), self._rpc.latest_blockhash(), self._rpc.priority_fee()
         )
-        swap = txn.SwapTx.single(
+        if legs is None:
+            legs = (txn.Leg((txn.Hop(self.name, token_in, token_out),), amount_in),)
+        swap = txn.SwapTx(
             owner=str(keypair.pubkey()),
-            venue=self.name,
             token_in=token_in,
             token_out=token_out,
             amount_in=amount_in,
             min_amount_out=min_amount_out,
+            legs=legs,
             order_id=order_id,
             attempt=attempt,
             recent_blockhash=blockhash,
+            compute_unit_limit=txn.compute_units_for(legs),
             compute_unit_price=price,
+            exact_out=exact_out,
         )
         signed = txn.build(swap, keypair)
         return SignedTx(txn.signature(signed), self.name, txn.encode(signed), last_valid)
@@ -386,7 +443,7 @@ class ChainVenue:
                 f" after block {outcome.last_valid_block_height} (now {outcome.block_height})",
             )
         assert swap is not None, f"{tx.signature}: a landed transaction without its record"
-        fee, amount_out = _costs(swap, outcome)
+        fee, amount_in, amount_out = _costs(swap, outcome)
         if outcome.err is not None:
             reason = reason_of(outcome.err)
             raise Reverted(
@@ -402,12 +459,13 @@ class ChainVenue:
             tx_hash=tx.signature,
             venue=swap.venue,
             amount_out=amount_out,
-            executed_price=price_of(amount_out, swap.amount_in),
+            executed_price=price_of(amount_out, amount_in),
             slot=outcome.slot,
             network_fee=fee,
             commitment="finalized" if outcome.finalized else "confirmed",
             finalized_at_slot=outcome.slot + FINALIZED_AFTER_SLOTS,
             sol_price=sol_price,
+            amount_in=amount_in,
         )
 
     async def _sol_price(self, token: str) -> Decimal | None:
@@ -420,26 +478,27 @@ class ChainVenue:
         return view.reference.get(("SOL", token))
 
 
-def _costs(swap: txn.SwapTx, landed: Landed) -> tuple[NetworkFee, Decimal]:
-    """The network fee (base, priority, rent) and the amount out of a landed swap.
+def _costs(swap: txn.SwapTx, landed: Landed) -> tuple[NetworkFee, Decimal, Decimal]:
+    """The network fee (base, priority, rent) and the amounts in and out of a landed swap,
+    from the wallet's balance changes (getTransaction's meta).
 
-    The rent is what the wallet's SOL lost beyond the fee and the swap's own SOL: the
-    deposit of a token account the swap opened for its output.
+    The input is what the wallet's input account lost (an exact-out swap spends at most
+    what it was sent with); with SOL as input, what its lamports lost beyond the fee and
+    the rent. The rent is the deposit of a token account the swap opened.
     """
     base = txn.LAMPORTS_PER_SIGNATURE
     priority = max(0, landed.fee - base)
-    sol_in = p.to_base_units(swap.amount_in, _token("SOL")) if swap.token_in == "SOL" else 0
-    t_out = _token(swap.token_out)
+    t_in, t_out = _token(swap.token_in), _token(swap.token_out)
+    if landed.err is not None:  # a reverted swap moved nothing but its fee
+        return NetworkFee(base, priority, 0), Decimal(0), Decimal(0)
+    rent = txn.TOKEN_ACCOUNT_RENT if t_out.mint in landed.opened else 0
+    sol = landed.owner_lamports_delta + landed.fee + rent  # the swap's own SOL movement
+    units_in = -sol if swap.token_in == "SOL" else -landed.owner_token_deltas.get(t_in.mint, 0)
     units = landed.return_units
-    if landed.err is not None:
-        units = 0
-    elif units is None:
-        if swap.token_out == "SOL":
-            units = landed.owner_lamports_delta + landed.fee + sol_in
-        else:
-            units = landed.owner_token_deltas.get(t_out.mint, 0)
-    sol_out = units if swap.token_out == "SOL" else 0
-    if landed.err is not None:
-        sol_in = 0  # a reverted swap moved nothing but its fee
-    rent = max(0, -landed.owner_lamports_delta - landed.fee - sol_in + sol_out)
-    return NetworkFee(base, priority, rent), p.from_base_units(units, t_out)
+    if units is None:
+        units = sol if swap.token_out == "SOL" else landed.owner_token_deltas.get(t_out.mint, 0)
+    return (
+        NetworkFee(base, priority, rent),
+        p.from_base_units(units_in, t_in),
+        p.from_base_units(units, t_out),
+    )

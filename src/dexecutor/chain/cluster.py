@@ -20,7 +20,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from itertools import islice, pairwise
+from itertools import islice
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +31,7 @@ from dexecutor.background import cancel_and_wait
 from dexecutor.chain import protocol as p
 from dexecutor.chain import transaction
 from dexecutor.chain.accounts import NATIVE, Accounts
+from dexecutor.chain.execution import PLAN, Swapped, apply_swap_action, swap_action
 from dexecutor.chain.faults import FaultBoard
 from dexecutor.chain.journal import Journal
 from dexecutor.chain.landing import Congestion
@@ -139,6 +140,9 @@ def apply_action(market: Market, kind: str, data: dict[str, Any], at: float) -> 
         for hop in data["hops"]:
             fill = _swap(market, hop, at)
         return fill
+    if kind == PLAN:  # a split or exact-out route's legs (chain/execution.py)
+        apply_swap_action(market, kind, data, at)
+        return None
     if kind == "launch":
         market.launch(data["token"], data["venue"], at)
     elif kind == "jump":
@@ -386,6 +390,34 @@ class Cluster:
             return None
         return made
 
+    async def venue_answers(self, venues: list[str]) -> dict[str, VenueError | None]:
+        """Which venues answer a routing request now: None, or why not (one quote latency).
+
+        A venue with a scripted timeout alone in the request hangs it (the client's
+        timeout ends it, as for one venue's quote); among others it is left out as timed
+        out, the way an aggregator routes around a venue that does not answer.
+        """
+        faults = {v: self.faults.take(v, QUOTE_FAULTS) for v in venues}
+        if len(venues) == 1 and (fault := faults[venues[0]]) and fault.kind == "timeout":
+            await asyncio.sleep(3600)
+        delay = self._delay(self._lat.quote_ms)
+        if delay:
+            await asyncio.sleep(delay)
+        answers: dict[str, VenueError | None] = {}
+        for venue in venues:
+            fault = faults[venue]
+            if fault is not None and fault.kind == "timeout":
+                answers[venue] = VenueError(
+                    FailureReason.VENUE_TIMEOUT, f"{venue} did not answer the quote request"
+                )
+            elif (fault is not None and fault.kind == "error") or self._roll():
+                answers[venue] = VenueError(
+                    FailureReason.VENUE_UNAVAILABLE, f"{venue} answered 503 to the quote request"
+                )
+            else:
+                answers[venue] = None
+        return answers
+
     # -- transactions ----------------------------------------------------------------------
 
     async def send(self, encoded: str) -> str:
@@ -548,6 +580,8 @@ class Cluster:
         fault = self.faults.take(tx.venue, ("price",))
         if fault is not None:
             self._act(slot, at, "jump", {"venue": tx.venue, "token": tx.token_in, "bps": fault.bps})
+        # An exact-out swap must hold its maximum (the program may spend up to it) and
+        # is debited only what it spent.
         units_in = p.to_base_units(swap.amount_in, p.token_of(swap.token_in))
         err: Any = None
         reason: str | None = None
@@ -557,14 +591,16 @@ class Cluster:
             reason = FailureReason.INSUFFICIENT_FUNDS
         else:
             try:
-                amount_out = self._execute(swap, signature, slot, at)
+                swapped = self._execute(swap, signature, slot, at)
             except MarketError as refusal:
                 reason = refusal.reason
             except ValueError:  # amounts the pools refuse
                 reason = FailureReason.TX_FAILED
             else:
+                amount_out = swapped.amount_out
+                spent = p.to_base_units(swapped.amount_in, p.token_of(swap.token_in))
                 units_out = p.to_base_units(amount_out, p.token_of(swap.token_out))
-                rent = self.accounts.swap(owner, mint_in, units_in, mint_out, units_out).rent
+                rent = self.accounts.swap(owner, mint_in, spent, mint_out, units_out).rent
         if reason is not None:
             err = p.error_of(reason)
         after = {m: self.accounts.token(owner, m) for m in mints}
@@ -592,60 +628,18 @@ class Cluster:
             )
         )
 
-    def _execute(self, swap: SwapTx, signature: str, slot: int, at: float) -> Decimal:
+    def _execute(self, swap: SwapTx, signature: str, slot: int, at: float) -> Swapped:
         """Run the swap (or the whole route) on the market; MarketError when it fails.
 
-        A route is all or nothing: its legs are priced on the pools as they are, the
-        minimum applies to the total, and only then are the legs committed. A route that
-        would trade one pool twice is refused (its legs' prices would depend on order).
+        A single-venue exact-in swap is the venue's own swap; a split, a two-hop leg or an
+        exact-out swap is the router's instruction (`chain/execution.py`): every leg on its
+        named pools, repriced now, the minimum on the total, all or nothing, and for
+        exact-out the least input that delivers the output (never more than was sent).
         """
-        if not swap.is_split:
-            data = {
-                "venue": swap.venue,
-                "tokenIn": swap.token_in,
-                "tokenOut": swap.token_out,
-                "amountIn": str(swap.amount_in),
-                "minAmountOut": str(swap.min_amount_out),
-            }
-            fill = apply_action(self.market, "fill", data, at)
-            assert fill is not None
-            self._journal.action(slot, at, "fill", {**data, "signature": signature})
-            return fill.amount_out
-        hops: list[dict[str, str]] = []
-        used: set[tuple[str, frozenset[str]]] = set()
-        total = Decimal(0)
-        for leg in swap.legs:
-            amount = leg.amount_in
-            for hop in leg.hops:
-                quote = self.market.quote(hop.venue, hop.token_in, hop.token_out, amount, at)
-                symbols = [_symbol(name) for name in quote.route]
-                pools = {(hop.venue, frozenset(pair)) for pair in pairwise(symbols)}
-                if pools & used:
-                    raise MarketError(
-                        FailureReason.TX_FAILED, "the route trades one pool more than once"
-                    )
-                used |= pools
-                hops.append(
-                    {
-                        "venue": hop.venue,
-                        "tokenIn": hop.token_in,
-                        "tokenOut": hop.token_out,
-                        "amountIn": str(amount),
-                        "minAmountOut": str(quote.amount_out),
-                    }
-                )
-                amount = quote.amount_out
-            total += amount
-        if total < swap.min_amount_out:
-            raise MarketError(
-                FailureReason.SLIPPAGE_EXCEEDED,
-                f"the route would fill {total} {swap.token_out}, below the minimum of "
-                f"{swap.min_amount_out}",
-            )
-        data_route = {"hops": hops}
-        apply_action(self.market, "route", data_route, at)
-        self._journal.action(slot, at, "route", {**data_route, "signature": signature})
-        return total
+        kind, data = swap_action(swap)
+        swapped = apply_swap_action(self.market, kind, data, at)
+        self._journal.action(slot, at, kind, {**data, "signature": signature})
+        return swapped
 
     def _saved(self, txs: list[ChainTx]) -> None:
         for tx in txs:
@@ -723,11 +717,6 @@ class Cluster:
                 continue
             best = q.price if best is None else max(best, q.price)
         return best
-
-
-def _symbol(route_name: str) -> str:
-    """A token's symbol from its name in a route (wSOL is SOL)."""
-    return "SOL" if route_name == "wSOL" else route_name
 
 
 def _genesis_hash(seed: int) -> str:

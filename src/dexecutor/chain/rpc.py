@@ -105,6 +105,8 @@ class Landed:
     owner_token_deltas: dict[str, int]  # mint -> post - pre base units, the owner's accounts
     return_units: int | None  # the swap program's return data (u64 LE amount out)
     finalized: bool
+    # Mints of the owner's token accounts the transaction opened (absent before it).
+    opened: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,10 +530,12 @@ def _landed(signature: str, answer: GetTransactionResp, owner: str | None, final
     assert meta is not None, f"{signature}: getTransaction without meta"
     delta = int(meta.post_balances[0]) - int(meta.pre_balances[0])
     tokens: dict[str, int] = {}
+    held: dict[int, set[str]] = {-1: set(), 1: set()}
     for sign, balances in ((-1, meta.pre_token_balances), (1, meta.post_token_balances)):
         for b in balances or []:
             if owner is None or b.owner is None or str(b.owner) == owner:
                 mint = str(b.mint)
+                held[sign].add(mint)
                 tokens[mint] = tokens.get(mint, 0) + sign * int(b.ui_token_amount.amount)
     units: int | None = None
     data = meta.return_data
@@ -546,6 +550,7 @@ def _landed(signature: str, answer: GetTransactionResp, owner: str | None, final
         owner_token_deltas=tokens,
         return_units=units,
         finalized=final,
+        opened=frozenset(held[1] - held[-1]),
     )
 
 

@@ -9,7 +9,6 @@ are the simulation's own: `/mock/*` (scripted faults, launches, price moves) and
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import struct
 from decimal import Decimal
@@ -30,9 +29,10 @@ from dexecutor.chain.accounts import NATIVE, TOKEN_PROGRAM, token_account
 from dexecutor.chain.cluster import MAX_AIRDROP, ChainBehind, Cluster, TxRefused
 from dexecutor.chain.records import LANDED, REVERTED, ChainTx
 from dexecutor.domain.failures import FailureReason
-from dexecutor.market.tokens import Token
+from dexecutor.market import split
+from dexecutor.market.tokens import Token, find_token
 from dexecutor.market.types import VENUES, MarketError, Quote
-from dexecutor.market.venue import FAULT_KINDS, VenueError
+from dexecutor.market.venue import FAULT_KINDS
 
 log = structlog.get_logger(__name__)
 
@@ -65,8 +65,40 @@ def _mint(value: Any, name: str) -> Token:
     return token
 
 
+def _venues_param(q: Any, name: str) -> list[str] | None:
+    """A comma-separated list of venue names or Jupiter labels; ValueError for unknown."""
+    raw = q.get(name)
+    if raw is None:
+        return None
+    named: list[str] = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        venue = p.venue_of(item)
+        if venue is None:
+            raise ValueError(f"{name}: unknown venue {item.strip()[:40]!r}; expected {VENUES}")
+        named.append(venue)
+    return named
+
+
+def _flag(q: Any, name: str) -> bool:
+    value = str(q.get(name, "false")).lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"{name}: expected true or false")
+    return value == "true"
+
+
 async def quote_response(cluster: Cluster, request: Request) -> Response:
-    """GET /quote, as Jupiter's: ExactIn, best venue (or the ones `dexes` names)."""
+    """GET /quote, as Jupiter's: the best route, split across venues and paths.
+
+    `amount` is the input (ExactIn) or the output wanted (ExactOut), in base units.
+    `dexes`, `excludeDexes` (venue names or labels, comma-separated) and
+    `onlyDirectRoutes` narrow the candidates; a venue with a scripted quote fault is
+    left out of the route, as an aggregator routes around a venue that does not answer.
+    The simulation's own fields: each venue's best single-path quote (`venueQuotes`),
+    the plan in decimals (`plan`, with the best single candidate beside it) and the
+    pair's best spot price (`midPrice`), so one request tells an engine all it needs.
+    """
     q = request.query_params
     try:
         t_in = _mint(q.get("inputMint"), "inputMint")
@@ -75,74 +107,139 @@ async def quote_response(cluster: Cluster, request: Request) -> Response:
         slippage = int(q.get("slippageBps", "50"))
         if units <= 0 or not 0 <= slippage <= 10_000 or t_in == t_out:
             raise ValueError("amount must be positive and the mints different")
-        if q.get("swapMode", "ExactIn") != "ExactIn":
-            raise ValueError("only swapMode=ExactIn is supported")
-        venues = list(VENUES)
-        if q.get("dexes"):
-            named = [p.venue_of(d) for d in q["dexes"].split(",")]
-            if None in named:
-                raise ValueError(f"dexes: unknown venue in {q['dexes'][:80]!r}")
-            venues = [v for v in VENUES if v in named]
+        mode = q.get("swapMode", "ExactIn")
+        if mode not in ("ExactIn", "ExactOut"):
+            raise ValueError("swapMode: ExactIn or ExactOut")
+        dexes = _venues_param(q, "dexes")
+        excluded = _venues_param(q, "excludeDexes") or []
+        direct = _flag(q, "onlyDirectRoutes")
     except ValueError as err:
         return _error(400, "INVALID_REQUEST", str(err))
-    amount = p.from_base_units(units, t_in)
-    answers = await asyncio.gather(
-        *(cluster.quote(v, t_in.symbol, t_out.symbol, amount) for v in venues),
-        return_exceptions=True,
-    )
-    for answer in answers:
-        if isinstance(answer, BaseException) and not isinstance(answer, MarketError):
-            raise answer
-    results = [a for a in answers if isinstance(a, Quote)]
-    if not results:  # an aggregator routes around a venue that refuses; none quoted here
-        refusals = [a for a in answers if isinstance(a, MarketError)]
-        down = [a for a in refusals if isinstance(a, VenueError)]
-        if down:
-            return _error(503, "VENUE_UNAVAILABLE", down[0].message, down[0].reason)
-        if len(refusals) == 1:
-            (refusal,) = refusals
-            code = "COULD_NOT_FIND_ANY_ROUTE" if refusal.reason == "no_route" else "NO_LIQUIDITY"
-            return _error(400, code, refusal.message, refusal.reason)
-        return _error(400, "COULD_NOT_FIND_ANY_ROUTE", "no venue has a route", "no_route")
-    best = max(results, key=lambda r: r.amount_out)
-    out_units = p.to_base_units(best.amount_out, t_out)
-    threshold = out_units * (10_000 - slippage) // 10_000
-    fee_units = int((Decimal(units) * best.fee).to_integral_value())
-    base, quote_ = (t_in.symbol, t_out.symbol)
+    venues = [v for v in VENUES if (dexes is None or v in dexes) and v not in excluded]
+    answers = await cluster.venue_answers(venues)
+    open_venues = [v for v in venues if answers[v] is None]
+    refusals = [a for a in answers.values() if a is not None]
+    if not open_venues:
+        if refusals:
+            return _error(503, "VENUE_UNAVAILABLE", refusals[0].message, refusals[0].reason)
+        return _error(400, "COULD_NOT_FIND_ANY_ROUTE", "no venue left to route on", "no_route")
+    at = cluster.now()
+    market = cluster.market
+    token_in, token_out = t_in.symbol, t_out.symbol
+    pools = [(v, pool) for v, pool in market.venue_pools() if v in open_venues]
+    options = split.candidates(pools, token_in, token_out, only_direct_routes=direct)
+    amount = p.from_base_units(units, t_in if mode == "ExactIn" else t_out)
+    cost = split.leg_cost_in(token_out, market.venue_pools())
+    try:
+        if mode == "ExactIn":
+            plan = split.route(options, amount, leg_cost=cost)
+        else:
+            plan = split.route_exact_out(options, amount, leg_cost=cost)
+    except MarketError as refusal:
+        if refusals:  # a venue that did not answer may fill it the next time: transient
+            down = refusals[0]
+            return _error(
+                503, "VENUE_UNAVAILABLE", f"{down.message}; {refusal.message}", down.reason
+            )
+        code = "COULD_NOT_FIND_ANY_ROUTE" if refusal.reason == "no_route" else "NO_LIQUIDITY"
+        return _error(400, code, refusal.message, refusal.reason)
+    in_units = p.to_base_units(plan.amount_in, t_in)
+    out_units = p.to_base_units(plan.amount_out, t_out)
+    if mode == "ExactIn":
+        threshold = out_units * (10_000 - slippage) // 10_000
+    else:
+        threshold = -(-in_units * (10_000 + slippage) // 10_000)
+    # Each venue's own quote for the whole amount (ExactIn; an ExactOut route shows only
+    # its refusals: its best single candidate is `plan.bestSingle`).
+    venue_quotes: dict[str, Any] = {}
+    for venue in venues:
+        answer: Quote | MarketError | None = answers[venue]
+        if answer is None and mode == "ExactIn":
+            try:
+                answer = market.quote(venue, token_in, token_out, amount, at)
+            except MarketError as err:
+                answer = err
+        if answer is not None:
+            venue_quotes[venue] = _venue_quote(answer)
+    legs = plan.legs
+    first = legs[0]
     return _json(
         {
             "inputMint": t_in.mint,
-            "inAmount": str(units),
+            "inAmount": str(in_units),
             "outputMint": t_out.mint,
             "outAmount": str(out_units),
             "otherAmountThreshold": str(threshold),
-            "swapMode": "ExactIn",
+            "swapMode": mode,
             "slippageBps": slippage,
             "platformFee": None,
-            "priceImpactPct": str(best.price_impact),
+            "priceImpactPct": str(_route_impact(legs)),
             "routePlan": [
-                {
-                    "swapInfo": {
-                        "ammKey": p.pool_address(best.venue, base, quote_),
-                        "label": p.LABELS[best.venue],
-                        "inputMint": t_in.mint,
-                        "outputMint": t_out.mint,
-                        "inAmount": str(units),
-                        "outAmount": str(out_units),
-                        "feeAmount": str(fee_units),
-                        "feeMint": t_in.mint,
-                    },
-                    "percent": 100,
-                }
+                _swap_info(leg, hop_index, t_in, t_out)
+                for leg in legs
+                for hop_index in range(len(leg.venues))
             ],
             "contextSlot": cluster.slot(),
             "timeTaken": 0,
-            # The simulation's own: the exact fee rate and the path as traded.
-            "venue": best.venue,
-            "feeRate": str(best.fee),
-            "route": list(best.route),
+            # The simulation's own fields.
+            "venue": first.venue if len(legs) == 1 else "+".join(dict.fromkeys(first.venues)),
+            "feeRate": str(first.fee),
+            "route": list(first.path),
+            "plan": plan.as_fields(),
+            "venueQuotes": venue_quotes,
+            "midPrice": _best_mid(cluster, open_venues, token_in, token_out, at),
         }
     )
+
+
+def _venue_quote(result: Quote | MarketError) -> dict[str, Any]:
+    if isinstance(result, MarketError):
+        return {"error": result.reason, "message": result.message}
+    return {
+        "price": result.price,
+        "amountOut": result.amount_out,
+        "fee": result.fee,
+        "priceImpact": result.price_impact,
+        "route": list(result.route),
+    }
+
+
+def _route_impact(legs: tuple[split.Leg, ...]) -> Decimal:
+    """The route's price impact: the legs' impacts weighted by their inputs."""
+    total = sum((leg.amount_in for leg in legs), Decimal(0))
+    return sum((leg.price_impact * leg.amount_in / total for leg in legs), Decimal(0)).normalize()
+
+
+def _swap_info(leg: split.Leg, i: int, t_in: Token, t_out: Token) -> dict[str, Any]:
+    """One hop of a leg as a Jupiter `routePlan` entry (the leg's percent on its first)."""
+    fill = leg.fills[i]
+    hop_in, hop_out = _token_of(fill.token_in), _token_of(fill.token_out)
+    return {
+        "swapInfo": {
+            "ammKey": p.pool_address(leg.venues[i], *sorted((fill.token_in, fill.token_out))),
+            "label": p.LABELS[leg.venues[i]],
+            "inputMint": hop_in.mint,
+            "outputMint": hop_out.mint,
+            "inAmount": str(p.to_base_units(fill.amount_in, hop_in)),
+            "outAmount": str(p.to_base_units(fill.amount_out, hop_out)),
+            "feeAmount": str(int(fill.fee_amount.scaleb(hop_in.decimals).to_integral_value())),
+            "feeMint": hop_in.mint,
+        },
+        "percent": leg.percent if i == 0 else 100,
+    }
+
+
+def _token_of(symbol: str) -> Token:
+    token = find_token(symbol)
+    assert token is not None
+    return token
+
+
+def _best_mid(
+    cluster: Cluster, venues: list[str], token_in: str, token_out: str, at: float
+) -> str | None:
+    mids = [m for v, m in cluster.mids(token_in, token_out, at).items() if v in venues and m]
+    return str(max(mids)) if mids else None
 
 
 # -- JSON-RPC ----------------------------------------------------------------------------

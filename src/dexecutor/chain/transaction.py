@@ -65,7 +65,9 @@ ROUTER_PROGRAM = Pubkey.from_string("JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4
 COMPUTE_BUDGET_PROGRAM = compute_budget.ID
 _VENUE_PROGRAMS = {Pubkey.from_string(pid): venue for venue, pid in PROGRAMS.items()}
 SWAP_BASE_IN = 9
+SWAP_BASE_OUT = 11  # the AMM's swap-base-out: [11, max_amount_in, amount_out]
 ROUTE = 1
+EXACT_OUT_ROUTE = 2
 MEMO_PREFIX = "dexecutor"
 
 
@@ -101,6 +103,9 @@ class SwapTx:
     recent_blockhash: str
     compute_unit_limit: int = SWAP_COMPUTE_UNITS
     compute_unit_price: int = 0  # micro-lamports per compute unit
+    # ExactOut: `min_amount_out` is the exact output wanted and `amount_in` (and each
+    # leg's) the most it may spend; the program spends the least input that delivers.
+    exact_out: bool = False
 
     @staticmethod
     def single(
@@ -240,7 +245,8 @@ def _swap_instruction(swap: SwapTx, owner: Pubkey) -> Instruction:
             AccountMeta(_mint(swap.token_out), is_signer=False, is_writable=False),
             *(AccountMeta(pool, False, True) for pool in _pools(swap.legs[0].hops)),
         ]
-        packed = struct.pack("<BQQ", SWAP_BASE_IN, units_in, min_out)
+        tag = SWAP_BASE_OUT if swap.exact_out else SWAP_BASE_IN
+        packed = struct.pack("<BQQ", tag, units_in, min_out)
         return Instruction(Pubkey.from_string(PROGRAMS[hop.venue]), packed, accounts)
     # A route: accounts are the owner then every mint it touches; hops name mints by index.
     mints: list[str] = [swap.token_in, swap.token_out]
@@ -249,7 +255,8 @@ def _swap_instruction(swap: SwapTx, owner: Pubkey) -> Instruction:
             for symbol in (hop.token_in, hop.token_out):
                 if symbol not in mints:
                     mints.append(symbol)
-    data = bytearray(struct.pack("<BQQB", ROUTE, units_in, min_out, len(swap.legs)))
+    tag = EXACT_OUT_ROUTE if swap.exact_out else ROUTE
+    data = bytearray(struct.pack("<BQQB", tag, units_in, min_out, len(swap.legs)))
     for leg in swap.legs:
         if not 1 <= len(leg.hops) <= 2:
             raise ValueError("a leg has one or two hops")
@@ -291,6 +298,7 @@ def _parse(tx: Transaction) -> SwapTx:
     owner = keys[0]
     cu_limit, cu_price = 200_000, 0  # Solana's defaults when the budget is not set
     swap: tuple[str, str, Decimal, Decimal, tuple[Leg, ...]] | None = None
+    exact_out = False
     memo: str | None = None
     for ix in message.instructions:
         program = keys[ix.program_id_index]
@@ -305,8 +313,9 @@ def _parse(tx: Transaction) -> SwapTx:
             memo = data.decode()
         elif program in _VENUE_PROGRAMS:
             tag, units_in, min_out = struct.unpack("<BQQ", data[:17])
-            if tag != SWAP_BASE_IN or accounts[0] != owner:
-                raise ValueError("not a swap-base-in by the fee payer")
+            if tag not in (SWAP_BASE_IN, SWAP_BASE_OUT) or accounts[0] != owner:
+                raise ValueError("not a swap by the fee payer")
+            exact_out = tag == SWAP_BASE_OUT
             t_in, t_out = _symbol(accounts[1]), _symbol(accounts[2])
             amount_in = from_base_units(units_in, _token(t_in))
             hop = Hop(_VENUE_PROGRAMS[program], t_in, t_out)
@@ -314,6 +323,7 @@ def _parse(tx: Transaction) -> SwapTx:
             swap = (t_in, t_out, amount_in, from_base_units(min_out, _token(t_out)), legs)
         elif program == ROUTER_PROGRAM:
             swap = _parse_route(data, accounts, owner)
+            exact_out = data[0] == EXACT_OUT_ROUTE
         else:
             raise ValueError(f"unexpected program {program}")
     if swap is None or memo is None:
@@ -334,6 +344,7 @@ def _parse(tx: Transaction) -> SwapTx:
         recent_blockhash=str(message.recent_blockhash),
         compute_unit_limit=cu_limit,
         compute_unit_price=cu_price,
+        exact_out=exact_out,
     )
 
 
@@ -341,7 +352,7 @@ def _parse_route(
     data: bytes, accounts: list[Pubkey], owner: Pubkey
 ) -> tuple[str, str, Decimal, Decimal, tuple[Leg, ...]]:
     tag, units_in, min_out, n_legs = struct.unpack("<BQQB", data[:18])
-    if tag != ROUTE or accounts[0] != owner or n_legs < 1:
+    if tag not in (ROUTE, EXACT_OUT_ROUTE) or accounts[0] != owner or n_legs < 1:
         raise ValueError("not a route by the fee payer")
     t_in, t_out = _symbol(accounts[1]), _symbol(accounts[2])
     at = 18

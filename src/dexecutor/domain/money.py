@@ -38,6 +38,12 @@ def less_bps(amount: Decimal, bps: int) -> Decimal:
         return amount * (BPS - bps) / BPS
 
 
+def more_bps(amount: Decimal, bps: int) -> Decimal:
+    """`amount × (1 + bps/10000)`, exactly: the ceiling a slippage tolerance allows."""
+    with localcontext(math_context()):
+        return amount * (BPS + bps) / BPS
+
+
 def price_of(amount_out: Decimal, amount_in: Decimal, places: int = 12) -> Decimal:
     """tokenOut per tokenIn, rounded down to `places` digits for display and storage."""
     with localcontext(math_context()):

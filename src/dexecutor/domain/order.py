@@ -74,6 +74,19 @@ EXECUTING: frozenset[OrderStatus] = frozenset({S.ROUTING, S.BUILDING, S.SUBMITTE
 CANCELLABLE: frozenset[OrderStatus] = frozenset({S.PENDING, S.WAITING})
 
 
+# The building event's fields that describe the route (SPEC §10), kept on the order.
+ROUTE_FIELDS = (
+    "swapMode",
+    "amountIn",
+    "amountOut",
+    "maxAmountIn",
+    "routePlan",
+    "bestSingle",
+    "splitGainBps",
+    "arrivalMid",
+)
+
+
 class IllegalTransition(Exception):
     """A status change the transition table does not allow: always a bug."""
 
@@ -122,6 +135,10 @@ class Order:
     quote_expires_at: datetime | None = None
     # The Idempotency-Key the order was placed with, echoed as `clientOrderId`.
     client_order_id: str | None = None
+    # How the order asked to be routed (SPEC §10: swapMode, amountOut, maxAmountIn,
+    # dexes, excludeDexes, onlyDirectRoutes); None for the defaults. For an ExactOut
+    # order `amount_in` is the most it may spend (its maxAmountIn).
+    routing: Mapping[str, Any] | None = None
     dex_used: str | None = None
     quotes: Mapping[str, Any] | None = None
     expected_amount_out: Decimal | None = None
@@ -132,6 +149,8 @@ class Order:
     fail_reason: str | None = None
     # Where the attempt's swap landed and what it cost (FILL_FIELDS of its event).
     fill: Mapping[str, Any] | None = None
+    # The route of the latest attempt, as its building event gave it (`ROUTE_FIELDS`).
+    route: Mapping[str, Any] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -167,6 +186,7 @@ class Order:
                 quotes=d["quotes"],
                 expected_amount_out=d["expectedAmountOut"],
                 min_amount_out=d["minAmountOut"],
+                route={k: d[k] for k in ROUTE_FIELDS if k in d} or None,
             )
         elif event.status is OrderStatus.SUBMITTED:
             changes.update(tx_hash=d["txHash"])
@@ -199,7 +219,12 @@ FILL_FIELDS = (
 
 
 def _fill(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: data[k] for k in FILL_FIELDS if k in data}
+    """The fill fields, and the input the swap really spent (`amountIn` of a confirmed
+    event: an exact-out swap spends at most its maximum, the order's amountIn)."""
+    fill = {k: data[k] for k in FILL_FIELDS if k in data}
+    if data.get("amountIn") is not None:
+        fill["amountIn"] = data["amountIn"]
+    return fill
 
 
 def first_event(order: Order) -> OrderEvent:
@@ -216,7 +241,8 @@ def first_event(order: Order) -> OrderEvent:
             "tokenOut": order.token_out,
             "amountIn": order.amount_in,
         }
-        | ({"clientOrderId": order.client_order_id} if order.client_order_id else {}),
+        | ({"clientOrderId": order.client_order_id} if order.client_order_id else {})
+        | ({"routing": dict(order.routing)} if order.routing else {}),
     )
 
 

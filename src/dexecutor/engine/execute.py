@@ -20,10 +20,11 @@ or its blockhash expired with the transaction still unseen (`blockhash_expired`)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -33,9 +34,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dexecutor.domain.failures import FailureReason, backoff_ms, is_retryable
-from dexecutor.domain.money import less_bps, limit_floor, quantize_down
+from dexecutor.domain.money import less_bps, limit_floor, math_context, quantize_down
 from dexecutor.domain.order import Order, OrderEvent, OrderStatus, OrderType
-from dexecutor.engine.routing import decide
+from dexecutor.engine.routing import (
+    Routed,
+    RouteOptions,
+    Router,
+    decide,
+    single_route,
+    swap_terms,
+)
 from dexecutor.engine.triggers import expired_because, trigger_of
 from dexecutor.market.fees import effective_price, fee_detail, lamports_to_sol, venue_fee
 from dexecutor.market.tokens import find_token
@@ -119,6 +127,7 @@ class Engine:
         observer: Observer | None = None,
         clock: Callable[[], datetime] = utcnow,
         funds: Funds | None = None,
+        router: Router | None = None,
     ) -> None:
         self._repo = repo
         self._publisher = publisher
@@ -128,6 +137,9 @@ class Engine:
         self._observer = observer
         self._clock = clock
         self._funds = funds
+        # The split router (the chain's quote): one request per routing. Without it the
+        # engine quotes each venue for the whole order (one leg).
+        self._router = router
 
     async def process(self, order_id: UUID) -> int | None:
         """Carry the order as far as it goes now. Returns a retry delay (ms) or None when done.
@@ -211,8 +223,107 @@ class Engine:
             # (where it would still cost its fee). A limit or sniper order that fires
             # unfunded fails the same way.
             await self._funds.check(order)
+        options = RouteOptions.from_fields(order.routing)
+        if self._router is not None:
+            routed = await self._ask_router(order, options)
+        else:
+            routed = await self._ask_venues(order, options)
+        token_out = find_token(order.token_out)
+        assert token_out is not None
+        exact_out = options.swap_mode == "ExactOut"
+        extra: dict[str, Any] = {}
+        if exact_out:
+            # The exact output is the minimum; the input is bounded by maxAmountIn
+            # (stored as the order's amountIn), which the transaction may not exceed.
+            assert options.amount_out is not None
+            min_out = options.amount_out
+            if routed.amount_in > order.amount_in:
+                raise MarketError(
+                    FailureReason.SLIPPAGE_EXCEEDED,
+                    f"{min_out} {order.token_out} now takes {routed.amount_in} "
+                    f"{order.token_in}, above the maximum of {order.amount_in}",
+                )
+            extra["maxAmountIn"] = order.amount_in
+        else:
+            min_out = quantize_down(
+                less_bps(routed.amount_out, order.slippage_bps), token_out.decimals
+            )
+        if order.quote_min_amount_out is not None:
+            min_out = max(min_out, order.quote_min_amount_out)
+        if order.limit_price is not None:
+            min_out = max(
+                min_out, limit_floor(order.limit_price, order.amount_in, token_out.decimals)
+            )
+        if routed.amount_out < min_out:
+            # Sending it would only buy a revert (and, on a real chain, its fee).
+            raise MarketError(
+                FailureReason.SLIPPAGE_EXCEEDED,
+                f"the best route ({routed.amount_out} {order.token_out} on {routed.dex})"
+                f" is below the required minimum of {min_out}",
+            )
+        plan = routed.plan
+        # The arrival mid is the one read when the order was first routed: a retry
+        # keeps it, so the shortfall counts every attempt's cost.
+        arrival = (order.route or {}).get("arrivalMid", routed.mid)
+        table = routed.quotes
+        legs = plan["routePlan"]
+        log.info(
+            "routed",
+            dex=routed.dex,
+            legs=len(legs),
+            amount_out=str(routed.amount_out),
+            split_gain_bps=str(plan.get("splitGainBps")),
+            quotes={v: str(q.get("amountOut", q.get("error"))) for v, q in table.items()},
+        )
+        top = max(legs, key=lambda leg: leg["percent"])
+        return await self._step(
+            order,
+            S.BUILDING,
+            dex=routed.dex,
+            route=list(top["path"]),
+            quotes=table,
+            expectedAmountOut=routed.amount_out,
+            minAmountOut=min_out,
+            swapMode=options.swap_mode,
+            amountIn=routed.amount_in,
+            amountOut=routed.amount_out,
+            routePlan=legs,
+            bestSingle=plan.get("bestSingle"),
+            splitGainBps=plan.get("splitGainBps", Decimal(0)),
+            arrivalMid=arrival,
+            **extra,
+        )
+
+    def _wanted(self, order: Order, options: RouteOptions) -> Decimal:
+        """What the route is asked for: the input, or the output of an ExactOut order."""
+        if options.swap_mode == "ExactOut":
+            assert options.amount_out is not None
+            return options.amount_out
+        return order.amount_in
+
+    async def _ask_router(self, order: Order, options: RouteOptions) -> Routed:
+        """One request to the router (the chain): the whole plan, split or not."""
+        assert self._router is not None
+        try:
+            return await asyncio.wait_for(
+                self._router.route(
+                    order.token_in, order.token_out, self._wanted(order, options), options
+                ),
+                self._policy.quote_timeout_s,
+            )
+        except TimeoutError:
+            raise MarketError(
+                FailureReason.VENUE_TIMEOUT,
+                f"the router did not answer within {self._policy.quote_timeout_s:g}s",
+            ) from None
+
+    async def _ask_venues(self, order: Order, options: RouteOptions) -> Routed:
+        """Without a router: every allowed venue's quote for the whole order, one leg."""
+        if options.swap_mode == "ExactOut":
+            raise MarketError(FailureReason.NO_ROUTE, "ExactOut needs the chain's router")
+        allowed = options.venues()
         decision = await decide(
-            self._venues.values(),
+            [v for name, v in self._venues.items() if name in allowed],
             order.token_in,
             order.token_out,
             order.amount_in,
@@ -221,50 +332,25 @@ class Engine:
         best = decision.best
         if best is None:
             raise decision.failure()
-        token_out = find_token(order.token_out)
-        assert token_out is not None
-        min_out = quantize_down(less_bps(best.amount_out, order.slippage_bps), token_out.decimals)
-        if order.quote_min_amount_out is not None:
-            min_out = max(min_out, order.quote_min_amount_out)
-        if order.limit_price is not None:
-            min_out = max(
-                min_out, limit_floor(order.limit_price, order.amount_in, token_out.decimals)
-            )
-        if best.amount_out < min_out:
-            # Sending it would only buy a revert (and, on a real chain, its fee).
-            raise MarketError(
-                FailureReason.SLIPPAGE_EXCEEDED,
-                f"the best quote ({best.amount_out} {order.token_out} on {best.venue})"
-                f" is below the required minimum of {min_out}",
-            )
-        table = decision.table()
-        log.info(
-            "routed",
-            dex=best.venue,
-            amount_out=str(best.amount_out),
-            quotes={v: str(q.get("amountOut", q.get("error"))) for v, q in table.items()},
-        )
-        return await self._step(
-            order,
-            S.BUILDING,
-            dex=best.venue,
-            route=list(best.route),
-            quotes=table,
-            expectedAmountOut=best.amount_out,
-            minAmountOut=min_out,
-        )
+        return single_route(best, decision.table())
 
     async def _submit(self, order: Order) -> tuple[Order, SignedTx]:
         assert order.dex_used is not None and order.min_amount_out is not None
         venue = self._venues[order.dex_used]
+        # The route as planned: its legs go in one transaction (the router's instruction
+        # when split, multi-hop or exact-out); an order routed before plans were kept has
+        # none and goes whole to its venue.
+        terms = swap_terms(order) if (order.route or {}).get("routePlan") else None
         built = await venue.build(
             order.id,
             order.attempts,
             order.user_id,
             order.token_in,
             order.token_out,
-            order.amount_in,
+            terms.amount_in if terms is not None else order.amount_in,
             order.min_amount_out,
+            legs=terms.legs if terms is not None else None,
+            exact_out=terms.exact_out if terms is not None else False,
         )
         # Write-ahead, fenced by the building event's seq (SubmitRefused if the order
         # moved on). A worker that died after recording hands its transaction on: the
@@ -299,31 +385,31 @@ class Engine:
 
     @staticmethod
     def _fill_fields(order: Order, fill: Fill) -> dict[str, Any]:
-        """The confirmed event's fields: the fill, where it landed, and every fee."""
-        chosen = (order.quotes or {}).get(order.dex_used or "")
-        chosen = chosen if isinstance(chosen, Mapping) else {}
-        rate, impact = chosen.get("fee"), chosen.get("priceImpact")
+        """The confirmed event's fields: the fill, where it landed, and every fee.
+
+        The venue fee and price impact are the route's (its legs' fees summed, the
+        impact weighted by input); the amounts are what the wallet's balances moved
+        (an exact-out swap spends at most its maximum).
+        """
+        amount_in = fill.amount_in if fill.amount_in is not None else order.amount_in
+        fee, impact = _route_costs(order, amount_in)
         return {
             "dex": fill.venue,
             "txHash": fill.tx_hash,
             "executedPrice": fill.executed_price,
+            "amountIn": amount_in,
             "amountOut": fill.amount_out,
             "slot": fill.slot,
             "commitment": fill.commitment,
             "finalizedAtSlot": fill.finalized_at_slot,
-            "venueFee": {
-                "amount": venue_fee(order.token_in, order.amount_in, Decimal(rate)),
-                "token": order.token_in,
-            }
-            if rate is not None
-            else None,
+            "venueFee": {"amount": fee, "token": order.token_in} if fee is not None else None,
             "networkFee": lamports_to_sol(fill.network_fee.lamports),
             "networkFeeDetail": fee_detail(fill.network_fee),
-            "priceImpact": Decimal(impact) if impact is not None else None,
+            "priceImpact": impact,
             "effectivePrice": effective_price(
                 order.token_in,
                 order.token_out,
-                order.amount_in,
+                amount_in,
                 fill.amount_out,
                 fill.network_fee,
                 fill.sol_price,
@@ -382,3 +468,37 @@ class Engine:
             retryable=False,
         )
         return None
+
+
+def _route_costs(order: Order, amount_in: Decimal) -> tuple[Decimal | None, Decimal | None]:
+    """The venue fee (in tokenIn) and price impact of the route the order took.
+
+    Each leg pays its venues' fee rate on its share of the input (scaled to what was
+    spent, for an exact-out swap that spent less than planned); the impact is the legs'
+    impacts weighted by their inputs. Without a plan (an order routed before plans were
+    kept), the chosen venue's quote.
+    """
+    legs = (order.route or {}).get("routePlan")
+    if not legs:
+        chosen = (order.quotes or {}).get(order.dex_used or "")
+        chosen = chosen if isinstance(chosen, Mapping) else {}
+        rate, impact = chosen.get("fee"), chosen.get("priceImpact")
+        fee = venue_fee(order.token_in, amount_in, Decimal(rate)) if rate is not None else None
+        return fee, Decimal(impact) if impact is not None else None
+    planned = sum((Decimal(leg["amountIn"]) for leg in legs), Decimal(0))
+    if planned <= 0:
+        return None, None
+    with localcontext(math_context()):
+        scale = amount_in / planned
+        fee = sum(
+            (
+                venue_fee(order.token_in, Decimal(leg["amountIn"]) * scale, Decimal(leg["fee"]))
+                for leg in legs
+            ),
+            Decimal(0),
+        )
+        impact = sum(
+            (Decimal(leg["priceImpact"]) * Decimal(leg["amountIn"]) / planned for leg in legs),
+            Decimal(0),
+        )
+    return fee, impact.normalize()

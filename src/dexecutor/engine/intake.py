@@ -13,7 +13,7 @@ insert, one pipelined queue add and one pipelined publish per batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -90,6 +90,7 @@ class NewOrder:
     quote_id: str | None = None
     limit_price: Decimal | None = None
     expires_at: datetime | None = None
+    routing: Mapping[str, Any] | None = None  # SPEC §10 options; None for the defaults
 
 
 class Intake:
@@ -143,6 +144,7 @@ class Intake:
             quote_min_amount_out=quote_min,
             quote_expires_at=quote_expiry,
             client_order_id=idempotency_key,
+            routing=new.routing,
         )
         record = born(order, idempotency_key, fingerprint)
         if not await self._commits.submit(record):

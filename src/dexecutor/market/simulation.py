@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from decimal import ROUND_FLOOR, Context, Decimal, localcontext
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_FLOOR, Context, Decimal, localcontext
 from itertools import pairwise
 
 from dexecutor.domain.money import decimal_places, math_context, price_of
@@ -32,6 +33,7 @@ from dexecutor.market.params import (
 )
 from dexecutor.market.pools import HopFill, Pool, fee_and_impact
 from dexecutor.market.prices import PriceWalks, seconds
+from dexecutor.market.split import Candidate, Hop, Leg, price_legs
 from dexecutor.market.tokens import Token, find_token, route_name
 from dexecutor.market.types import VENUES, MarketError, Quote
 
@@ -40,6 +42,7 @@ __all__ = [
     "Market",
     "MarketParams",
     "PairParams",
+    "PlanLeg",
     "ScheduledLaunch",
 ]
 
@@ -53,6 +56,20 @@ _IMPACT_QUANTUM = Decimal("1e-8")
 HUBS: tuple[str, ...] = ("SOL", "USDC")
 
 Path = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLeg:
+    """One leg of a route to execute: `amount_in` through the pools of `path` in turn.
+
+    `venues[i]` is the venue of the hop from `path[i]` to `path[i + 1]`; every hop is a
+    pool of its own (a split route's legs never go through one pool twice). Tokens are
+    symbols (wSOL is read as SOL).
+    """
+
+    venues: tuple[str, ...]
+    path: tuple[str, ...]
+    amount_in: Decimal
 
 
 def _tidy(value: Decimal) -> Decimal:
@@ -451,6 +468,98 @@ class Market:
             pools[frozenset((fill.token_in, fill.token_out))].commit(fill)
         return quote
 
+    def execute_plan(
+        self,
+        legs: Sequence[PlanLeg],
+        min_out: Decimal,
+        now: float,
+        *,
+        exact_out: bool = False,
+    ) -> tuple[Leg, ...]:
+        """Fill a route's legs at `now` as one atomic swap; return the legs as filled.
+
+        Every leg is repriced on its pools as they are at `now` (`split.price_legs`).
+        When their total output is below `min_out` (or a leg cannot fill), it raises
+        `slippage_exceeded` (or the leg's refusal) and no pool changes: the route fills
+        entirely or not at all, as a transaction's instructions do.
+
+        With `exact_out`, `min_out` is the exact output wanted and the legs' amounts
+        are the most each may spend: the least input that still delivers `min_out`,
+        the legs scaled in proportion, is spent, found by bisection in the input
+        token's base units. It is never more than the legs' sum.
+        """
+        if not legs:
+            raise ValueError("a route has at least one leg")
+        if not isinstance(min_out, Decimal) or not min_out.is_finite() or min_out < 0:
+            raise ValueError("min_out must be a finite Decimal >= 0")
+        token_in = self._hop_token(legs[0].path[0])
+        token_out = self._hop_token(legs[0].path[-1])
+        for leg in legs:
+            self._amount(self._hop_token(leg.path[0]), leg.amount_in)
+            if len(leg.venues) != len(leg.path) - 1 or len(leg.venues) < 1:
+                raise ValueError("a leg names one venue per hop")
+            ends = (self._hop_token(leg.path[0]), self._hop_token(leg.path[-1]))
+            if ends != (token_in, token_out):
+                raise ValueError("every leg goes from the route's input to its output")
+        self.advance(now)
+        chosen = [self._candidate(leg) for leg in legs]
+        amounts = [leg.amount_in for leg in legs]
+        priced = price_legs(list(zip(chosen, amounts, strict=True)))
+        total = sum((leg.amount_out for leg in priced), _ZERO)
+        if total < min_out:
+            raise MarketError(
+                "slippage_exceeded",
+                f"the route would fill {total} {token_out.symbol}, below the minimum of {min_out}",
+            )
+        if exact_out:
+            priced = self._least(chosen, amounts, priced, min_out, token_in.quantum)
+        for filled in priced:
+            for hop, fill in zip(filled.candidate.hops, filled.fills, strict=True):
+                hop.pool.commit(fill)
+        return priced
+
+    def _candidate(self, leg: PlanLeg) -> Candidate:
+        symbols = [self._hop_token(symbol).symbol for symbol in leg.path]
+        hops: list[Hop] = []
+        for venue, (a, b) in zip(leg.venues, pairwise(symbols), strict=True):
+            pool = self._pools[self._venue(venue)].get(frozenset((a, b)))
+            if pool is None:
+                raise MarketError("no_route", f"{venue} has no {a}/{b} pool")
+            hops.append(Hop(venue, pool, a, b))
+        return Candidate(tuple(hops))
+
+    @staticmethod
+    def _least(
+        chosen: Sequence[Candidate],
+        amounts: Sequence[Decimal],
+        priced: tuple[Leg, ...],
+        wanted: Decimal,
+        quantum: Decimal,
+    ) -> tuple[Leg, ...]:
+        """The legs scaled down to the least input that still delivers `wanted`."""
+        most = sum(amounts, _ZERO)
+        low, high = 0, int(most / quantum)
+        best = priced
+        while high - low > 1:
+            mid = (low + high) // 2
+            with localcontext(_CTX):
+                shares = [
+                    (quantum * mid * a / most).quantize(quantum, rounding=ROUND_DOWN)
+                    for a in amounts
+                ]
+                shares[0] += quantum * mid - sum(shares, _ZERO)
+            allocation = [(c, a) for c, a in zip(chosen, shares, strict=True) if a > 0]
+            try:
+                trial = price_legs(allocation)
+            except MarketError:
+                low = mid
+                continue
+            if sum((leg.amount_out for leg in trial), _ZERO) >= wanted:
+                high, best = mid, trial
+            else:
+                low = mid
+        return best
+
     def _routes(self, venue: str, a: str, b: str) -> tuple[Path, ...]:
         """Direct first, then via each hub: the order ties are broken in."""
         key = (venue, a, b)
@@ -530,6 +639,11 @@ class Market:
         if token is None:
             raise ValueError(f"unknown token {symbol!r}")
         return token
+
+    @classmethod
+    def _hop_token(cls, symbol: str) -> Token:
+        """A token of a route's path, where native SOL is written wSOL."""
+        return cls._token("SOL" if symbol == route_name("SOL") else symbol)
 
     def _pair(self, token_in: str, token_out: str) -> tuple[Token, Token]:
         a = self._token(token_in)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from dexecutor.market.types import MarketError, Quote
+
+if TYPE_CHECKING:
+    from dexecutor.chain.transaction import Leg
 
 
 class VenueError(MarketError):
@@ -89,6 +92,9 @@ class Fill:
     # What one SOL was worth in the output token when it filled: values the network
     # fee of a swap where SOL is neither side (None where SOL is a side or unknown).
     sol_price: Decimal | None = None
+    # The input the swap spent, read from the wallet's balances (an exact-out swap spends
+    # at most what it was sent with); None where it was not read.
+    amount_in: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +134,15 @@ class Venue(Protocol):
         token_out: str,
         amount_in: Decimal,
         min_amount_out: Decimal,
+        legs: tuple[Leg, ...] | None = None,
+        exact_out: bool = False,
     ) -> SignedTx:
-        """The swap transaction for this attempt, signed by the user's wallet (not sent)."""
+        """The swap transaction for this attempt, signed by the user's wallet (not sent).
+
+        Without `legs`, the whole order on this venue; with them, the route's legs in one
+        transaction (the minimum on the total; for `exact_out`, `amount_in` is the most
+        it may spend and `min_amount_out` the exact output).
+        """
         ...
 
     async def send(self, tx: SignedTx) -> Sent:

@@ -44,7 +44,7 @@ _ORDER_COLUMNS = (
     "expires_at, quote_id, quote_min_amount_out, quote_expires_at, status, seq, attempts, "
     "dex_used, quotes, "
     "expected_amount_out, min_amount_out, tx_hash, executed_price, amount_out, fail_reason, "
-    "fill, created_at, updated_at, idempotency_key"
+    "fill, created_at, updated_at, idempotency_key, routing, route"
 )
 
 # Columns a new order sets; the outcome columns start NULL. One statement stores any
@@ -57,6 +57,7 @@ _NEW_COLUMNS = (
     ("quote_min_amount_out", "numeric"), ("quote_expires_at", "timestamptz"),
     ("status", "text"), ("seq", "int"), ("attempts", "int"), ("created_at", "timestamptz"),
     ("updated_at", "timestamptz"), ("idempotency_key", "text"), ("request_hash", "text"),
+    ("routing", "jsonb"),
 )  # fmt: skip
 _EVENT_COLUMNS = (
     ("order_id", "uuid"), ("seq", "int"), ("status", "text"), ("attempt", "int"),
@@ -120,7 +121,7 @@ _CHANGE_COLUMNS = (
     ("attempts", "int"), ("dex_used", "text"), ("quotes", "text"),
     ("expected_amount_out", "numeric"), ("min_amount_out", "numeric"), ("tx_hash", "text"),
     ("executed_price", "numeric"), ("amount_out", "numeric"), ("fail_reason", "text"),
-    ("fill", "text"), ("at", "timestamptz"), ("data", "text"),
+    ("fill", "text"), ("at", "timestamptz"), ("data", "text"), ("route", "text"),
 )  # fmt: skip
 
 _APPEND_MANY = f"""
@@ -132,7 +133,8 @@ WITH c AS (
         dex_used = c.dex_used, quotes = c.quotes::jsonb,
         expected_amount_out = c.expected_amount_out, min_amount_out = c.min_amount_out,
         tx_hash = c.tx_hash, executed_price = c.executed_price, amount_out = c.amount_out,
-        fail_reason = c.fail_reason, fill = c.fill::jsonb, updated_at = c.at
+        fail_reason = c.fail_reason, fill = c.fill::jsonb, updated_at = c.at,
+        route = c.route::jsonb
     FROM c WHERE o.id = c.id AND o.seq = c.prev_seq
     RETURNING o.id
 )
@@ -165,7 +167,7 @@ def _new_row(r: NewRecord) -> tuple[Any, ...]:
         o.id, o.user_id, o.type.value, o.token_in, o.token_out, o.amount_in, o.slippage_bps,
         o.limit_price, o.expires_at, o.quote_id, o.quote_min_amount_out, o.quote_expires_at,
         o.status.value, o.seq, o.attempts, o.created_at, o.updated_at, r.idempotency_key,
-        r.request_hash,
+        r.request_hash, _json(o.routing),
     )  # fmt: skip
 
 
@@ -180,7 +182,7 @@ def _change_row(c: _Change) -> tuple[Any, ...]:
     return (
         a.id, c.before.seq, a.status.value, a.seq, a.attempts, a.dex_used, _json(a.quotes),
         a.expected_amount_out, a.min_amount_out, a.tx_hash, a.executed_price, a.amount_out,
-        a.fail_reason, _json(a.fill), c.event.at, _json(dict(c.event.data)),
+        a.fail_reason, _json(a.fill), c.event.at, _json(dict(c.event.data)), _json(a.route),
     )  # fmt: skip
 
 
@@ -190,6 +192,7 @@ def _json(value: Any) -> str | None:
 
 def order_from_row(row: asyncpg.Record) -> Order:
     quotes, fill = row["quotes"], row["fill"]
+    routing, route = row["routing"], row["route"]
     return Order(
         id=row["id"],
         user_id=row["user_id"],
@@ -218,6 +221,8 @@ def order_from_row(row: asyncpg.Record) -> Order:
         amount_out=row["amount_out"],
         fail_reason=row["fail_reason"],
         fill=jsoncodec.loads(fill) if fill is not None else None,
+        routing=jsoncodec.loads(routing) if routing is not None else None,
+        route=jsoncodec.loads(route) if route is not None else None,
     )
 
 

@@ -196,7 +196,8 @@
     o.status = ev.status;
     if (ev.attempt) o.attempts = Math.max(o.attempts || 0, ev.attempt);
     for (const k of ["type", "tokenIn", "tokenOut", "amountIn", "quotes", "expectedAmountOut",
-      "minAmountOut", "route", "txHash", "executedPrice", "amountOut"]) {
+      "minAmountOut", "route", "txHash", "executedPrice", "amountOut", "routePlan", "bestSingle",
+      "splitGainBps"]) {
       if (ev[k] !== undefined) o[k] = ev[k];
     }
     if (ev.status === "submitted") {
@@ -552,6 +553,20 @@
       ? h("span", {}, h("b", {}, `${fmtNum(o.amountOut)} ${o.tokenOut}`), slip) : "–", { "data-testid": "detail-fill" }));
     items.push(kv("price", o.executedPrice != null ? `${fmtNum(o.executedPrice)} ${o.tokenOut}/${o.tokenIn}` : "–"));
     items.push(...feeRows(o));
+    if (Array.isArray(o.routePlan) && o.routePlan.length > 1) {
+      items.push(kv("legs", h("span", { "data-testid": "detail-legs" }, o.routePlan.map((leg) =>
+        h("div", { class: "mono small" },
+          `${leg.percent}% ${leg.venue}: ${leg.path.join(" → ")} · ${fmtNum(leg.amountIn)} → ${fmtNum(leg.amountOut)}`)))));
+      if (o.splitGainBps != null) {
+        items.push(kv("split gain", `${fmtNum(o.splitGainBps)} bps over the best single venue`));
+      }
+    }
+    const eq = o.executionQuality;
+    if (eq) {
+      items.push(kv("quality", h("span", { "data-testid": "detail-quality" },
+        `shortfall ${eq.shortfallBps != null ? fmtNum(eq.shortfallBps) : "–"} bps vs arrival mid ${eq.arrivalMid != null ? fmtNum(eq.arrivalMid) : "–"}` +
+        (Number(eq.splitGainBps) ? ` · split +${fmtNum(eq.splitGainBps)} bps` : ""))));
+    }
     items.push(kv("tx", o.txHash
       ? h("span", { class: "tx" },
         h("span", { class: "mono hash", title: o.txHash, "data-testid": "detail-txhash" }, o.txHash),
@@ -858,7 +873,12 @@
         })),
         h("p", { class: "muted small" },
           best ? `Best: ${venueName(best)}, expect ${fmtNum(quote.expectedAmountOut)} ${quote.tokenOut}, min ${fmtNum(quote.minAmountOut)} at ${quote.slippageBps} bps`
-            : "No venue can fill this now."));
+            : "No venue can fill this now."),
+        (quote.routePlan || []).length > 1
+          ? h("p", { class: "muted small", "data-testid": "preview-split" },
+            `Split: ${quote.routePlan.map((leg) => `${leg.percent}% ${leg.venue} ${leg.path.join("→")}`).join(", ")}` +
+            ` (+${fmtNum(quote.splitGainBps)} bps over one venue)`)
+          : "");
       if (formType() === "limit" && !f.limitPrice.value && quote.route) {
         f.limitPrice.placeholder = `now ≈ ${fmtNum(quote.route.price)}`;
       }
