@@ -24,6 +24,7 @@ from dexecutor.bus.redis import Keys, connect
 from dexecutor.chain.client import ChainClient, ChainVenue
 from dexecutor.chain.rpc import Rpc
 from dexecutor.config import Settings
+from dexecutor.domain.order import EXECUTING
 from dexecutor.engine.execute import Engine, Policy
 from dexecutor.engine.triggers import TriggerRunner
 from dexecutor.heap import HeapKeeper
@@ -154,6 +155,8 @@ class Services:
     async def reconcile(self, quiet_s: float) -> int:
         """Queue again the unfinished orders PostgreSQL holds but the queue has lost.
 
+        Orders that were executing (routing, building, submitted) when their job was
+        lost go to the head of the queue: they still hold a place under the cap.
         Also rewrites the global concurrency cap: it lives in Redis and would be gone
         after a flush, leaving workers uncapped.
         """
@@ -162,13 +165,16 @@ class Services:
         cursor = None
         while True:  # every unfinished order, a page at a time, oldest first
             page = await self.repo.quiet_unfinished(quiet_s, RECONCILE_PAGE, after=cursor)
-            lost = await self.queue.requeue_missing([order_id for _, order_id in page])
+            lost = await self.queue.requeue_missing(
+                [order_id for _, order_id, _ in page],
+                resumed={order_id for _, order_id, status in page if status in EXECUTING},
+            )
             total += len(lost)
             if lost:
                 log.warning("requeued orders the queue had lost", count=len(lost))
             if len(page) < RECONCILE_PAGE:
                 return total
-            cursor = page[-1]
+            cursor = page[-1][:2]
 
     async def _reconcile_forever(self) -> None:
         interval = self.settings.reconcile_interval_ms / 1000

@@ -7,7 +7,7 @@ no-op. The job carries only the id: PostgreSQL holds the truth about the order.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -68,16 +68,19 @@ class OrderQueue:
         self._job_prefix = scripts.keys[""]
         self._job_opts = scripts.encodeOpts(Job(self._queue, JOB_NAME, None, JOB_OPTIONS).opts)
 
-    async def enqueue(self, order_id: UUID) -> None:
-        await self.enqueue_many([order_id])
+    async def enqueue(self, order_id: UUID, *, first: bool = False) -> None:
+        await self.enqueue_many([order_id], first=first)
 
-    async def enqueue_many(self, order_ids: Sequence[UUID]) -> None:
+    async def enqueue_many(self, order_ids: Sequence[UUID], *, first: bool = False) -> None:
         """One pipeline of BullMQ's add script for the whole batch.
 
         The script is called with the arguments `Queue.addBulk` would build, without
         its `Job` objects: building them was a tenth of an API process's time under
         submission load, for jobs that differ only in their id.
         tests/integration/test_bullmq_internals.py holds this to what BullMQ stores.
+
+        `first`: at the head of the wait list (BullMQ's `lifo`), taken before every job
+        already waiting; the last one given is taken first.
         """
         timestamp = round(time.time() * 1000)
         pipe = self._redis.pipeline(transaction=False)
@@ -87,7 +90,7 @@ class OrderQueue:
                 [self._job_prefix, job_id, JOB_NAME, timestamp, None, None, None, None, None]
             )
             data = f'{{"orderId":"{job_id}"}}'
-            opts = _pack({**self._job_opts, "jobId": job_id})
+            opts = _pack({**self._job_opts, "jobId": job_id, **({"lifo": True} if first else {})})
             await self._add(keys=self._add_keys, args=[args, data, opts, timestamp], client=pipe)
         for answer in await pipe.execute():
             if isinstance(answer, int) and answer < 0:
@@ -95,12 +98,13 @@ class OrderQueue:
         measured_at, backlog = self._backlog
         self._backlog = (measured_at, backlog + len(order_ids))  # ours count at once
 
-    async def requeue(self, order_id: UUID) -> bool:
+    async def requeue(self, order_id: UUID, *, first: bool = False) -> bool:
         """Make sure a job exists for an unfinished order (the reconcilers' tool).
 
         A job that BullMQ already finished or gave up on is removed and added again; a
         live one is left alone. The trigger runner queues fired orders this way: a plain
         add would take a failed job of the same id for a duplicate and do nothing.
+        `first`: ahead of every waiting job (see `enqueue_many`).
         """
         key = str(order_id)
         state = await self._queue.getJobState(key)
@@ -108,14 +112,26 @@ class OrderQueue:
             return False
         if state != "unknown":
             await self._queue.remove(key)
-        await self.enqueue(order_id)
+        await self.enqueue(order_id, first=first)
         return True
 
-    async def requeue_missing(self, order_ids: Sequence[UUID]) -> list[UUID]:
-        """Requeue every order of the batch that has no live job; return those."""
+    async def requeue_missing(
+        self, order_ids: Sequence[UUID], resumed: Collection[UUID] = ()
+    ) -> list[UUID]:
+        """Requeue every order of the batch that has no live job; return those.
+
+        The `resumed` ones (orders already executing: routing, building or submitted)
+        go ahead of every waiting job, the oldest first. Such an order still counts
+        against the cap, whatever BullMQ lost: queued at the tail it would wait behind
+        the whole backlog while new orders took the free slots.
+        """
         lost = await self.missing(order_ids)
+        ahead = [order_id for order_id in lost if order_id in resumed]
+        for order_id in reversed(ahead):  # the head is taken first: the oldest goes last
+            await self.requeue(order_id, first=True)
         for order_id in lost:
-            await self.requeue(order_id)
+            if order_id not in resumed:
+                await self.requeue(order_id)
         return lost
 
     async def missing(self, order_ids: Sequence[UUID]) -> list[UUID]:

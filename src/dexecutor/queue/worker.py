@@ -8,6 +8,7 @@ backoff) and sets the queue's deployment-wide concurrency cap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 from uuid import UUID
@@ -18,7 +19,7 @@ from bullmq.custom_errors import DelayedError
 from redis.asyncio import Redis
 
 from dexecutor.background import Loops
-from dexecutor.engine.execute import Engine
+from dexecutor.engine.execute import PASSING_TROUBLE, Engine
 from dexecutor.queue.orders import QUEUE_NAME, OrderQueue, queue_options
 
 log = structlog.get_logger(__name__)
@@ -36,6 +37,9 @@ MAX_STALLED_COUNT = 1_000
 # more than 20 s. Short waits pick every job up at once; an idle worker polls twice
 # a second.
 DRAIN_DELAY_S = 0.5
+# How long an attempt that met passing trouble (PostgreSQL, Redis or the chain away)
+# waits before it tries again, in place: the same pause BullMQ's job backoff had.
+TROUBLE_RETRY_S = 1.0
 
 
 class OrderWorker:
@@ -48,10 +52,13 @@ class OrderWorker:
         namespace: str,
         concurrency: int,
         loops: Loops | None = None,
+        trouble_retry_s: float = TROUBLE_RETRY_S,
     ) -> None:
         self._engine = engine
         self._loops = loops or Loops()
         self._closing = False
+        self._stopping = asyncio.Event()
+        self._trouble_retry_s = trouble_retry_s
         self._runs = 0
         self._queue = queue
         self._redis = redis
@@ -106,6 +113,7 @@ class OrderWorker:
 
     async def stop(self) -> None:
         self._closing = True
+        self._stopping.set()
         if self._worker is not None:
             await self._worker.close()
         if self._run_task is not None:
@@ -144,8 +152,33 @@ class OrderWorker:
             self._wake()
 
     async def _process(self, job: Any, token: str) -> None:
-        delay = await self._engine.process(UUID(job.data["orderId"]))
+        delay = await self._carry(UUID(job.data["orderId"]))
         if delay is not None:
             await job.moveToDelayed(int(time.time() * 1000) + delay, token)
             self._wake()
             raise DelayedError()
+
+    async def _carry(self, order_id: UUID) -> int | None:
+        """Run the engine on the order; on passing trouble, again in place until it passes.
+
+        An order met by an outage mid-attempt stays routing, building or submitted: it
+        still executes, and keeps its slot under the cap until the attempt ends. Handed
+        back to BullMQ instead, its retry would come out of the delayed set at the tail
+        of the wait list, behind every order queued meanwhile, while a new order took
+        its slot: more orders executing than the cap, for as long as that backlog.
+        Only a closing worker hands the job back (BullMQ retries it after its backoff).
+        """
+        while True:
+            try:
+                return await self._engine.process(order_id)
+            except PASSING_TROUBLE as err:
+                if self._closing:
+                    raise
+                log.warning(
+                    "backend trouble: trying the order again in place",
+                    order_id=str(order_id),
+                    error=repr(err),
+                    retry_s=self._trouble_retry_s,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._trouble_retry_s)

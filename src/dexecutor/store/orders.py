@@ -421,10 +421,11 @@ class OrderRepository:
 
     async def quiet_unfinished(
         self, quiet_s: float, limit: int = 1000, after: tuple[datetime, UUID] | None = None
-    ) -> list[tuple[datetime, UUID]]:
+    ) -> list[tuple[datetime, UUID, OrderStatus]]:
         """Unfinished orders untouched for `quiet_s` seconds: the ones a lost job would strand.
 
-        One page of (created_at, id), in that order, after the keyset cursor `after`:
+        One page of (created_at, id, status), by (created_at, id), after the keyset
+        cursor `after` (a row's first two):
         paging on a key that does not move lets a caller look at every such order, not
         the same first page again and again. Waiting limit/sniper orders are not
         queued, so they are not candidates: the trigger runner checks them against
@@ -437,12 +438,12 @@ class OrderRepository:
             page = " AND (created_at, id) > ($2, $3)"
         args.append(limit)
         rows = await self._pool.fetch(
-            f"SELECT created_at, id FROM orders WHERE {_QUEUED}"
+            f"SELECT created_at, id, status FROM orders WHERE {_QUEUED}"
             f" AND updated_at < now() - make_interval(secs => $1){page}"
             f" ORDER BY created_at, id LIMIT ${len(args)}",
             *args,
         )
-        return [(r["created_at"], r["id"]) for r in rows]
+        return [(r["created_at"], r["id"], OrderStatus(r["status"])) for r in rows]
 
     async def waiting(self, order_ids: Sequence[UUID] | None = None) -> list[Order]:
         """Every waiting limit and sniper order, or those of `order_ids` still waiting."""
