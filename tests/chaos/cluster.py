@@ -44,9 +44,9 @@ CAP = 5  # MAX_CONCURRENT_ORDERS of the run: low, so the load reaches it
 NAMESPACE = "chaos"
 # How long after a backend fault heals the cap may be overshot (docs/reliability.md):
 # BullMQ's view of the running jobs lives in Redis and is rebuilt by lock expiry (6 s)
-# and the reconciler (1 s here); a job whose attempt failed on a database error, or on
-# the chain not answering mid-build, leaves its order in an executing status while
-# another takes the slot.
+# and the reconciler (1 s here), which puts orders that were executing at the head of
+# the queue; an attempt met by an outage keeps its slot and retries in place, but
+# while Redis is away its lock may lapse and another worker run it too.
 CAP_WINDOW_S = 15.0
 # A blockhash is valid for this many slots (12 s at 400 ms): a dropped transaction is
 # known dead, and its order re-signed, in seconds rather than the minute of mainnet.
