@@ -116,6 +116,14 @@ class Journal:
                     self.failing = True
                     log.warning("chain journal: save failed, retrying", error=str(err))
                     await asyncio.sleep(RETRY_S)
+                except Exception:
+                    # Any other failure is retried too, with its traceback: were this
+                    # task to end, every sendTransaction would wait for a save that never
+                    # comes (a chaos run's chain took no send for minutes after a
+                    # PostgreSQL restart, its connections idle, nothing logged).
+                    self.failing = True
+                    log.exception("chain journal: save failed unexpectedly, retrying")
+                    await asyncio.sleep(RETRY_S)
             self.failing = False
             self._saved = target
             self._saved_event.set()

@@ -363,7 +363,11 @@ class Rpc:
                 await self._poll_once()
             except (RpcUnreachable, RPCException) as err:
                 self._complain("the chain did not answer a status poll", err)
-            except Exception:  # the one poller of the process must live on
+            except BaseException as err:  # the one poller of the process must live on
+                if _ends_the_task(err):
+                    raise
+                # A panic in a native parser is a BaseException, not an Exception: let
+                # through, it would end this task and leave every awaited outcome waiting.
                 log.exception("status poll failed")
             # One call a poll whatever the number awaited; with very many, a little less
             # often (each call then carries hundreds of signatures).
@@ -498,6 +502,14 @@ class Rpc:
             raise RpcUnreachable(f"the chain at {self.url} did not answer: {err}") from None
         except httpx2.HTTPError as err:
             raise RpcUnreachable(f"the chain at {self.url} did not answer: {err!r}") from None
+        except BaseException as err:
+            if _ends_the_task(err) or isinstance(err, Exception):
+                raise
+            # solders panics (pyo3's PanicException, a BaseException) on an answer its
+            # strict types cannot read: passing trouble, like no answer at all.
+            raise RpcUnreachable(
+                f"the chain at {self.url} gave an answer the client cannot read: {err}"
+            ) from None
 
     def _saw_slot(self, slot: int) -> None:
         self.slot = max(self.slot, int(slot))
@@ -507,6 +519,11 @@ class Rpc:
         if now - self._complained_at > 5:
             self._complained_at = now
             log.warning(what, error=str(err))
+
+
+def _ends_the_task(err: BaseException) -> bool:
+    """Cancellation and the process's own exit: never swallowed."""
+    return isinstance(err, (asyncio.CancelledError, KeyboardInterrupt, SystemExit))
 
 
 def _refusal(err: RPCException) -> SendFailed:

@@ -50,6 +50,11 @@ def _error(status: int, code: str, message: str, reason: str | None = None) -> R
     return _json(body, status)
 
 
+# A node's -32005 carries its lag, as Solana's does (null: unknown). Clients parse it
+# strictly: solders' response types panic on a -32005 without it.
+UNHEALTHY_DATA: dict[str, Any] = {"numSlotsBehind": None}
+
+
 class RpcError(Exception):
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
@@ -548,7 +553,7 @@ async def _statuses(cluster: Cluster, signatures: list[str]) -> list[ChainTx | N
     try:
         return await cluster.statuses(signatures)
     except ChainBehind as err:
-        raise RpcError(p.RPC_NODE_UNHEALTHY, f"Node is behind: {err}") from None
+        raise RpcError(p.RPC_NODE_UNHEALTHY, f"Node is behind: {err}", UNHEALTHY_DATA) from None
 
 
 async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
@@ -556,7 +561,8 @@ async def _rpc(cluster: Cluster, method: str, params: list[Any]) -> Any:
     context = {"slot": slot, "apiVersion": "2.0.0"}
     if method == "getHealth":
         if not cluster.healthy:
-            raise RpcError(p.RPC_NODE_UNHEALTHY, "Node is unhealthy: its ledger cannot be saved")
+            message = "Node is unhealthy: its ledger cannot be saved"
+            raise RpcError(p.RPC_NODE_UNHEALTHY, message, UNHEALTHY_DATA)
         return "ok"
     if method in ("getSlot", "getBlockHeight"):
         return slot  # one block a slot: no skipped slots here
