@@ -366,8 +366,8 @@ class Rpc:
             except BaseException as err:  # the one poller of the process must live on
                 if _ends_the_task(err):
                     raise
-                # A panic in a native parser is a BaseException, not an Exception: let
-                # through, it would end this task and leave every awaited outcome waiting.
+                # Not only Exceptions: a panic in a native parser is a BaseException,
+                # and one let through ended this task, every awaited outcome left waiting.
                 log.exception("status poll failed")
             # One call a poll whatever the number awaited; with very many, a little less
             # often (each call then carries hundreds of signatures).
