@@ -114,3 +114,17 @@ def test_legs_of_a_route_plan_names_each_hop_and_reads_wsol_as_sol() -> None:
     assert [h.venue for h in legs[2].hops] == ["meteora", "meteora"]
     with pytest.raises(ValueError, match="one venue per hop"):
         legs_of([{"venue": "a+b+c", "path": ["wSOL", "USDC"], "amountIn": 1}])
+
+
+def test_a_split_is_named_for_the_venue_of_its_largest_leg() -> None:
+    """The order's `dex`, its events and the chain's ledger name one venue for a split."""
+    owner = Keypair()
+    legs = (
+        t.Leg((t.Hop("raydium", "SOL", "USDC"),), Decimal("120")),
+        t.Leg((t.Hop("meteora", "SOL", "USDC"),), Decimal("880")),
+    )
+    swap = t.SwapTx(
+        str(owner.pubkey()), "SOL", "USDC", Decimal(1000), Decimal(1), legs, uuid4(), 1, BLOCKHASH
+    )
+    assert swap.venue == "meteora"
+    assert t.decode(t.encode(t.build(swap, owner)))[0].venue == "meteora"

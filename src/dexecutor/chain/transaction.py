@@ -136,8 +136,12 @@ class SwapTx:
 
     @property
     def venue(self) -> str:
-        """The venue of a single-venue swap; the first leg's first venue of a split."""
-        return self.legs[0].hops[0].venue
+        """The venue of a single-venue swap; for a split, the first venue of its largest leg.
+
+        The same rule names the order's `dex` when it is routed, so the order, its events
+        and the chain's ledger agree on one venue for a split route.
+        """
+        return max(self.legs, key=lambda leg: leg.amount_in).hops[0].venue
 
     @property
     def is_split(self) -> bool:

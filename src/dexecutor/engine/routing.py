@@ -226,7 +226,7 @@ class Routed:
     def dex(self) -> str:
         """The venue that carries the most of the route (the order's `dex`)."""
         legs = self.plan["routePlan"]
-        top = max(legs, key=lambda leg: leg["percent"])
+        top = max(legs, key=lambda leg: Decimal(str(leg["amountIn"])))  # as SwapTx.venue
         return str(top["venue"]).split("+")[0]
 
 
