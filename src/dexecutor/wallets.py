@@ -191,6 +191,9 @@ class Wallets:
         self._funding = [(_token(s), amount) for s, amount in funding]
         self._cache: dict[str, _Wallet] = {}
         self._loading: dict[str, asyncio.Task[_Wallet]] = {}
+        # Per wallet: the balance read under way, and the one queued behind it.
+        self._reading: dict[str, asyncio.Future[Holdings]] = {}
+        self._queued: dict[str, asyncio.Future[Holdings]] = {}
 
     def __repr__(self) -> str:
         return f"Wallets({len(self._cache)} cached)"
@@ -275,7 +278,39 @@ class Wallets:
     # -- balances -----------------------------------------------------------------------
 
     async def holdings(self, pubkey: str) -> Holdings:
-        """The wallet's lamports and token accounts, in one JSON-RPC batch."""
+        """The wallet's lamports and token accounts, read after this call began.
+
+        Calls for one wallet that arrive together share reads: with a read under way,
+        a caller waits for the next one, which starts when that one ends, so no caller
+        gets balances read before it asked (a pre-trade check sees at least what its
+        own read would have). At most two reads per wallet at a time, however many
+        orders of one user are checked at once.
+        """
+        queued = self._queued.get(pubkey)
+        if queued is not None:
+            return await asyncio.shield(queued)
+        reading = self._reading.get(pubkey)
+        if reading is None:
+            return await asyncio.shield(self._start_read(pubkey))
+        future: asyncio.Future[Holdings] = asyncio.get_running_loop().create_future()
+        self._queued[pubkey] = future
+
+        def start_next(_: object) -> None:
+            del self._queued[pubkey]
+            task = self._start_read(pubkey)
+            task.add_done_callback(lambda t: _settle(future, t))
+
+        reading.add_done_callback(start_next)
+        return await asyncio.shield(future)
+
+    def _start_read(self, pubkey: str) -> asyncio.Future[Holdings]:
+        task = asyncio.ensure_future(self._read_holdings(pubkey))
+        self._reading[pubkey] = task
+        task.add_done_callback(lambda _: self._reading.pop(pubkey, None))
+        return task
+
+    async def _read_holdings(self, pubkey: str) -> Holdings:
+        """One read: lamports and token accounts in one JSON-RPC batch."""
         lamports, accounts = await self._chain.rpc_batch(
             [
                 ("getBalance", [pubkey, {"commitment": "confirmed"}]),
@@ -335,6 +370,18 @@ class Wallets:
         token = _token(symbol)
         pubkey = await self.pubkey(user_id)
         await self._chain.airdrop(pubkey, token.mint, _units(amount, token))
+
+
+def _settle(future: asyncio.Future[Holdings], done: asyncio.Future[Holdings]) -> None:
+    """Pass a finished read's result (or error) on to the callers queued for it."""
+    if future.done():
+        return
+    if done.cancelled():
+        future.cancel()
+    elif (err := done.exception()) is not None:
+        future.set_exception(err)
+    else:
+        future.set_result(done.result())
 
 
 # -- the pre-trade check --------------------------------------------------------------------
