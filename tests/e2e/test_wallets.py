@@ -28,7 +28,7 @@ from dexecutor import jsoncodec
 from dexecutor.domain.order import Order, OrderStatus, OrderType, first_event
 from dexecutor.engine.triggers import trigger_of
 from dexecutor.store.orders import OrderRepository
-from dexecutor.wallets import SecretBox, _context
+from dexecutor.wallets import SecretBox, secret_context
 from tests.e2e.test_client_cli_logs import run_cli
 from tests.support import (
     DEXECUTOR,
@@ -301,7 +301,7 @@ async def test_the_wallet_secret_is_stored_encrypted(deployment: Deployment) -> 
         )
     assert row is not None and row["pubkey"] == wallet
     stored = bytes(row["secret"])
-    seed = SecretBox(deployment.key).open(stored, _context("vaulted", wallet))
+    seed = SecretBox(deployment.key).open(stored, secret_context("vaulted", wallet))
     keypair = Keypair.from_seed(seed)
     assert str(keypair.pubkey()) == wallet
     for form in (seed, bytes(keypair), str(keypair).encode(), seed.hex().encode()):
