@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from solders.keypair import Keypair
 
 from dexecutor.chain import transaction as txn
-from dexecutor.chain.client import ChainClient
+from dexecutor.chain.client import ChainClient, ChainUnreachable
 from dexecutor.config import ConfigError, Settings, parse_wallet_key
 from dexecutor.domain.failures import FailureReason
 from dexecutor.domain.order import Order, OrderStatus
@@ -283,7 +283,18 @@ class Wallets:
         return await self._holdings_reads.get(pubkey, lambda: self._read_holdings(pubkey))
 
     async def _read_holdings(self, pubkey: str) -> Holdings:
-        """One read: lamports and token accounts in one JSON-RPC batch."""
+        """One read: lamports and token accounts in one JSON-RPC batch.
+
+        Asked once more at once when the chain did not answer: a shared read that
+        fails fails every check waiting on it, and the usual cause is passing (a
+        kept-alive connection the chain had just closed).
+        """
+        try:
+            return await self._read_holdings_once(pubkey)
+        except ChainUnreachable:
+            return await self._read_holdings_once(pubkey)
+
+    async def _read_holdings_once(self, pubkey: str) -> Holdings:
         lamports, accounts = await self._chain.rpc_batch(
             [
                 ("getBalance", [pubkey, {"commitment": "confirmed"}]),
