@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -31,15 +31,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from solders.keypair import Keypair
 
 from dexecutor.chain import transaction as txn
-from dexecutor.chain.client import ChainClient
+from dexecutor.chain.client import ChainClient, ChainUnreachable
 from dexecutor.config import ConfigError, Settings, parse_wallet_key
 from dexecutor.domain.failures import FailureReason
-from dexecutor.domain.order import Order
+from dexecutor.domain.order import Order, OrderStatus
 from dexecutor.jsoncodec import plain
 from dexecutor.market.tokens import TOKENS, WSOL_MINT, Token, find_token
 from dexecutor.market.types import MarketError
 
 log = structlog.get_logger(__name__)
+V = TypeVar("V")
 
 KEY_FILE = "wallet.key"
 NONCE_BYTES = 12
@@ -191,6 +192,8 @@ class Wallets:
         self._funding = [(_token(s), amount) for s, amount in funding]
         self._cache: dict[str, _Wallet] = {}
         self._loading: dict[str, asyncio.Task[_Wallet]] = {}
+        self._holdings_reads: SharedReads[Holdings] = SharedReads()
+        self._reserved_reads: SharedReads[dict[str, Decimal]] = SharedReads()
 
     def __repr__(self) -> str:
         return f"Wallets({len(self._cache)} cached)"
@@ -275,7 +278,23 @@ class Wallets:
     # -- balances -----------------------------------------------------------------------
 
     async def holdings(self, pubkey: str) -> Holdings:
-        """The wallet's lamports and token accounts, in one JSON-RPC batch."""
+        """The wallet's lamports and token accounts, read after this call began
+        (calls for one wallet that arrive together share reads: `SharedReads`)."""
+        return await self._holdings_reads.get(pubkey, lambda: self._read_holdings(pubkey))
+
+    async def _read_holdings(self, pubkey: str) -> Holdings:
+        """One read: lamports and token accounts in one JSON-RPC batch.
+
+        Asked once more at once when the chain did not answer: a shared read that
+        fails fails every check waiting on it, and the usual cause is passing (a
+        kept-alive connection the chain had just closed).
+        """
+        try:
+            return await self._read_holdings_once(pubkey)
+        except ChainUnreachable:
+            return await self._read_holdings_once(pubkey)
+
+    async def _read_holdings_once(self, pubkey: str) -> Holdings:
         lamports, accounts = await self._chain.rpc_batch(
             [
                 ("getBalance", [pubkey, {"commitment": "confirmed"}]),
@@ -304,7 +323,18 @@ class Wallets:
         self, user_id: str, except_order: UUID | None = None, except_key: str | None = None
     ) -> dict[str, Decimal]:
         """What the user's waiting orders hold back, per input token (leaving out one
-        order: by id, or by the Idempotency-Key it was placed with)."""
+        order: by id, or by the Idempotency-Key it was placed with).
+
+        Leaving none out, calls for one user that arrive together share reads
+        (`SharedReads`): a thousand orders of one user checked at once.
+        """
+        if except_order is None and except_key is None:
+            return await self._reserved_reads.get(user_id, lambda: self._reserved(user_id))
+        return await self._reserved(user_id, except_order, except_key)
+
+    async def _reserved(
+        self, user_id: str, except_order: UUID | None = None, except_key: str | None = None
+    ) -> dict[str, Decimal]:
         rows = await self._pool.fetch(
             # The status is written out (not a parameter) so that the partial index
             # orders_waiting_by_user matches the query's predicate in every plan.
@@ -337,6 +367,55 @@ class Wallets:
         await self._chain.airdrop(pubkey, token.mint, _units(amount, token))
 
 
+class SharedReads(Generic[V]):
+    """Reads of one key that arrive together share one read, none older than its ask.
+
+    With a read of the key under way, a caller waits for the next read, which starts
+    when that one ends: no caller gets a value read before it asked (a pre-trade check
+    sees at least what its own read would have), and there are at most two reads of a
+    key at a time however many callers ask at once (a thousand orders of one user).
+    """
+
+    def __init__(self) -> None:
+        self._reading: dict[str, asyncio.Future[V]] = {}
+        self._queued: dict[str, asyncio.Future[V]] = {}
+
+    async def get(self, key: str, read: Callable[[], Awaitable[V]]) -> V:
+        queued = self._queued.get(key)
+        if queued is not None:
+            return await asyncio.shield(queued)
+        reading = self._reading.get(key)
+        if reading is None:
+            return await asyncio.shield(self._start(key, read))
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._queued[key] = future
+
+        def start_next(_: object) -> None:
+            del self._queued[key]
+            self._start(key, read).add_done_callback(lambda done: _pass_on(done, future))
+
+        reading.add_done_callback(start_next)
+        return await asyncio.shield(future)
+
+    def _start(self, key: str, read: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
+        task = asyncio.ensure_future(read())
+        self._reading[key] = task
+        task.add_done_callback(lambda _: self._reading.pop(key, None))
+        return task
+
+
+def _pass_on(done: asyncio.Future[V], future: asyncio.Future[V]) -> None:
+    """A finished read's result (or error) to the callers queued for it."""
+    if future.done():
+        return
+    if done.cancelled():
+        future.cancel()
+    elif (err := done.exception()) is not None:
+        future.set_exception(err)
+    else:
+        future.set_result(done.result())
+
+
 # -- the pre-trade check --------------------------------------------------------------------
 
 
@@ -359,10 +438,13 @@ class Funds:
 
     async def check(self, order: Order) -> None:
         """Raise MarketError(insufficient_funds) when the wallet cannot pay the order
-        (its own reservation excluded: it is the one about to spend it)."""
-        await self.check_spend(
-            order.user_id, order.token_in, order.token_out, order.amount_in, order.id
-        )
+        (its own reservation excluded: it is the one about to spend it).
+
+        An order past `waiting` (routing, as the engine checks it) holds no
+        reservation: there is none of its own to leave out, and the read of what the
+        user's waiting orders hold is shared with the user's other checks."""
+        own = order.id if order.status is OrderStatus.WAITING else None
+        await self.check_spend(order.user_id, order.token_in, order.token_out, order.amount_in, own)
 
     async def check_spend(
         self,

@@ -9,6 +9,7 @@ than leave orders unqueued or workers asleep. pyproject pins the minor version.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
@@ -115,5 +116,30 @@ async def test_a_job_enqueued_is_the_job_add_bulk_stores(namespace: str) -> None
         assert (await Job.fromId(raw, ours)).data == {"orderId": ours}
     finally:
         await raw.close()
+        await queue.close()
+        await redis.aclose()
+
+
+async def test_the_worker_runs_its_scripts_over_a_pool_of_connections(namespace: str) -> None:
+    """BullMQ gives a worker one connection for every script; at a cap of 1,000 each job's
+    moveToActive, completion and lock renewal queued for it, locks lapsed and finished
+    jobs held their slots. The worker's client must be a pool, and calls must overlap."""
+    from dexecutor.queue.worker import REDIS_CONNECTIONS, OrderWorker
+
+    url = redis_url()
+    redis = Redis.from_url(url)
+    queue = OrderQueue(url, namespace, redis)
+    worker = OrderWorker(None, queue, redis, url, namespace, concurrency=10)  # type: ignore[arg-type]
+    bull = worker._worker = worker._new_worker()
+    try:
+        client = bull.backend.connection.conn
+        assert not client.single_connection_client
+        assert client.connection_pool.max_connections == REDIS_CONNECTIONS >= 32
+        # Two blocking reads at once: on one connection the second would wait for the first.
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*(client.blpop([f"{namespace}:nothing"], timeout=1) for _ in range(2)))
+        assert asyncio.get_running_loop().time() - started < 1.8
+    finally:
+        await worker._close_worker(force=True)
         await queue.close()
         await redis.aclose()

@@ -77,3 +77,31 @@ async def test_the_fee_budget_counts_the_rent_of_a_new_output_account(
     # Selling into SOL opens no account: only the base fee.
     await wallets.airdrop("renter", "USDC", Decimal(5))
     await funds.check_spend("renter", "USDC", "SOL", Decimal(5))
+
+
+async def test_balance_reads_of_one_wallet_at_once_are_shared_and_never_older_than_the_ask(
+    pools: list[asyncpg.Pool], client: ChainClient
+) -> None:
+    """A thousand orders of one user checked at once must not cost a thousand chain
+    reads; yet a check that starts after a balance changed sees the change."""
+    wallets = Wallets(pools[0], client, SecretBox(bytes(32)), GRANT)
+    pubkey = await wallets.pubkey("busy")
+    reads = 0
+    batch = client.rpc_batch
+
+    async def counted(calls: list[tuple[str, list[object]]]) -> list[object]:
+        nonlocal reads
+        reads += 1
+        return await batch(calls)
+
+    client.rpc_batch = counted  # type: ignore[method-assign]
+    seen = await asyncio.gather(*(wallets.holdings(pubkey) for _ in range(50)))
+    assert reads <= 2
+    assert {h.lamports for h in seen} == {1000 * 10**9}
+    # A read under way when SOL arrives: a check asked after the airdrop sees it.
+    first = asyncio.ensure_future(wallets.holdings(pubkey))
+    await asyncio.sleep(0)
+    await wallets.airdrop("busy", "SOL", Decimal(1))
+    after = await wallets.holdings(pubkey)
+    await first
+    assert after.lamports == 1001 * 10**9

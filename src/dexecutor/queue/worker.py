@@ -16,7 +16,12 @@ from uuid import UUID
 import structlog
 from bullmq import Worker
 from bullmq.custom_errors import DelayedError
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dexecutor.background import Loops
 from dexecutor.engine.execute import PASSING_TROUBLE, Engine
@@ -40,6 +45,16 @@ DRAIN_DELAY_S = 0.5
 # How long an attempt that met passing trouble (PostgreSQL, Redis or the chain away)
 # waits before it tries again, in place: the same pause BullMQ's job backoff had.
 TROUBLE_RETRY_S = 1.0
+# Connections of the worker's BullMQ client. BullMQ for Python gives a worker ONE
+# connection (`single_connection_client`) for all its scripts: every job's
+# moveToActive, moveToFinished and lock renewal waits its turn for a full round trip
+# on it. At a cap of 1,000 that queue, not the work, set the pace: about 45 jobs/s on
+# the 2-core machine under other load, with renewals so late that locks lapsed,
+# finished jobs stayed active (holding slots) and jobs ran twice. A pool lets the
+# round trips overlap; each script is still atomic in Redis and one job's calls still
+# follow each other. 16 connections still left lapsed locks at a cap of 1,000; 64
+# did not (docs/benchmarks.md).
+REDIS_CONNECTIONS = 64
 
 
 class OrderWorker:
@@ -73,7 +88,9 @@ class OrderWorker:
             "drainDelay": DRAIN_DELAY_S,
             "autorun": False,
         }
+        self._redis_url = redis_url
         self._worker: Worker | None = None
+        self._worker_redis: Redis | None = None
         self._run_task: asyncio.Future[None] | None = None
         self._pending: set[asyncio.Future[Any]] = set()
         self._waking: asyncio.Future[Any] | None = None
@@ -86,7 +103,16 @@ class OrderWorker:
         self._run_task = self._loops.start("queue-worker", self._run)
 
     def _new_worker(self) -> Worker:
-        worker = Worker(QUEUE_NAME, self._process, self._opts)
+        # A client of its own per BullMQ worker: closing a worker closes its client.
+        self._worker_redis = Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                self._redis_url, max_connections=REDIS_CONNECTIONS, decode_responses=True
+            ),
+            # As BullMQ configures its own connections: ride out a restarting Redis.
+            retry=Retry(ExponentialBackoff(cap=20, base=1), 20),
+            retry_on_error=[BusyLoadingError, RedisConnectionError, RedisTimeoutError],
+        )
+        worker = Worker(QUEUE_NAME, self._process, {**self._opts, "connection": self._worker_redis})
         worker.on("error", lambda err, *a: log.error("queue error", error=str(err)))
         worker.on("completed", lambda *a: self._wake())
         worker.on("failed", self._on_failed)
@@ -104,7 +130,7 @@ class OrderWorker:
             return
         if self._runs or self._worker is None:  # a restart: the used worker is done
             if self._worker is not None:
-                await self._worker.close(force=True)
+                await self._close_worker(force=True)
             self._worker = self._new_worker()
         self._runs += 1
         await self._worker.run()
@@ -115,11 +141,18 @@ class OrderWorker:
         self._closing = True
         self._stopping.set()
         if self._worker is not None:
-            await self._worker.close()
+            await self._close_worker()
         if self._run_task is not None:
             await self._run_task
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def _close_worker(self, force: bool = False) -> None:
+        assert self._worker is not None
+        await self._worker.close(force=force)
+        if self._worker_redis is not None:
+            # BullMQ closes the client; the pool it was given is ours to disconnect.
+            await self._worker_redis.connection_pool.disconnect()
 
     def _on_failed(self, job: Any, err: BaseException) -> None:
         log.error("job failed", order_id=job.id, error=repr(err))
