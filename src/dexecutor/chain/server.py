@@ -31,7 +31,7 @@ from dexecutor.chain.records import LANDED, REVERTED, ChainTx
 from dexecutor.domain.failures import FailureReason
 from dexecutor.market import split
 from dexecutor.market.tokens import Token, find_token
-from dexecutor.market.types import VENUES, MarketError, Quote
+from dexecutor.market.types import VENUES, MarketError, Quote, quote_fields
 from dexecutor.market.venue import FAULT_KINDS
 
 log = structlog.get_logger(__name__)
@@ -165,7 +165,7 @@ async def quote_response(cluster: Cluster, request: Request) -> Response:
             except MarketError as err:
                 answer = err
         if answer is not None:
-            venue_quotes[venue] = _venue_quote(answer)
+            venue_quotes[venue] = quote_fields(answer)
     legs = plan.legs
     first = legs[0]
     return _json(
@@ -195,18 +195,6 @@ async def quote_response(cluster: Cluster, request: Request) -> Response:
             "midPrice": _best_mid(cluster, open_venues, token_in, token_out, at),
         }
     )
-
-
-def _venue_quote(result: Quote | MarketError) -> dict[str, Any]:
-    if isinstance(result, MarketError):
-        return {"error": result.reason, "message": result.message}
-    return {
-        "price": result.price,
-        "amountOut": result.amount_out,
-        "fee": result.fee,
-        "priceImpact": result.price_impact,
-        "route": list(result.route),
-    }
 
 
 def _route_impact(legs: tuple[split.Leg, ...]) -> Decimal:

@@ -20,7 +20,7 @@ from dexecutor.domain.money import math_context
 from dexecutor.domain.order import Order
 from dexecutor.market.router import best_quote
 from dexecutor.market.tokens import find_token, route_name
-from dexecutor.market.types import VENUES, MarketError, Quote
+from dexecutor.market.types import VENUES, MarketError, Quote, quote_fields
 from dexecutor.market.venue import Venue, VenueError
 
 # When every venue refuses, report the refusal that says the most to the user.
@@ -66,18 +66,6 @@ class Decision:
                     return MarketError(reason, "no venue has a route for this pair")
                 return matching[0]
         return errors[0]
-
-
-def quote_fields(result: Quote | MarketError) -> dict[str, Any]:
-    if isinstance(result, MarketError):
-        return {"error": result.reason, "message": result.message}
-    return {
-        "price": result.price,
-        "amountOut": result.amount_out,
-        "fee": result.fee,
-        "priceImpact": result.price_impact,
-        "route": list(result.route),
-    }
 
 
 async def _ask(

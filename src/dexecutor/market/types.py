@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 VENUES: tuple[str, ...] = ("raydium", "meteora")
 
@@ -40,3 +41,16 @@ class MarketError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+def quote_fields(result: Quote | MarketError) -> dict[str, Any]:
+    """One venue's answer as clients see it in a quotes table: its quote, or its refusal."""
+    if isinstance(result, MarketError):
+        return {"error": result.reason, "message": result.message}
+    return {
+        "price": result.price,
+        "amountOut": result.amount_out,
+        "fee": result.fee,
+        "priceImpact": result.price_impact,
+        "route": list(result.route),
+    }
