@@ -56,7 +56,7 @@ from solders.transaction_status import (
 )
 
 from dexecutor.background import cancel_and_wait
-from dexecutor.chain.protocol import SLOT_MS
+from dexecutor.chain.protocol import CUSTOM_ERRORS, SLOT_MS
 from dexecutor.domain.failures import FailureReason
 from dexecutor.metrics import TX_BROADCASTS
 
@@ -71,9 +71,10 @@ RPC_CONNECTIONS = 32
 # mainnet in the common case; confirmed events name the slot by which it will be.
 FINALIZED_AFTER_SLOTS = 32
 CONFIRMED = (TransactionConfirmationStatus.Confirmed, TransactionConfirmationStatus.Finalized)
-# Program error codes of a swap instruction (see chain/transaction.py).
-SLIPPAGE_CODE = 6001  # 0x1771
-TOKEN_INSUFFICIENT_FUNDS_CODE = 1  # SPL token: the input account holds too little
+# Program error codes of a swap instruction: the chain's own table, so the two ends of
+# the wire cannot disagree on a code.
+SLIPPAGE_CODE = CUSTOM_ERRORS[FailureReason.SLIPPAGE_EXCEEDED]  # 6001 = 0x1771
+TOKEN_INSUFFICIENT_FUNDS_CODE = CUSTOM_ERRORS[FailureReason.INSUFFICIENT_FUNDS]  # SPL token's 1
 # No preflight (the engine checked funds; a simulation would only add a round trip) and
 # no retries by the node: this loop rebroadcasts itself, and knows when to stop.
 SEND_OPTS = TxOpts(skip_preflight=True, skip_confirmation=True, max_retries=0)
