@@ -253,7 +253,8 @@ def _run_uvicorn(settings: Settings, run_worker: bool, backends: Backends) -> No
         # the structlog formatter `_setup` installed instead.
         "log_config": None,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, plus plain submissions answered below the ASGI layer (api/httpdirect.py).
+        "http": "dexecutor.api.httpdirect:SubmissionHttpProtocol",
         # websockets-sansio, plus pre-framed writes for the event fan-out (api/wsdirect.py).
         "ws": "dexecutor.api.wsdirect:FramedWebSocketProtocol",
         "ws_max_size": settings.max_body_bytes,  # a bigger message closes with 1009

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dexecutor import __version__
 from dexecutor.api import errors, health, market, orders, wallets, ws
 from dexecutor.api.guard import Authenticator, BodySizeLimit, RateLimiter
+from dexecutor.api.httpdirect import SUBMITTER, DirectSubmitter
 from dexecutor.api.responses import JSONResponse
 from dexecutor.config import Settings, load_settings, parse_api_keys
 from dexecutor.engine.intake import Intake
@@ -33,7 +34,7 @@ def create_app(
     settings: Settings, *, run_worker: bool = False, on_shutdown: Callable[[], None] | None = None
 ) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         services = await Services.open(settings, worker=run_worker)
         app.state.services = services
         app.state.intake = Intake(
@@ -49,8 +50,13 @@ def create_app(
             settings.rate_limit_per_user,
             settings.rate_limit_per_address,
         )
+        # The lifespan state reaches the HTTP protocol: with CORS off (CORS must answer
+        # first), plain submissions are served below the ASGI layer (api/httpdirect.py).
+        state: dict[str, Any] = {}
+        if not settings.cors_origin_list:
+            state[SUBMITTER] = DirectSubmitter(app.state, app.state.auth, settings.max_body_bytes)
         try:
-            yield
+            yield state
         finally:
             await app.state.intake.close()
             await services.close()

@@ -151,12 +151,23 @@ class Authenticator:
         """The caller, from `Authorization: Bearer <key>`, `X-API-Key` or `?apiKey=` (WebSocket)."""
         if not self.enabled:
             return ANONYMOUS
-        key = conn.headers.get("x-api-key")
-        auth = conn.headers.get("authorization", "")
-        if key is None and auth.lower().startswith("bearer "):
-            key = auth[7:].strip()
+        return self.principal_of(
+            conn.headers.get("x-api-key"),
+            conn.headers.get("authorization", ""),
+            conn.query_params.get("apiKey"),
+        )
+
+    def principal_of(
+        self, key: str | None, authorization: str, query_key: str | None = None
+    ) -> Principal:
+        """The caller, from the X-API-Key header, the Authorization header and the
+        `apiKey` query parameter, in that order; ApiError(401) without a valid key."""
+        if not self.enabled:
+            return ANONYMOUS
+        if key is None and authorization.lower().startswith("bearer "):
+            key = authorization[7:].strip()
         if key is None:
-            key = conn.query_params.get("apiKey")
+            key = query_key
         user = self._users.get(self._digest(key)) if key else None
         if user is None:
             raise ApiError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -152,14 +152,45 @@ submission = APIRouter(tags=["orders"])
 )
 async def execute(request: Request) -> Response:
     """Validate, store (committed before the answer) and queue an order."""
-    state = request.app.state
+    headers = request.headers
+    query = request.scope["query_string"]
+    submission = Submission(
+        body=await request.body(),
+        content_type=headers.get("content-type", ""),
+        idempotency_key=headers.get("idempotency-key"),
+        address=request.client.host if request.client else None,
+        upgrade_ws=bool(query) and request.query_params.get("upgrade") == "ws",
+        principal=request.app.state.auth.principal(request),
+    )
+    status, body_out, answer_headers = await submit(request.app.state, submission)
+    return JSONResponse(body_out, status_code=status, headers=answer_headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What the submission handler reads of a request, whichever way it came in: through
+    the ASGI stack (`execute`) or straight from the HTTP protocol (api/httpdirect.py)."""
+
+    body: bytes
+    content_type: str
+    idempotency_key: str | None
+    address: str | None
+    upgrade_ws: bool
+    principal: Principal
+
+
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+async def submit(state: Any, submission: Submission) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The answer to a submission: (status, body, headers), or ApiError for a refusal.
+
+    `state` is the application's state (services, intake, limiter).
+    """
     svc: Services = state.services
-    who: Principal = state.auth.principal(request)
-    address = request.client.host if request.client else None
+    address = submission.address
     try:
-        req, idempotency_key = _submitted_order(
-            request, await request.body(), svc.settings.max_amount_in, who.user_id
-        )
+        req, idempotency_key = _submitted_order(submission, svc.settings.max_amount_in)
     except ApiError:
         await state.limiter.check(address, None)  # refused requests count too
         raise
@@ -182,10 +213,9 @@ async def execute(request: Request) -> Response:
     except Refused as err:
         raise ApiError(err.status, err.code, err.message) from None
     body_out: dict[str, Any] = {"orderId": str(order.id), "status": order.status.value}
-    if request.scope["query_string"] and request.query_params.get("upgrade") == "ws":
+    if submission.upgrade_ws:
         body_out["websocketUrl"] = f"/ws/orders/{order.id}"
-    headers = {} if created else {"Idempotent-Replayed": "true"}
-    return JSONResponse(body_out, status_code=202, headers=headers)
+    return 202, body_out, {} if created else REPLAYED
 
 
 class SubmissionFastPath:
@@ -222,13 +252,12 @@ class SubmissionFastPath:
 
 
 def _submitted_order(
-    request: Request, body: bytes, max_amount_in: Decimal, key_user: str | None
+    submission: Submission, max_amount_in: Decimal
 ) -> tuple[OrderRequest, str | None]:
     """The order in the request and its Idempotency-Key, or ApiError (403, 415, 422)."""
-    content_type = request.headers.get("content-type", "")
-    if "json" not in content_type.split(";")[0].lower():
+    if "json" not in submission.content_type.split(";")[0].lower():
         raise ApiError(415, "unsupported_media_type", "send the order as application/json")
-    key = request.headers.get("idempotency-key")
+    key = submission.idempotency_key
     if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
         raise ApiError(
             422,
@@ -236,8 +265,8 @@ def _submitted_order(
             f"idempotency-key: at most {IDEMPOTENCY_KEY_MAX} characters",
         )
     return parse_order_request(
-        body, max_amount_in, key_user
-    ), key  # BodySizeLimit bounded the body (413)
+        submission.body, max_amount_in, submission.principal.user_id
+    ), key  # the body's size was bounded before it was read (413)
 
 
 async def _visible_order(svc: Services, who: Principal, order_id: str) -> Order:
