@@ -13,12 +13,13 @@ insert, one pipelined queue add and one pipelined publish per batch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import structlog
 from redis.exceptions import RedisError
@@ -128,7 +129,7 @@ class Intake:
         if new.quote_id is not None:
             quote_min, quote_expiry = await self._check_quote(new)
         order = Order(
-            id=uuid4(),
+            id=new_order_id(),
             user_id=new.user_id,
             type=new.type,
             token_in=new.token_in,
@@ -245,6 +246,29 @@ class Intake:
                 )
             return after
         raise Refused(409, "not_cancellable", f"order {order_id} is changing; try again")
+
+
+_RANDOM_IDS = 256
+_random = memoryview(b"")
+
+
+def new_order_id() -> UUID:
+    """A random (version 4) UUID, as `uuid4()` makes, from a buffer of the system's
+    random bytes read 256 ids at a time: one system call per 256 orders, not one each."""
+    global _random
+    if not _random:
+        _random = memoryview(os.urandom(16 * _RANDOM_IDS))
+    raw, _random = _random[:16], _random[16:]
+    return UUID(bytes=bytes(raw), version=4)
+
+
+def _forget_random() -> None:
+    """A forked child must not hand out the ids its parent will."""
+    global _random
+    _random = memoryview(b"")
+
+
+os.register_at_fork(after_in_child=_forget_random)
 
 
 def born(order: Order, idempotency_key: str | None, fingerprint: str | None) -> NewRecord:

@@ -58,6 +58,7 @@ class OrderQueue:
         self._redis = redis
         self._prefix = f"{namespace}:{QUEUE_NAME}"
         self._backlog = (0.0, 0)  # (measured at, jobs)
+        self._measuring = False
         self._missing = redis.register_script(_MISSING)
         # BullMQ's own add script, keys and job options, as `Queue.addBulk` uses them.
         scripts = self._queue.backend.scripts
@@ -156,13 +157,19 @@ class OrderQueue:
         """
         measured_at, jobs = self._backlog
         now = time.monotonic()
-        if now - measured_at < max_age_s:
+        if now - measured_at < max_age_s or self._measuring:
+            # While one request measures, the others take the figure it replaces:
+            # under load, every request that arrived meanwhile would measure again.
             return jobs
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.llen(f"{self._prefix}:wait")
-        pipe.zcard(f"{self._prefix}:delayed")
-        pipe.zcard(f"{self._prefix}:prioritized")
-        jobs = sum(int(n) for n in await pipe.execute())
+        self._measuring = True
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.llen(f"{self._prefix}:wait")
+            pipe.zcard(f"{self._prefix}:delayed")
+            pipe.zcard(f"{self._prefix}:prioritized")
+            jobs = sum(int(n) for n in await pipe.execute())
+        finally:
+            self._measuring = False
         self._backlog = (now, jobs)
         return jobs
 
