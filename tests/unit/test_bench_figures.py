@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dexecutor.bench import mean_slot_s, peak_executing, steady_rate
+from dexecutor.bench import mean_slot_s, peak_executing, slot_use, steady_rate
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -41,8 +41,10 @@ def test_random_latencies_do_not_bias_the_rate() -> None:
     events = run(10, durations)
     bound = 10 / mean_slot_s(events)
     assert steady_rate(events) == pytest.approx(bound, rel=0.01)
+    assert slot_use(events, 10) == pytest.approx(1.0, rel=0.01)
 
 
 def test_gaps_between_orders_lower_the_rate() -> None:
     events = run(10, [2.7] * 100, gap_s=0.3)
     assert steady_rate(events) * 60 == pytest.approx(10 / 3.0 * 60, rel=1e-3)
+    assert slot_use(events, 10) == pytest.approx(0.9, rel=1e-3)  # 2.7 s of every 3.0 s
