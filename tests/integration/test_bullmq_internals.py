@@ -143,3 +143,22 @@ async def test_the_worker_runs_its_scripts_over_a_pool_of_connections(namespace:
         await worker._close_worker(force=True)
         await queue.close()
         await redis.aclose()
+
+
+async def test_a_batch_is_queued_whole_after_redis_lost_its_scripts(namespace: str) -> None:
+    """enqueue_many calls BullMQ's add script by its digest, without asking Redis first
+    whether it has it; after a SCRIPT FLUSH (or a restart) the batch must still land."""
+    url = redis_url()
+    redis = Redis.from_url(url)
+    queue = OrderQueue(url, namespace, redis)
+    wait = f"{namespace}:{QUEUE_NAME}:wait"
+    try:
+        await queue.enqueue(uuid4())  # the script is loaded now
+        await redis.script_flush()
+        batch = [uuid4() for _ in range(5)]
+        await queue.enqueue_many(batch)
+        queued = {UUID(i.decode()) for i in await redis.lrange(wait, 0, -1)}
+        assert set(batch) <= queued and len(queued) == 6
+    finally:
+        await queue.close()
+        await redis.aclose()

@@ -14,6 +14,7 @@ from uuid import UUID
 import msgspec
 from bullmq import Job, Queue
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 QUEUE_NAME = "orders"
 JOB_NAME = "execute"
@@ -84,7 +85,8 @@ class OrderQueue:
         already waiting; the last one given is taken first.
         """
         timestamp = round(time.time() * 1000)
-        pipe = self._redis.pipeline(transaction=False)
+        add, keys = self._add, self._add_keys
+        calls = []
         for order_id in order_ids:
             job_id = str(order_id)
             args = _pack(
@@ -92,8 +94,24 @@ class OrderQueue:
             )
             data = f'{{"orderId":"{job_id}"}}'
             opts = _pack({**self._job_opts, "jobId": job_id, **({"lifo": True} if first else {})})
-            await self._add(keys=self._add_keys, args=[args, data, opts, timestamp], client=pipe)
-        for answer in await pipe.execute():
+            calls.append((*keys, args, data, opts, timestamp))
+
+        async def send() -> list[Any]:
+            # EVALSHA itself, not the script object: a pipeline given script objects
+            # asks Redis whether they exist (a round trip) before every batch.
+            pipe = self._redis.pipeline(transaction=False)
+            for call in calls:
+                pipe.evalsha(add.sha, len(keys), *call)
+            return await pipe.execute()
+
+        try:
+            answers = await send()
+        except NoScriptError:
+            # Redis lost its scripts (a restart, SCRIPT FLUSH): no job of the batch was
+            # added. Load the script and send the batch again.
+            await self._redis.script_load(add.script)
+            answers = await send()
+        for answer in answers:
             if isinstance(answer, int) and answer < 0:
                 raise RuntimeError(f"BullMQ refused a job (code {answer})")
         measured_at, backlog = self._backlog
