@@ -104,12 +104,20 @@ class EventPublisher:
         await self._send(events)
 
     async def _send(self, events: Sequence[tuple[OrderEvent, str]]) -> list[None]:
+        """One message per channel for the whole batch: its events' JSON texts, one per
+        line, in commit order (see `split_events`). A message each cost every
+        subscribed process a pub/sub message to parse per event, heard or not."""
+        texts = [self._encode(event, user_id) for event, user_id in events]
         pipe = self._redis.pipeline(transaction=False)
-        for event, user_id in events:
-            data = self._encode(event, user_id)
-            pipe.publish(self._channel, data)
-            if self._wait_channel is not None and event.status in WAIT_BOUNDARY:
-                pipe.publish(self._wait_channel, data)
+        pipe.publish(self._channel, b"\n".join(texts))
+        if self._wait_channel is not None:
+            waits = [
+                text
+                for (event, _), text in zip(events, texts, strict=True)
+                if event.status in WAIT_BOUNDARY
+            ]
+            if waits:
+                pipe.publish(self._wait_channel, b"\n".join(waits))
         await pipe.execute()
         return [None] * len(events)
 
@@ -119,6 +127,12 @@ class EventPublisher:
         # cancel, expiry): the one place to count them.
         ORDER_EVENTS.labels(event.status.value).inc()
         return jsoncodec.dumps(event_message(event, user_id))
+
+
+def split_events(data: bytes) -> list[bytes]:
+    """The events of one published message, in order. A message holds one event's JSON
+    text or several, one per line: JSON text never holds a raw line break."""
+    return data.split(b"\n")
 
 
 class EventStore(Protocol):
@@ -423,6 +437,10 @@ class EventHub:
     def _dispatch(self, data: bytes) -> None:
         if not (self._listeners or self._by_order or self._by_user):
             return  # nobody here to tell: an API process under load skips the decoding
+        for text in split_events(data):
+            self._dispatch_one(text)
+
+    def _dispatch_one(self, data: bytes) -> None:
         message = jsoncodec.loads(data)
         # Watchers forward the published text as it is: encoding once per event, not
         # once per watcher, is what lets one process feed thousands of them.
