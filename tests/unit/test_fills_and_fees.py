@@ -7,16 +7,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
+from solders.rpc.config import RpcTransactionConfig
+from solders.rpc.requests import GetTransaction, SendRawTransaction, batch_to_json
+from solders.signature import Signature
 from solders.transaction_status import (
     InstructionErrorCustom,
     InstructionErrorFieldless,
     TransactionErrorFieldless,
     TransactionErrorInstructionError,
+    UiTransactionEncoding,
 )
 
 from dexecutor.chain import transaction as txn
 from dexecutor.chain.client import _costs
-from dexecutor.chain.rpc import Landed, describe, percentile, reason_of
+from dexecutor.chain.rpc import SEND_CONFIG, Landed, _BatchBody, describe, percentile, reason_of
 from dexecutor.domain.order import Order, OrderStatus, OrderType
 from dexecutor.market.fees import effective_price, fee_detail, venue_fee
 from dexecutor.market.venue import NetworkFee
@@ -176,3 +180,15 @@ def test_the_order_record_keeps_the_fill_and_a_revert_s_fee() -> None:
         "networkFee": Decimal("0.000005"),
         "effectivePrice": Decimal("0.99"),
     }
+
+
+def test_a_batch_body_is_the_json_rpc_array_solders_would_write() -> None:
+    """The batch is written request by request; the text must stay solders' own."""
+    config = RpcTransactionConfig(UiTransactionEncoding.Base64)
+    requests = [
+        SendRawTransaction(bytes(range(40)), SEND_CONFIG, id=0),
+        GetTransaction(Signature.new_unique(), config, id=1),
+        SendRawTransaction(b"\x01" * 70, SEND_CONFIG, id=2),
+    ]
+    assert _BatchBody(requests).to_json() == batch_to_json(requests)
+    assert _BatchBody(requests[:1]).to_json() == batch_to_json(requests[:1])
