@@ -20,7 +20,15 @@ from solders.transaction_status import (
 
 from dexecutor.chain import transaction as txn
 from dexecutor.chain.client import _costs
-from dexecutor.chain.rpc import SEND_CONFIG, Landed, _BatchBody, describe, percentile, reason_of
+from dexecutor.chain.rpc import (
+    SEND_CONFIG,
+    Landed,
+    _batch_answers,
+    _BatchBody,
+    describe,
+    percentile,
+    reason_of,
+)
 from dexecutor.domain.order import Order, OrderStatus, OrderType
 from dexecutor.market.fees import effective_price, fee_detail, venue_fee
 from dexecutor.market.venue import NetworkFee
@@ -192,3 +200,19 @@ def test_a_batch_body_is_the_json_rpc_array_solders_would_write() -> None:
     ]
     assert _BatchBody(requests).to_json() == batch_to_json(requests)
     assert _BatchBody(requests[:1]).to_json() == batch_to_json(requests[:1])
+
+
+def test_a_batch_answer_is_split_into_its_answers_as_they_came() -> None:
+    text = (
+        '[{"jsonrpc":"2.0","result":"5x","id":0},'
+        '{"jsonrpc":"2.0","error":{"code":-32002,"message":"no"},"id":1},'
+        '7,{"jsonrpc":"2.0","error":null,"id":2}]'
+    )
+    answers = _batch_answers(text)
+    assert answers == [
+        (0, False, '{"jsonrpc":"2.0","result":"5x","id":0}'),
+        (1, True, '{"jsonrpc":"2.0","error":{"code":-32002,"message":"no"},"id":1}'),
+        (2, True, '{"jsonrpc":"2.0","error":null,"id":2}'),
+    ]
+    assert _batch_answers('{"jsonrpc":"2.0","error":{"code":-32600},"id":null}') is None
+    assert _batch_answers("not json") is None

@@ -361,13 +361,10 @@ class Rpc:
             return [str(sent.value)]
         requests = [SendRawTransaction(raw, SEND_CONFIG, id=i) for i, raw in enumerate(raws)]
         text = await self._call(self._client._provider.make_request_unparsed(_BatchBody(requests)))
-        try:
-            answers = msgspec.json.decode(text)
-        except msgspec.DecodeError:
-            answers = None
-        if not isinstance(answers, list):
+        answers = _batch_answers(text)
+        if answers is None:
             raise RpcUnreachable(f"the chain refused a sendTransaction batch: {text[:200]}")
-        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+        by_id = {index: answer for index, _, answer in answers if isinstance(index, int)}
         return [_sent(by_id.get(i)) for i in range(len(raws))]
 
     # -- confirming ----------------------------------------------------------------------------
@@ -491,15 +488,14 @@ class Rpc:
         )
         requests = [GetTransaction(w.signature, config, id=i) for i, w in enumerate(watches)]
         raw = await self._call(self._client._provider.make_request_unparsed(_BatchBody(requests)))
-        answers = msgspec.json.decode(raw)
-        if not isinstance(answers, list):  # the whole batch refused: ask again next poll
-            self._complain("the chain refused a getTransaction batch", ValueError(str(answers)))
+        answers = _batch_answers(raw)
+        if answers is None:  # the whole batch refused: ask again next poll
+            self._complain("the chain refused a getTransaction batch", ValueError(raw[:200]))
             return
-        for answer in answers:
-            index = answer.get("id") if isinstance(answer, dict) else None
-            if not isinstance(index, int) or not 0 <= index < len(watches) or "error" in answer:
+        for index, failed, answer in answers:
+            if not isinstance(index, int) or not 0 <= index < len(watches) or failed:
                 continue  # not readable yet: asked again next poll
-            parsed = GetTransactionResp.from_json(msgspec.json.encode(answer).decode())
+            parsed = GetTransactionResp.from_json(answer)
             if not isinstance(parsed, GetTransactionResp) or parsed.value is None:
                 continue
             watch = watches[index]
@@ -583,12 +579,42 @@ def _refusal(err: RPCException) -> SendFailed:
     return SendFailed(FailureReason.TX_FAILED, f"the chain refused the transaction: {message}")
 
 
-def _sent(answer: dict[str, Any] | None) -> str | ItemFailed:
+class _Head(msgspec.Struct):
+    """What the engine reads itself of one answer in a batch: its id, and whether it is
+    an error (UNSET: no `error` member)."""
+
+    id: Any = None
+    error: Any = msgspec.UNSET
+
+
+_HEAD = msgspec.json.Decoder(_Head)
+_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _batch_answers(text: str) -> list[tuple[Any, bool, str]] | None:
+    """Each object of a JSON-RPC batch answer: its id, whether it is an error, and its
+    own text for solders to parse as it came (decoding the whole batch into Python and
+    encoding each answer again cost more than solders' parse). None: not an array."""
+    try:
+        items = _ITEMS.decode(text)
+    except msgspec.DecodeError:
+        return None
+    answers = []
+    for item in items:
+        try:
+            head = _HEAD.decode(item)
+        except msgspec.DecodeError:
+            continue  # not an object: no answer to anything
+        answers.append((head.id, head.error is not msgspec.UNSET, bytes(item).decode()))
+    return answers
+
+
+def _sent(answer: str | None) -> str | ItemFailed:
     """One answer of a sendTransaction batch, read as AsyncClient reads a lone one's."""
     if answer is None:
         return ItemFailed(RpcUnreachable("the chain left a batched send unanswered"))
     try:
-        parsed = SendTransactionResp.from_json(msgspec.json.encode(answer).decode())
+        parsed = SendTransactionResp.from_json(answer)
     except BaseException as err:
         if _ends_the_task(err):
             raise
