@@ -445,11 +445,11 @@ class ChainVenue:
         swap = self._swap(tx) if tx.payload else None
         raw = base64.b64decode(tx.payload) if tx.payload else None
         owner = swap.owner if swap is not None else None
-        try:
-            outcome = await asyncio.wait_for(
-                self._rpc.outcome(tx.signature, raw, tx.last_valid_block_height, owner),
-                self._confirm_timeout,
-            )
+        try:  # a timeout scope rather than wait_for: no task of its own for each order
+            async with asyncio.timeout(self._confirm_timeout):
+                outcome = await self._rpc.outcome(
+                    tx.signature, raw, tx.last_valid_block_height, owner
+                )
         except TimeoutError:
             raise ChainUnreachable(
                 f"no outcome for {tx.signature} within {self._confirm_timeout:g}s"

@@ -663,9 +663,10 @@ class Cluster:
         pass a transaction's last valid one and then reads it unknown may rely on it
         never landing. ChainBehind when the journal cannot save (PostgreSQL away).
         """
-        if not self._journal.saved_all:  # (wait_for costs a task: not when nothing waits)
-            try:
-                await asyncio.wait_for(self._journal.durable(), STATUS_WAIT_S)
+        if not self._journal.saved_all:
+            try:  # (a timeout scope, not wait_for: no task for each reader)
+                async with asyncio.timeout(STATUS_WAIT_S):
+                    await self._journal.durable()
             except TimeoutError:
                 raise ChainBehind("the chain cannot save its ledger: statuses unknown") from None
         missing = [s for s in signatures if s not in self._public]
