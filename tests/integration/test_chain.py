@@ -400,3 +400,46 @@ async def test_a_route_fills_all_its_legs_or_nothing(chain_dsn: str) -> None:
         at = second.market.now
         assert second.mids("SOL", "USDC", at) == first.mids("SOL", "USDC", at)
         assert second.accounts.token(owner, USDC) == usdc
+
+
+async def test_sends_of_many_orders_at_once_share_one_request_and_keep_their_answers(
+    chain: Chain,
+) -> None:
+    """Concurrent sends go to the chain as one JSON-RPC batch; each caller still gets its
+    own answer: its signature, or its own refusal (here a second live swap of an order)."""
+    wallet = await funded(chain.cluster)
+    made = wired(chain, signer=OneWallet(wallet))
+    posted: list[bytes] = []
+    transport = made.rpc._transport
+    handle = transport.handle_async_request
+
+    async def counted(request: Any) -> Any:
+        posted.append(await request.aread())
+        return await handle(request)
+
+    transport.handle_async_request = counted  # type: ignore[method-assign]
+    try:
+        venue = made.venues["raydium"]
+        fenced = uuid4()
+        first = await venue.build(fenced, 1, "u", "SOL", "USDC", Decimal(1), Decimal(0))
+        await venue.send(first)
+        posted.clear()
+        txs = [
+            await venue.build(uuid4(), 1, "u", "SOL", "USDC", Decimal(1), Decimal(0))
+            for _ in range(6)
+        ]
+        second = await venue.build(fenced, 2, "u", "SOL", "USDC", Decimal(1), Decimal(0))
+        results = await asyncio.gather(
+            *(venue.send(tx) for tx in [*txs, second]), return_exceptions=True
+        )
+        assert isinstance(results[-1], SubmitRefused)  # its own refusal, no one else's
+        assert not any(isinstance(r, BaseException) for r in results[:-1])
+        # A lone send goes at once; the ones that queued behind it share a request.
+        assert len(posted) < len(txs)
+        assert any(body.startswith(b"[") for body in posted)
+        fills = await asyncio.gather(*(venue.confirm(tx) for tx in txs))
+        assert [f.tx_hash for f in fills] == [tx.signature for tx in txs]
+        statuses = await chain.cluster.statuses([tx.signature for tx in txs])
+        assert all(s is not None and s.status == "landed" for s in statuses)
+    finally:
+        await made.close()

@@ -7,16 +7,28 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
+from solders.rpc.config import RpcTransactionConfig
+from solders.rpc.requests import GetTransaction, SendRawTransaction, batch_to_json
+from solders.signature import Signature
 from solders.transaction_status import (
     InstructionErrorCustom,
     InstructionErrorFieldless,
     TransactionErrorFieldless,
     TransactionErrorInstructionError,
+    UiTransactionEncoding,
 )
 
 from dexecutor.chain import transaction as txn
 from dexecutor.chain.client import _costs
-from dexecutor.chain.rpc import Landed, describe, percentile, reason_of
+from dexecutor.chain.rpc import (
+    SEND_CONFIG,
+    Landed,
+    _batch_answers,
+    _BatchBody,
+    describe,
+    percentile,
+    reason_of,
+)
 from dexecutor.domain.order import Order, OrderStatus, OrderType
 from dexecutor.market.fees import effective_price, fee_detail, venue_fee
 from dexecutor.market.venue import NetworkFee
@@ -176,3 +188,31 @@ def test_the_order_record_keeps_the_fill_and_a_revert_s_fee() -> None:
         "networkFee": Decimal("0.000005"),
         "effectivePrice": Decimal("0.99"),
     }
+
+
+def test_a_batch_body_is_the_json_rpc_array_solders_would_write() -> None:
+    """The batch is written request by request; the text must stay solders' own."""
+    config = RpcTransactionConfig(UiTransactionEncoding.Base64)
+    requests = [
+        SendRawTransaction(bytes(range(40)), SEND_CONFIG, id=0),
+        GetTransaction(Signature.new_unique(), config, id=1),
+        SendRawTransaction(b"\x01" * 70, SEND_CONFIG, id=2),
+    ]
+    assert _BatchBody(requests).to_json() == batch_to_json(requests)
+    assert _BatchBody(requests[:1]).to_json() == batch_to_json(requests[:1])
+
+
+def test_a_batch_answer_is_split_into_its_answers_as_they_came() -> None:
+    text = (
+        '[{"jsonrpc":"2.0","result":"5x","id":0},'
+        '{"jsonrpc":"2.0","error":{"code":-32002,"message":"no"},"id":1},'
+        '7,{"jsonrpc":"2.0","error":null,"id":2}]'
+    )
+    answers = _batch_answers(text)
+    assert answers == [
+        (0, False, '{"jsonrpc":"2.0","result":"5x","id":0}'),
+        (1, True, '{"jsonrpc":"2.0","error":{"code":-32002,"message":"no"},"id":1}'),
+        (2, True, '{"jsonrpc":"2.0","error":null,"id":2}'),
+    ]
+    assert _batch_answers('{"jsonrpc":"2.0","error":{"code":-32600},"id":null}') is None
+    assert _batch_answers("not json") is None

@@ -470,3 +470,20 @@ def test_exact_out_execution_spends_the_least_input_within_the_legs() -> None:
     assert spent <= sum(leg.amount_in for leg in cushion)
     # Within a base unit per leg of the router's least input (the same pools, unmoved).
     assert spent <= plan.amount_in + Decimal("1e-9") * len(plan.legs)
+
+
+def test_candidates_follow_the_listing_when_it_changes() -> None:
+    """Candidates are reused per listing: a pool listed or delisted shows at once."""
+    market = _triangle()
+    pools = market.venue_pools()
+    every = candidates(pools, "SOL", "USDT")
+    assert candidates(pools, "SOL", "USDT") == every
+    fewer = tuple(entry for entry in pools if entry[0] != "meteora")
+    assert {c.label for c in candidates(fewer, "SOL", "USDT")} == {"raydium"}
+    assert candidates(pools, "SOL", "USDT") == every
+    direct = candidates(pools, "SOL", "USDT", only_direct_routes=True)
+    assert all(len(c.hops) == 1 for c in direct) and len(direct) < len(every)
+    assert disjoint_sets(every) == disjoint_sets(every)  # the same sets when asked again
+    sets = disjoint_sets(every)
+    sets[0].append(99)  # a caller's copy: the next answer is not changed by it
+    assert 99 not in disjoint_sets(every)[0]

@@ -337,6 +337,11 @@ class Signer(Protocol):
     async def keypair(self, user_id: str) -> Keypair: ...
 
 
+# Swaps kept per venue after building: far more than the orders one process has in
+# flight, so a swap is found again for its send and its confirmation.
+BUILT_KEPT = 20_000
+
+
 class ChainVenue:
     """One venue on the chain, as the engine's venue protocol wants it.
 
@@ -359,6 +364,10 @@ class ChainVenue:
         self._signer = signer
         # A guard only: a transaction whose validity is known ends by expiring first.
         self._confirm_timeout = confirm_timeout_s
+        # The swaps this process built, by signature, so sending and confirming them
+        # need not parse their bytes again (a signature names one signed message). A
+        # transaction recorded by another process is parsed as before.
+        self._built: dict[str, txn.SwapTx] = {}
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         return await self._client.quote(self.name, token_in, token_out, amount_in)
@@ -401,12 +410,21 @@ class ChainVenue:
             exact_out=exact_out,
         )
         signed = txn.build(swap, keypair)
-        return SignedTx(txn.signature(signed), self.name, txn.encode(signed), last_valid)
+        signature = txn.signature(signed)
+        if len(self._built) >= BUILT_KEPT:
+            del self._built[next(iter(self._built))]  # the oldest: sent long ago, or never
+        self._built[signature] = swap
+        return SignedTx(signature, self.name, txn.encode(signed), last_valid)
+
+    def _swap(self, tx: SignedTx) -> txn.SwapTx:
+        """The swap a recorded transaction carries (ValueError for bytes not a swap)."""
+        swap = self._built.get(tx.signature)
+        return swap if swap is not None else txn.decode(tx.payload)[0]
 
     async def send(self, tx: SignedTx) -> Sent:
         """Send the recorded bytes. A refusal for an expired blockhash is not the end:
         the same bytes may have landed before (a resumed order), so confirm decides."""
-        swap = txn.decode(tx.payload)[0]
+        swap = self._swap(tx)
         sent = Sent(self._rpc.slot, swap.compute_unit_price, swap.compute_unit_limit)
         try:
             signature = await self._rpc.send(base64.b64decode(tx.payload))
@@ -424,14 +442,14 @@ class ChainVenue:
     async def confirm(self, tx: SignedTx) -> Fill:
         """The confirmed swap with its fees, or the reason it failed (`Reverted` when it
         landed and failed, BLOCKHASH_EXPIRED when it never landed and never will)."""
-        swap = txn.decode(tx.payload)[0] if tx.payload else None
+        swap = self._swap(tx) if tx.payload else None
         raw = base64.b64decode(tx.payload) if tx.payload else None
         owner = swap.owner if swap is not None else None
-        try:
-            outcome = await asyncio.wait_for(
-                self._rpc.outcome(tx.signature, raw, tx.last_valid_block_height, owner),
-                self._confirm_timeout,
-            )
+        try:  # a timeout scope rather than wait_for: no task of its own for each order
+            async with asyncio.timeout(self._confirm_timeout):
+                outcome = await self._rpc.outcome(
+                    tx.signature, raw, tx.last_valid_block_height, owner
+                )
         except TimeoutError:
             raise ChainUnreachable(
                 f"no outcome for {tx.signature} within {self._confirm_timeout:g}s"
@@ -443,6 +461,7 @@ class ChainVenue:
                 f" after block {outcome.last_valid_block_height} (now {outcome.block_height})",
             )
         assert swap is not None, f"{tx.signature}: a landed transaction without its record"
+        self._built.pop(tx.signature, None)  # its outcome is known: not sent or read again
         fee, amount_in, amount_out = _costs(swap, outcome)
         if outcome.err is not None:
             reason = reason_of(outcome.err)

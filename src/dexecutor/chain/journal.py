@@ -81,6 +81,11 @@ class Journal:
         self._appended += 1
         self._wake.set()
 
+    @property
+    def saved_all(self) -> bool:
+        """Every change appended so far is saved (a reader need not wait)."""
+        return self._saved >= self._appended
+
     async def durable(self) -> None:
         """Return once every change appended before this call is saved."""
         target = self._appended

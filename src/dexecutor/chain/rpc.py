@@ -8,6 +8,8 @@ do, it does:
 - one recent blockhash and one priority-fee bid per slot, however many
   transactions are built in it (the bid: a percentile of getRecentPrioritizationFees,
   capped);
+- sends of many orders at once in one JSON-RPC batch (a lone send goes at once, alone;
+  under load each batch takes the sends that queued while the one before it ran);
 - one poll loop per process: every transaction awaited is asked about in one
   getSignatureStatuses call per poll (256 signatures a call, as the real RPC allows),
   and the confirmed ones are read in one JSON-RPC batch of getTransaction;
@@ -41,10 +43,14 @@ from solana.rpc.async_api import AsyncClient
 from solana.rpc.core import RPCException
 from solana.rpc.models import TxOpts
 from solders.commitment_config import CommitmentLevel
-from solders.rpc.config import RpcTransactionConfig
+from solders.rpc.config import RpcSendTransactionConfig, RpcTransactionConfig
 from solders.rpc.errors import SendTransactionPreflightFailureMessage
-from solders.rpc.requests import GetTransaction, batch_to_json
-from solders.rpc.responses import GetTransactionResp, RpcSimulateTransactionResult
+from solders.rpc.requests import Body, GetTransaction, SendRawTransaction
+from solders.rpc.responses import (
+    GetTransactionResp,
+    RpcSimulateTransactionResult,
+    SendTransactionResp,
+)
 from solders.signature import Signature
 from solders.transaction_status import (
     InstructionErrorCustom,
@@ -58,6 +64,7 @@ from solders.transaction_status import (
 from dexecutor.background import cancel_and_wait
 from dexecutor.chain.protocol import CUSTOM_ERRORS, SLOT_MS
 from dexecutor.domain.failures import FailureReason
+from dexecutor.group_commit import GroupCommit, ItemFailed
 from dexecutor.metrics import TX_BROADCASTS
 
 log = structlog.get_logger(__name__)
@@ -78,6 +85,14 @@ TOKEN_INSUFFICIENT_FUNDS_CODE = CUSTOM_ERRORS[FailureReason.INSUFFICIENT_FUNDS] 
 # No preflight (the engine checked funds; a simulation would only add a round trip) and
 # no retries by the node: this loop rebroadcasts itself, and knows when to stop.
 SEND_OPTS = TxOpts(skip_preflight=True, skip_confirmation=True, max_retries=0)
+# The same options as a batched sendTransaction's config (what AsyncClient makes of them).
+SEND_CONFIG = RpcSendTransactionConfig(
+    skip_preflight=True, preflight_commitment=CommitmentLevel.Finalized, max_retries=0
+)
+# Sends of one JSON-RPC batch, and batches in flight at once: a flush waits for the
+# chain to save its ledger, so two let the next batch gather while one is saved.
+SEND_BATCH = 128
+SEND_FLUSHES = 2
 
 
 class RpcUnreachable(ConnectionError):
@@ -174,13 +189,18 @@ def percentile(values: Sequence[int], pct: int) -> int:
 
 
 class _BatchBody:
-    """Several requests as one JSON-RPC batch body, for AsyncClient's transport."""
+    """Several requests as one JSON-RPC batch body, for AsyncClient's transport.
 
-    def __init__(self, requests: list[GetTransaction]) -> None:
+    The same text as solders' `batch_to_json`, made by joining each request's own
+    `to_json`: `batch_to_json` cost about 80 us per request (2 us this way), a tenth
+    of the worker's time at a hundred orders in flight.
+    """
+
+    def __init__(self, requests: Sequence[Body]) -> None:
         self._requests = requests
 
     def to_json(self) -> str:
-        return str(batch_to_json(self._requests))
+        return "[" + ",".join(request.to_json() for request in self._requests) + "]"
 
 
 class _AiohttpTransport(httpx2.AsyncBaseTransport):
@@ -263,6 +283,9 @@ class Rpc:
         self._complained_at = 0.0
         self._resends: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(RPC_CONNECTIONS)
+        self._sends: GroupCommit[bytes, str] = GroupCommit(
+            self._send_batch, max_batch=SEND_BATCH, max_flushes=SEND_FLUSHES
+        )
 
     async def close(self) -> None:
         await cancel_and_wait(self._poller)
@@ -322,11 +345,27 @@ class Rpc:
         `again`: a rebroadcast of bytes this process sent before (counted apart).
         """
         TX_BROADCASTS.labels("rebroadcast" if again else "send").inc()
-        try:
-            answer = await self._call(self._client.send_raw_transaction(raw, SEND_OPTS))
-        except RPCException as err:
-            raise _refusal(err) from None
-        return str(answer.value)
+        return await self._sends.submit(raw)
+
+    async def _send_batch(self, raws: list[bytes]) -> list[str | ItemFailed]:
+        """Send signed transactions: one alone as a plain request, several as a batch.
+
+        Each answer is read as AsyncClient reads a sendTransaction's (solders' strict
+        types); a refusal is that send's own SendFailed, the others go on.
+        """
+        if len(raws) == 1:
+            try:
+                sent = await self._call(self._client.send_raw_transaction(raws[0], SEND_OPTS))
+            except RPCException as err:
+                return [ItemFailed(_refusal(err))]
+            return [str(sent.value)]
+        requests = [SendRawTransaction(raw, SEND_CONFIG, id=i) for i, raw in enumerate(raws)]
+        text = await self._call(self._client._provider.make_request_unparsed(_BatchBody(requests)))
+        answers = _batch_answers(text)
+        if answers is None:
+            raise RpcUnreachable(f"the chain refused a sendTransaction batch: {text[:200]}")
+        by_id = {index: answer for index, _, answer in answers if isinstance(index, int)}
+        return [_sent(by_id.get(i)) for i in range(len(raws))]
 
     # -- confirming ----------------------------------------------------------------------------
 
@@ -449,15 +488,14 @@ class Rpc:
         )
         requests = [GetTransaction(w.signature, config, id=i) for i, w in enumerate(watches)]
         raw = await self._call(self._client._provider.make_request_unparsed(_BatchBody(requests)))
-        answers = msgspec.json.decode(raw)
-        if not isinstance(answers, list):  # the whole batch refused: ask again next poll
-            self._complain("the chain refused a getTransaction batch", ValueError(str(answers)))
+        answers = _batch_answers(raw)
+        if answers is None:  # the whole batch refused: ask again next poll
+            self._complain("the chain refused a getTransaction batch", ValueError(raw[:200]))
             return
-        for answer in answers:
-            index = answer.get("id") if isinstance(answer, dict) else None
-            if not isinstance(index, int) or not 0 <= index < len(watches) or "error" in answer:
+        for index, failed, answer in answers:
+            if not isinstance(index, int) or not 0 <= index < len(watches) or failed:
                 continue  # not readable yet: asked again next poll
-            parsed = GetTransactionResp.from_json(msgspec.json.encode(answer).decode())
+            parsed = GetTransactionResp.from_json(answer)
             if not isinstance(parsed, GetTransactionResp) or parsed.value is None:
                 continue
             watch = watches[index]
@@ -539,6 +577,53 @@ def _refusal(err: RPCException) -> SendFailed:
         return SendFailed(reason_of(tx_err), f"{detail.message} ({describe(tx_err)})")
     message = getattr(detail, "message", None) or str(detail)
     return SendFailed(FailureReason.TX_FAILED, f"the chain refused the transaction: {message}")
+
+
+class _Head(msgspec.Struct):
+    """What the engine reads itself of one answer in a batch: its id, and whether it is
+    an error (UNSET: no `error` member)."""
+
+    id: Any = None
+    error: Any = msgspec.UNSET
+
+
+_HEAD = msgspec.json.Decoder(_Head)
+_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _batch_answers(text: str) -> list[tuple[Any, bool, str]] | None:
+    """Each object of a JSON-RPC batch answer: its id, whether it is an error, and its
+    own text for solders to parse as it came (decoding the whole batch into Python and
+    encoding each answer again cost more than solders' parse). None: not an array."""
+    try:
+        items = _ITEMS.decode(text)
+    except msgspec.DecodeError:
+        return None
+    answers = []
+    for item in items:
+        try:
+            head = _HEAD.decode(item)
+        except msgspec.DecodeError:
+            continue  # not an object: no answer to anything
+        answers.append((head.id, head.error is not msgspec.UNSET, bytes(item).decode()))
+    return answers
+
+
+def _sent(answer: str | None) -> str | ItemFailed:
+    """One answer of a sendTransaction batch, read as AsyncClient reads a lone one's."""
+    if answer is None:
+        return ItemFailed(RpcUnreachable("the chain left a batched send unanswered"))
+    try:
+        parsed = SendTransactionResp.from_json(answer)
+    except BaseException as err:
+        if _ends_the_task(err):
+            raise
+        # solders panics (a BaseException) on an answer its strict types cannot read:
+        # passing trouble for this send alone, like no answer at all.
+        return ItemFailed(RpcUnreachable(f"a batched send's answer cannot be read: {err}"))
+    if isinstance(parsed, SendTransactionResp):
+        return str(parsed.value)
+    return ItemFailed(_refusal(RPCException(parsed)))  # one of solders' RPC errors
 
 
 def _landed(signature: str, answer: GetTransactionResp, owner: str | None, final: bool) -> Landed:

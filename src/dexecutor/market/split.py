@@ -50,7 +50,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, localcontext
-from typing import Literal
+from typing import Any, Literal
 
 from dexecutor.domain.money import decimal_places, math_context
 from dexecutor.market.cpmm import CpmmPool
@@ -141,6 +141,20 @@ def _known_venues(names: Iterable[str] | None, option: str) -> frozenset[str] | 
     return chosen
 
 
+# Candidates and pool-disjoint sets depend only on which pools are listed, not on their
+# state, so a quote reuses those of the last quotes over the same listing. Keys hold
+# pools by id; the cached candidates hold the pools, so no id is reused while cached.
+_MEMO_SIZE = 256
+_CANDIDATES: dict[tuple[object, ...], tuple[Candidate, ...]] = {}
+_DISJOINT: dict[tuple[tuple[int, ...], ...], list[list[int]]] = {}
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()  # listings change rarely (a launch): the few live keys come back
+    memo[key] = value
+
+
 def candidates(
     pools: Iterable[tuple[str, Pool]],
     token_in: str,
@@ -159,6 +173,32 @@ def candidates(
     drops the hops through hubs. An unknown venue name is a ValueError (a 400 at the
     API); an empty list of `dexes` leaves no candidate.
     """
+    listing = tuple(pools)
+    key = (
+        tuple((venue, id(pool)) for venue, pool in listing),
+        token_in,
+        token_out,
+        None if dexes is None else tuple(dexes),
+        None if exclude_dexes is None else tuple(exclude_dexes),
+        only_direct_routes,
+        tuple(hubs),
+    )
+    found = _CANDIDATES.get(key)
+    if found is None:
+        found = _candidates(listing, token_in, token_out, key[3], key[4], only_direct_routes, hubs)
+        _remember(_CANDIDATES, key, found)
+    return found
+
+
+def _candidates(
+    pools: Iterable[tuple[str, Pool]],
+    token_in: str,
+    token_out: str,
+    dexes: Iterable[str] | None,
+    exclude_dexes: Iterable[str] | None,
+    only_direct_routes: bool,
+    hubs: Sequence[str],
+) -> tuple[Candidate, ...]:
     allowed = _known_venues(dexes, "dexes")
     banned = _known_venues(exclude_dexes, "excludeDexes") or frozenset()
     listed: dict[frozenset[str], list[tuple[str, Pool]]] = {}
@@ -651,6 +691,15 @@ def disjoint_sets(options: Sequence[Candidate]) -> list[list[int]]:
     A small exhaustive search: a pair has at most a dozen candidates and the sets are a
     handful, so the router can solve each.
     """
+    key = tuple(tuple(id(hop.pool) for hop in c.hops) for c in options)
+    found = _DISJOINT.get(key)
+    if found is None:
+        found = _disjoint_sets(options)
+        _remember(_DISJOINT, key, found)
+    return [list(members) for members in found]
+
+
+def _disjoint_sets(options: Sequence[Candidate]) -> list[list[int]]:
     pools = [frozenset(id(hop.pool) for hop in c.hops) for c in options]
     found: list[list[int]] = []
 
