@@ -597,6 +597,17 @@ def _rss_mib(pid: int) -> float:
     return total
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) of the process and its children, as `_rss_mib`."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):
+                total += _cpu_s(int(child))
+    return total
+
+
 async def fan_out(
     server_dsn: str, redis_url: str, watchers: int, users: int = 1, orders_per_user: int = 4
 ) -> dict[str, Any]:
@@ -622,6 +633,7 @@ async def fan_out(
         readers = await Watchers.open("127.0.0.1", s.port, paths, expected, processes=2)
         try:
             rss_before = _rss_mib(s.api_pid)
+            cpu_before = _cpu_s(s.api_pid)
             async with httpx.AsyncClient(base_url=s.url, timeout=120) as client:
                 for _ in range(orders_per_user):
                     for u in range(users):
@@ -636,6 +648,7 @@ async def fan_out(
                         )
             delays = await readers.delays()
             rss = _rss_mib(s.api_pid)
+            cpu = _cpu_s(s.api_pid) - cpu_before
         finally:
             readers.stop()
         delays.sort()
@@ -648,6 +661,10 @@ async def fan_out(
             "delay_max_ms": delays[-1],
             "api_rss_mib": rss,
             "api_rss_idle_mib": rss_before,
+            # The API's CPU from the first order to the last delivery, per delivery.
+            "api_cpu_s": cpu,
+            "api_cpu_us_per_message": cpu / max(len(delays), 1) * 1e6,
+            "readers_cpu_s": readers.cpu_s,
         }
 
 

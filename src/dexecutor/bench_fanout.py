@@ -3,8 +3,10 @@
 A full WebSocket client per watcher costs the measuring side more CPU than the server
 spends sending, on the same two cores, and the figure would measure the client. These
 readers do only what a watcher must: the opening handshake, reading unmasked text
-frames, answering pings, and noting when each event arrived (each is decoded only
-once all arrived, so decoding one does not delay reading the next). They run in several
+frames, answering pings, and noting when each event arrived. Each is decoded only
+once all arrived, so decoding one does not delay reading the next; then every
+watcher's events are checked (each event of each order once, in seq order, all of
+them), and a watcher that got anything else fails the run. They run in several
 processes (`spawn`), each with its own share of the connections.
 """
 
@@ -28,24 +30,29 @@ import msgspec
 
 class _Event(msgspec.Struct):
     at: str
+    orderId: str
+    seq: int
 
 
 _decode_event = msgspec.json.Decoder(_Event).decode
 
 
 class Reader(asyncio.Protocol):
-    """One watcher: counts the events it receives and how late each one was."""
+    """One watcher: notes the arrival time of each event it receives, decoded later."""
 
-    def __init__(self, request: bytes, expected: int, arrivals: list[tuple[float, bytes]]) -> None:
+    def __init__(self, request: bytes, expected: int) -> None:
         self._request = request
         self._expected = expected
-        self._arrivals = arrivals
-        self._buffer = bytearray()
+        self.arrivals: list[tuple[float, bytes]] = []
+        self._buffer = b""
         self._upgraded = False
         self._transport: asyncio.Transport | None = None
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.received = 0
+
+    @property
+    def received(self) -> int:
+        return len(self.arrivals)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tcp: asyncio.Transport = transport  # type: ignore[assignment]  # a TCP transport
@@ -59,43 +66,61 @@ class Reader(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
-        self._buffer += data
+        if self._buffer:
+            data = self._buffer + data
         if not self._upgraded:
-            end = self._buffer.find(b"\r\n\r\n")
+            end = data.find(b"\r\n\r\n")
             if end < 0:
+                self._buffer = data
                 return
-            if not self._buffer.startswith(b"HTTP/1.1 101"):
-                self.opened.set_exception(ConnectionError(bytes(self._buffer[:200]).decode()))
+            if not data.startswith(b"HTTP/1.1 101"):
+                self.opened.set_exception(ConnectionError(data[:200].decode()))
                 return
-            del self._buffer[: end + 4]
+            data = data[end + 4 :]
             self._upgraded = True
             self.opened.set_result(None)
-        self._frames(now)
+        # Every frame of the read is noted with the read's time; what is left of a frame
+        # cut by the read waits for the next one.
+        self._buffer = data[self._frames(data, now) :]
 
-    def _frames(self, now: float) -> None:
-        buf = self._buffer
-        while len(buf) >= 2:
-            opcode, length, start = buf[0] & 0x0F, buf[1] & 0x7F, 2
+    def _frames(self, buf: bytes, now: float) -> int:
+        """Note the whole frames in `buf`; how many bytes they took."""
+        at, size = 0, len(buf)
+        while size - at >= 2:
+            opcode, length, start = buf[at] & 0x0F, buf[at + 1] & 0x7F, at + 2
             if length == 126:
-                if len(buf) < 4:
-                    return
-                length, start = struct.unpack_from("!H", buf, 2)[0], 4
+                if size - at < 4:
+                    break
+                length, start = struct.unpack_from("!H", buf, at + 2)[0], at + 4
             elif length == 127:
-                if len(buf) < 10:
-                    return
-                length, start = struct.unpack_from("!Q", buf, 2)[0], 10
-            if len(buf) < start + length:
-                return
-            payload = bytes(buf[start : start + length])
-            del buf[: start + length]
+                if size - at < 10:
+                    break
+                length, start = struct.unpack_from("!Q", buf, at + 2)[0], at + 10
+            if size < start + length:
+                break
+            at = start + length
             if opcode == 0x1:
                 # Decoded once all arrived: decoding here would delay the next reads.
-                self._arrivals.append((now, payload))
-                self.received += 1
-                if self.received == self._expected and not self.done.done():
+                self.arrivals.append((now, buf[start:at]))
+                if len(self.arrivals) == self._expected and not self.done.done():
                     self.done.set_result(None)
             elif opcode == 0x9 and self._transport is not None:  # ping: a masked pong
-                self._transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + payload)
+                self._transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + buf[start:at])
+        return at
+
+    def delays_ms(self) -> list[float]:
+        """Each event's delay, once all arrived; ValueError unless this watcher got each
+        event of each order once, in seq order, with no gap from its first."""
+        events = [(now, _decode_event(payload)) for now, payload in self.arrivals]
+        last: dict[str, int] = {}
+        for _, event in events:
+            previous = last.get(event.orderId)
+            if previous is not None and event.seq != previous + 1:
+                raise ValueError(f"order {event.orderId}: seq {event.seq} after {previous}")
+            last[event.orderId] = event.seq
+        if len(events) != self._expected:
+            raise ValueError(f"{len(events)} events, {self._expected} expected")
+        return [_delay_ms(now, event.at) for now, event in events]
 
     def close(self) -> None:
         if self._transport is not None:
@@ -116,27 +141,26 @@ def _request(host: str, port: int, path: str) -> bytes:
 
 async def _watch(host: str, port: int, paths: list[str], expected: int, pipe: Connection) -> None:
     loop = asyncio.get_running_loop()
-    arrivals: list[tuple[float, bytes]] = []
     readers: list[Reader] = []
     for i in range(0, len(paths), 250):  # in batches, so the listen backlog never overflows
-        batch = [
-            Reader(_request(host, port, path), expected, arrivals) for path in paths[i : i + 250]
-        ]
+        batch = [Reader(_request(host, port, path), expected) for path in paths[i : i + 250]]
         await asyncio.gather(*(loop.create_connection(_factory(r), host, port) for r in batch))
         await asyncio.gather(*(r.opened for r in batch))
         readers.extend(batch)
     pipe.send("open")
+    cpu_before = time.process_time()
     try:
         await asyncio.wait_for(asyncio.gather(*(r.done for r in readers)), 300)
     finally:
         for r in readers:
             r.close()
-    pipe.send([_delay_ms(now, payload) for now, payload in arrivals])
+    cpu = time.process_time() - cpu_before
+    pipe.send(([delay for r in readers for delay in r.delays_ms()], cpu))
 
 
-def _delay_ms(arrived: float, payload: bytes) -> float:
+def _delay_ms(arrived: float, at: str) -> float:
     """From the event's time (stamped by its writer) to its arrival here."""
-    return (arrived - datetime.fromisoformat(_decode_event(payload).at).timestamp()) * 1000
+    return (arrived - datetime.fromisoformat(at).timestamp()) * 1000
 
 
 def _process_main(host: str, port: int, paths: list[str], expected: int, pipe: Connection) -> None:
@@ -167,6 +191,7 @@ class Watchers:
 
     processes: list[Any]
     pipes: list[Connection]
+    cpu_s: float = 0.0
 
     @classmethod
     async def open(
@@ -191,12 +216,17 @@ class Watchers:
         return self
 
     async def delays(self) -> list[float]:
+        """Every delivery's delay; `cpu_s` then holds the watcher processes' CPU seconds
+        from the first order to the last delivery."""
         out: list[float] = []
+        self.cpu_s = 0.0
         for pipe in self.pipes:
             answer = await asyncio.to_thread(_receive, pipe)
             if isinstance(answer, str):
                 raise RuntimeError(f"a watcher process failed: {answer}")
-            out.extend(answer)
+            delays, cpu = answer
+            out.extend(delays)
+            self.cpu_s += cpu
         for proc in self.processes:
             proc.join()
         return out

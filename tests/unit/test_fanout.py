@@ -153,19 +153,50 @@ async def test_an_event_sent_before_is_not_sent_again(hub: EventHub) -> None:
         assert all(seqs_written(w.connection) == [("a", 1)] for w in ws)
 
 
-async def test_a_gap_sends_each_watcher_back_to_its_task_after_what_it_was_due(
+async def test_an_event_ahead_of_an_earlier_one_waits_for_it_and_goes_out_after_it(
     hub: EventHub,
 ) -> None:
+    async with waiting(hub, 3) as ws:
+        hub._dispatch(event("a", 1))
+        await turn()
+        hub._dispatch(event("a", 3))  # a's seq 2 is late
+        hub._dispatch(event("b", 2))  # and b's seq 1 (a worker's event before the API's)
+        await turn()
+        assert all(seqs_written(w.connection) == [("a", 1)] for w in ws)
+        hub._dispatch(event("a", 2))
+        hub._dispatch(event("b", 1))
+        await turn()
+        expected = [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 2)]
+        assert all(seqs_written(w.connection) == expected for w in ws)
+        assert not any(w.task and w.task.done() for w in ws), "no watcher's task woke"
+        assert all(w.sub.followers is ws[0].sub.followers for w in ws)
+
+
+async def test_a_gap_that_stays_open_sends_each_watcher_to_its_task_to_fill_it(
+    hub: EventHub,
+) -> None:
+    hub.gap_wait_s = 0.01
     async with waiting(hub, 2) as ws:
         hub._dispatch(event("a", 1))
-        hub._dispatch(event("a", 3))  # seq 2 is missing: the task reads it from the store
+        hub._dispatch(event("a", 3))  # seq 2 never comes: the task reads it from the store
+        hub._dispatch(event("a", 4))
+        await turn()
+        assert all(seqs_written(w.connection) == [("a", 1)] for w in ws)
+        assert not any(w.task and w.task.done() for w in ws)
         for w in ws:
             assert w.task is not None
-            due, gap = await w.task
-            assert is_preframed(due) and gap["seq"] == 3
-            assert [f.data for f in parse_frames(frame_of(due))] == [event("a", 1)]
+            assert [m["seq"] for m in await w.task] == [3, 4]
             assert w.sub.followers is None and w.sub.seqs == {"a": 1}
-            assert w.connection.writes == []
+
+
+async def test_events_held_for_a_gap_are_not_lost_to_a_resync(hub: EventHub) -> None:
+    async with waiting(hub, 2) as ws:
+        hub._dispatch(event("a", 2))
+        hub._resync_all()
+        for w in ws:
+            assert w.task is not None
+            held, resync = await w.task
+            assert held["seq"] == 2 and resync is RESYNC
 
 
 async def test_a_connection_that_cannot_take_a_write_leaves_and_holds_up_nobody(

@@ -9,10 +9,11 @@ filled from the store before the later event goes out, and nothing goes out twic
 
 While a watcher's task waits with everything sent, the event hub sends its next events
 itself, framed once and written below the ASGI layer (api/wsdirect.py): a user's
-watchers that have sent the same events get one write each per turn of the event loop,
-the same bytes for all, and no task wakes for them. Anything that needs more than
-sending (a gap, a resync, a connection that cannot take the write, an order's terminal
-event and its close) goes back to the watcher's task.
+watchers that have sent the same events are written in passes, each connection getting
+all it has not had in one write, the same bytes for all, and no task wakes for them.
+Anything that needs more than sending (a gap that stays open, a resync, a connection
+that cannot take the write, an order's terminal event and its close) goes back to the
+watcher's task.
 """
 
 from __future__ import annotations
