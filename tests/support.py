@@ -356,6 +356,19 @@ async def serving(*procs: Process) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
+async def deployed(
+    prefix: str, up_env: Mapping[str, str] | None = None, **env: str
+) -> AsyncIterator[tuple[Process, Process]]:
+    """A chain process and `dexecutor up` on an isolated database and namespace, both
+    given `env` (what every process of a deployment reads alike), `up` also `up_env`."""
+    async with isolated(prefix) as iso:
+        chain, shared = chained(iso.env(**env))
+        up = Process("up", {**shared, **(up_env or {})}, port=free_port())
+        async with serving(chain, up):
+            yield chain, up
+
+
+@asynccontextmanager
 async def connected(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(dsn)
     try:

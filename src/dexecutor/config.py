@@ -27,6 +27,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dexecutor.market.tokens import find_token
 
+# An unconfirmed transaction is sent again this many slots apart unless REBROADCAST_MS
+# says otherwise (2,000 ms at Solana's 400 ms slots).
+REBROADCAST_SLOTS = 5
+
 
 class ConfigError(Exception):
     """Configuration that cannot work; the message names the variable."""
@@ -194,6 +198,10 @@ class Settings(BaseSettings):
     chain_landing: Literal["model", "latency"] | None = None
     # Blocks a blockhash stays valid for (Solana: 150, about a minute).
     chain_blockhash_slots: Annotated[int, Field(ge=2, le=100_000)] = 150
+    # The length of a slot, in ms (Solana: 400). The chain's clock, its landing model
+    # and commitment steps, blockhash validity and the engine's once-a-slot reads all
+    # count in slots of this length; every process must be given the same value.
+    chain_slot_ms: Annotated[int, Field(ge=1, le=60_000)] = 400
 
     # Custodial wallets. WALLET_KEY encrypts their secrets (base64 of 32 bytes); without
     # it, development and test generate one into DATA_DIR/wallet.key and production
@@ -204,11 +212,12 @@ class Settings(BaseSettings):
 
     # Sending and confirming. The priority fee bid is this percentile of the chain's
     # recent prioritization fees (micro-lamports per compute unit), never above the cap;
-    # an unconfirmed transaction's same bytes are sent again every REBROADCAST_MS until
-    # it is confirmed or its blockhash has expired.
+    # an unconfirmed transaction's same bytes are sent again every REBROADCAST_MS (unset:
+    # every 5 slots, 2,000 ms at 400 ms slots) until it is confirmed or its blockhash
+    # has expired.
     priority_fee_percentile: Annotated[int, Field(ge=0, le=100)] = 75
     priority_fee_max_microlamports: Annotated[int, Field(ge=0, le=1_000_000_000)] = 1_000_000
-    rebroadcast_ms: Annotated[int, Field(ge=50, le=60_000)] = 2_000
+    rebroadcast_ms: Annotated[int, Field(ge=50, le=60_000)] | None = None
 
     mock_quote_latency_ms: str = "150-250"
     mock_swap_latency_ms: str = "2000-3000"
@@ -313,6 +322,18 @@ class Settings(BaseSettings):
     @property
     def swap_latency(self) -> tuple[int, int]:
         return LatencyRange.parse(self.mock_swap_latency_ms)
+
+    @property
+    def slot_s(self) -> float:
+        """CHAIN_SLOT_MS in seconds."""
+        return self.chain_slot_ms / 1000
+
+    @property
+    def rebroadcast_s(self) -> float:
+        """REBROADCAST_MS, or 5 slots (a real client's pace: a few sends a blockhash)."""
+        if self.rebroadcast_ms is not None:
+            return self.rebroadcast_ms / 1000
+        return REBROADCAST_SLOTS * self.slot_s
 
     @property
     def landing_mode(self) -> str:

@@ -83,9 +83,10 @@ class Services:
         rpc = Rpc(
             settings.chain,
             timeout_s=timeout_s,
-            rebroadcast_s=settings.rebroadcast_ms / 1000,
+            rebroadcast_s=settings.rebroadcast_s,
             fee_percentile=settings.priority_fee_percentile,
             fee_cap=settings.priority_fee_max_microlamports,
+            slot_s=settings.slot_s,
         )
         publisher = EventPublisher(redis, keys.events, keys.wait_events)
         wallets, funds = funds_of(settings, pool, chain)

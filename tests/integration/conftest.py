@@ -89,7 +89,7 @@ class Wired:
 def wired(chain: Chain, pool: asyncpg.Pool | None = None, signer: Signer | None = None) -> Wired:
     """Venues signing with the users' wallets in `pool`'s database (or with `signer`)."""
     client = ChainClient(chain.url)
-    rpc = Rpc(chain.url, poll_s=0.01, rebroadcast_s=0.2)
+    rpc = Rpc(chain.url, poll_s=0.01, rebroadcast_s=0.2, slot_s=chain.settings.slot_s)
     if signer is None:
         assert pool is not None
         signer = Wallets(pool, client, SecretBox(WALLET_KEY), FUNDING)

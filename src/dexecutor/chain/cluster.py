@@ -2,7 +2,8 @@
 
 Everything that changes the market happens here, in one process, so every API and
 worker process sees the same prices and balances. The market is the pure core; this
-class gives it a clock (400 ms slots: market time is the current slot's start),
+class gives it a clock (slots of CHAIN_SLOT_MS, 400 ms by default: market time is the
+current slot's start),
 accepts signed transactions the way an RPC node's preflight does, lands them at the
 slot the landing model (or, in latency mode, the configured latency) says, runs them
 there against the market and the accounts as they are then (minimum output, balances,
@@ -54,7 +55,7 @@ from dexecutor.market.venue import QUOTE_FAULTS, VenueError
 
 log = structlog.get_logger(__name__)
 
-SLOT_S = p.SLOT_MS / 1000
+SLOT_S = p.SLOT_MS / 1000  # the default slot length (Solana's), in seconds
 # Save the slot at least this often while idle, so a restart resumes near where it was.
 SLOT_SAVE_S = 2.0
 # Final transactions kept in memory for status reads; older ones are read from PostgreSQL.
@@ -80,6 +81,7 @@ class Latencies:
     failure_rate: float
     landing: str = "latency"  # model: the landing model; latency: after swap_ms
     blockhash_slots: int = p.BLOCKHASH_VALID_SLOTS
+    slot_s: float = SLOT_S  # a slot's length (CHAIN_SLOT_MS)
 
 
 class TxRefused(Exception):
@@ -101,23 +103,32 @@ class ChainBehind(Exception):
 
 
 class SlotClock:
-    """Slots of 400 ms counted from `first`, the slot this run of the chain starts at."""
+    """Slots of `slot_s` seconds counted from `first`, the slot this run starts at.
 
-    def __init__(self, first: int) -> None:
+    The slot is read from the monotonic clock, not counted by a ticker: a late tick
+    skips slots rather than slowing the chain down, however short the slots are.
+    """
+
+    def __init__(self, first: int, slot_s: float = SLOT_S) -> None:
         self._first = first
+        self._slot_s = slot_s
         self._t0 = time.monotonic()
 
     def slot(self) -> int:
-        return self._first + int((time.monotonic() - self._t0) / SLOT_S)
+        return self._first + int((time.monotonic() - self._t0) / self._slot_s)
 
     def until_next(self) -> float:
-        elapsed = (time.monotonic() - self._t0) / SLOT_S
-        return (int(elapsed) + 1 - elapsed) * SLOT_S
+        elapsed = (time.monotonic() - self._t0) / self._slot_s
+        return (int(elapsed) + 1 - elapsed) * self._slot_s
 
 
-def market_time(slot: int) -> float:
-    """The market time (seconds since genesis) at which a slot starts."""
-    return round(slot * SLOT_S, 3)
+def market_time(slot: int, slot_s: float = SLOT_S, offset_s: float = 0.0) -> float:
+    """The market time (seconds since genesis) at which a slot starts.
+
+    `offset_s` is 0 unless the slot length changed between two runs of one chain: the
+    slot numbers go on, and the offset keeps the market's time from going back.
+    """
+    return round(offset_s + slot * slot_s, 3)
 
 
 def _swap(market: Market, swap: dict[str, Any], at: float) -> Quote:
@@ -162,10 +173,12 @@ class Cluster:
         next_action_id: int,
         latencies: Latencies,
         accounts: Accounts | None = None,
+        time_offset_s: float = 0.0,
     ) -> None:
         self.market = market
+        self._time_offset = time_offset_s  # see market_time
         self.genesis = genesis
-        self.clock = SlotClock(first_slot)
+        self.clock = SlotClock(first_slot, latencies.slot_s)
         self.faults = FaultBoard()
         self._store = store
         self._lat = latencies
@@ -227,10 +240,12 @@ class Cluster:
             except (MarketError, ValueError) as err:  # a fill that reverted cannot be logged
                 log.error("replayed action refused", action_id=action.id, error=str(err))
         first = gen.slot + 1
-        market.advance(market_time(first))
+        # A run with a shorter slot than the last would start behind the market's time.
+        offset = max(0.0, market.now - market_time(first, latencies.slot_s))
+        market.advance(market_time(first, latencies.slot_s, offset))
         next_id = (actions[-1].id + 1) if actions else 1
         accounts = Accounts(await store.accounts())
-        cluster = cls(market, store, gen.genesis, first, next_id, latencies, accounts)
+        cluster = cls(market, store, gen.genesis, first, next_id, latencies, accounts, offset)
         cluster._live = await store.live()
         cluster._dead = await store.dead()
         pending = await store.pending()
@@ -291,7 +306,8 @@ class Cluster:
 
     def now(self, slot: int | None = None) -> float:
         """The market time of `slot` (default: the current one), the market advanced to it."""
-        at = market_time(self.clock.slot() if slot is None else slot)
+        slot = self.clock.slot() if slot is None else slot
+        at = market_time(slot, self._lat.slot_s, self._time_offset)
         self.market.advance(at)
         return at
 

@@ -2,10 +2,11 @@
 
 What a Solana user sees, and what this model reproduces:
 
-- **Slots** last 400 ms (`SLOT_MS`). A transaction sent now lands, at the earliest, in
-  the next slot; under load it waits, or its broadcast is lost on the way to the leader
-  (the RPC node's forward is dropped, the leader's queue is full) and it never lands
-  unless it is sent again.
+- **Slots** last 400 ms (`SLOT_MS`, Solana's; a chain run with another CHAIN_SLOT_MS
+  keeps every figure below in slots, its seconds scaled). A transaction sent now lands,
+  at the earliest, in the next slot; under load it waits, or its broadcast is lost on
+  the way to the leader (the RPC node's forward is dropped, the leader's queue is full)
+  and it never lands unless it is sent again.
 - **Congestion** varies slowly, over minutes: a level from 0 (quiet) to 1 (blocks full).
   It is the logistic of a stationary Gaussian process with the Ornstein-Uhlenbeck
   correlation `exp(-lag / congestion_slots)` (mean-reverting: an episode of congestion
@@ -66,7 +67,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TypeVar
 
-SLOT_MS = 400
+SLOT_MS = 400  # the figures above (seconds) are at this slot length
 _NORMAL = NormalDist()
 _V = TypeVar("_V")
 _CACHED_SLOTS = 4096  # levels and fees kept: more than one blockhash lifetime of slots
@@ -76,7 +77,8 @@ _CACHED_SLOTS = 4096  # levels and fees kept: more than one blockhash lifetime o
 class LandingParams:
     """Every knob of the landing model, with defaults that give mainnet-like figures.
 
-    Fees are micro-lamports per compute unit; durations are slots (400 ms).
+    Fees are micro-lamports per compute unit; durations are slots (400 ms by default:
+    CHAIN_SLOT_MS).
 
     - `congestion_median`: the median congestion level (0..1). 0.25: mostly quiet.
     - `congestion_swing`: how far the level swings, in log-odds per standard deviation

@@ -20,6 +20,7 @@ from dexecutor.domain.failures import FailureReason
 from dexecutor.market.tokens import TOKENS, Token, find_token
 from dexecutor.market.types import VENUES
 
+# Solana's slot length: the default of CHAIN_SLOT_MS (a chain runs at its own).
 SLOT_MS = 400
 SLOTS_PER_EPOCH = 432_000  # as on mainnet: about two days of 400 ms slots
 # A blockhash is valid for this many blocks after the one it names (Solana: 150).

@@ -70,7 +70,7 @@ from dexecutor.metrics import TX_BROADCASTS
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-SLOT_S = SLOT_MS / 1000
+SLOT_S = SLOT_MS / 1000  # the default slot length (CHAIN_SLOT_MS)
 MAX_SIGNATURES = 256  # per getSignatureStatuses call, as the real RPC allows
 POLL_S = 0.02
 RPC_CONNECTIONS = 32
@@ -251,8 +251,12 @@ class Rpc:
         rebroadcast_s: float = 2.0,
         fee_percentile: int = 75,
         fee_cap: int = 1_000_000,
+        slot_s: float = SLOT_S,
     ) -> None:
         self.url = url
+        # The chain's slot length: a blockhash, a fee bid and the block height are read
+        # again once a slot, however short the chain's slots are.
+        self._slot_s = slot_s
         # A few dozen kept-alive connections (the transport's): RPC calls are short
         # (no latency is simulated on them), and a burst of a thousand sends opening a
         # thousand connections at once would only overflow the node's accept queue.
@@ -301,7 +305,7 @@ class Rpc:
     async def latest_blockhash(self) -> tuple[str, int]:
         """The recent blockhash and its lastValidBlockHeight: asked once a slot."""
         cached = self._blockhash
-        if cached is not None and time.monotonic() - cached[0] < SLOT_S:
+        if cached is not None and time.monotonic() - cached[0] < self._slot_s:
             return cached[1], cached[2]
         if self._blockhash_call is None or self._blockhash_call.done():
             self._blockhash_call = _shared_task(self._fetch_blockhash())
@@ -318,7 +322,7 @@ class Rpc:
     async def priority_fee(self) -> int:
         """The compute-unit price to bid (micro-lamports per CU): asked once a slot."""
         cached = self._fee
-        if cached is not None and time.monotonic() - cached[0] < SLOT_S:
+        if cached is not None and time.monotonic() - cached[0] < self._slot_s:
             return cached[1]
         if self._fee_call is None or self._fee_call.done():
             self._fee_call = _shared_task(self._fetch_fee())
@@ -453,7 +457,7 @@ class Rpc:
         if confirmed:
             await self._read(confirmed)
         now = time.monotonic()
-        stale_height = now - height_seen_at >= SLOT_S
+        stale_height = now - height_seen_at >= self._slot_s
         for watch in unseen:
             if watch.seen:
                 continue  # it had a status: a node behind another; wait for it again

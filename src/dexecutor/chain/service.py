@@ -31,6 +31,7 @@ def latencies_of(settings: Settings) -> Latencies:
         settings.mock_failure_rate,
         settings.landing_mode,
         settings.chain_blockhash_slots,
+        settings.slot_s,
     )
 
 
