@@ -17,7 +17,7 @@ import asyncpg
 
 from dexecutor import jsoncodec
 from dexecutor.domain.order import TERMINAL, Order, OrderEvent, OrderStatus, OrderType
-from dexecutor.group_commit import GroupCommit
+from dexecutor.group_commit import GroupCommit, one_per_key
 
 # What PostgreSQL answers for a row whose content it refuses (a value it cannot store,
 # a violated constraint), as opposed to a lost connection.
@@ -342,20 +342,14 @@ class OrderRepository:
         Two changes of one order never share a statement (one UPDATE applies only one of
         them), and a batch that deadlocks with another writer's is retried one by one.
         """
-        together: dict[UUID, int] = {}
-        alone: list[int] = []
-        for i, change in enumerate(changes):
-            if change.before.id in together:
-                alone.append(i)
-            else:
-                together[change.before.id] = i
+        together, alone = one_per_key([change.before.id for change in changes])
         applied = [False] * len(changes)
         try:
-            stored = await self._apply([changes[i] for i in together.values()])
-            for order_id, i in together.items():
-                applied[i] = order_id in stored
+            stored = await self._apply([changes[i] for i in together])
+            for i in together:
+                applied[i] = changes[i].before.id in stored
         except asyncpg.DeadlockDetectedError:
-            alone.extend(together.values())
+            alone.extend(together)
         for i in sorted(alone):
             applied[i] = bool(await self._apply([changes[i]]))
         return applied
