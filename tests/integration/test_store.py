@@ -17,7 +17,15 @@ from redis.asyncio import Redis
 from dexecutor.bus.events import RESYNC, EventHub, EventPublisher
 from dexecutor.bus.redis import Keys
 from dexecutor.domain.order import IllegalTransition, Order, OrderStatus, OrderType, first_event
-from dexecutor.store.orders import IdempotencyConflict, NewRecord, OrderRepository, StaleOrder
+from dexecutor.store.orders import (
+    _CHANGE_COLUMNS,
+    IdempotencyConflict,
+    NewRecord,
+    OrderRepository,
+    StaleOrder,
+    _Change,
+    _change_row,
+)
 
 
 @pytest.fixture
@@ -77,6 +85,57 @@ async def test_an_illegal_transition_is_refused_before_any_write(pool: asyncpg.P
     with pytest.raises(IllegalTransition):
         await repo.append(order, order.event(OrderStatus.SUBMITTED, datetime.now(UTC), txHash="x"))
     assert len(await repo.events(order.id)) == 1
+
+
+async def test_json_columns_are_set_carried_and_cleared_as_the_order_moves(
+    pool: asyncpg.Pool,
+) -> None:
+    """Quotes, route and fill as stored follow every step: set, carried along (a step
+    that leaves them sends them no more), cleared by a new attempt, set again."""
+    repo = OrderRepository(pool)
+    order = make_order()
+    await repo.create(order, first_event(order))
+    now = datetime.now(UTC)
+    S = OrderStatus
+
+    def building(order: Order, out: str) -> Any:
+        return order.event(
+            S.BUILDING, now, dex="raydium", quotes={"raydium": {"amountOut": Decimal(out)}},
+            expectedAmountOut=Decimal(out), minAmountOut=Decimal(1), routePlan=[{"percent": 100}],
+        )  # fmt: skip
+
+    steps: list[Callable[[Order], Any]] = [
+        lambda o: o.event(S.ROUTING, now),
+        lambda o: building(o, "190.5"),
+        lambda o: o.event(S.SUBMITTED, now, dex="raydium", txHash="sig-1"),
+        lambda o: o.event(
+            S.RETRYING,
+            now,
+            reason="slippage_exceeded",
+            message="reverted",
+            retryable=True,
+            networkFee=Decimal("0.000005"),
+            networkFeeDetail={"base": 5000},
+        ),
+        lambda o: o.event(S.ROUTING, now),
+        lambda o: building(o, "188.25"),
+    ]
+    for step in steps:
+        before = order
+        order = await repo.append(order, step(order))
+        stored = await repo.get(order.id)
+        assert stored is not None
+        assert (stored.quotes, stored.route, stored.fill) == (order.quotes, order.route, order.fill)
+        assert stored.tx_hash == order.tx_hash
+        sent = _change_row(_Change(before, order, step(before)))
+        for name in ("quotes", "route", "fill"):
+            if getattr(order, name) is getattr(before, name):  # carried along: not sent
+                assert sent[_column(name)] is None
+    assert order.quotes == {"raydium": {"amountOut": Decimal("188.25")}} and order.fill is None
+
+
+def _column(name: str) -> int:
+    return [c for c, _ in _CHANGE_COLUMNS].index(name)
 
 
 async def test_idempotency_key_is_per_user_and_checks_the_body(pool: asyncpg.Pool) -> None:

@@ -116,13 +116,18 @@ class NewRecord:
 # Status changes of many orders in one statement: each row applies only if the order
 # is still at the sequence number its writer read, and only applied rows get their
 # event. The engine's steps from a hundred concurrent orders share one round trip.
+# `kept` marks the JSON columns a change leaves as they are (bits _KEEP_*): they are
+# neither encoded again nor parsed again, though most steps carry the route's quotes
+# and plan along unchanged.
 _CHANGE_COLUMNS = (
     ("id", "uuid"), ("prev_seq", "int"), ("status", "text"), ("seq", "int"),
     ("attempts", "int"), ("dex_used", "text"), ("quotes", "text"),
     ("expected_amount_out", "numeric"), ("min_amount_out", "numeric"), ("tx_hash", "text"),
     ("executed_price", "numeric"), ("amount_out", "numeric"), ("fail_reason", "text"),
     ("fill", "text"), ("at", "timestamptz"), ("data", "text"), ("route", "text"),
+    ("kept", "int"),
 )  # fmt: skip
+_KEEP_QUOTES, _KEEP_FILL, _KEEP_ROUTE = 1, 2, 4
 
 _APPEND_MANY = f"""
 WITH c AS (
@@ -130,11 +135,14 @@ WITH c AS (
         AS c({", ".join(name for name, _ in _CHANGE_COLUMNS)})
 ), u AS (
     UPDATE orders o SET status = c.status, seq = c.seq, attempts = c.attempts,
-        dex_used = c.dex_used, quotes = c.quotes::jsonb,
+        dex_used = c.dex_used,
+        quotes = CASE WHEN c.kept & {_KEEP_QUOTES} = 0 THEN c.quotes::jsonb ELSE o.quotes END,
         expected_amount_out = c.expected_amount_out, min_amount_out = c.min_amount_out,
         tx_hash = c.tx_hash, executed_price = c.executed_price, amount_out = c.amount_out,
-        fail_reason = c.fail_reason, fill = c.fill::jsonb, updated_at = c.at,
-        route = c.route::jsonb
+        fail_reason = c.fail_reason,
+        fill = CASE WHEN c.kept & {_KEEP_FILL} = 0 THEN c.fill::jsonb ELSE o.fill END,
+        updated_at = c.at,
+        route = CASE WHEN c.kept & {_KEEP_ROUTE} = 0 THEN c.route::jsonb ELSE o.route END
     FROM c WHERE o.id = c.id AND o.seq = c.prev_seq
     RETURNING o.id
 )
@@ -177,12 +185,23 @@ def _event_row(e: OrderEvent) -> tuple[Any, ...]:
 
 
 def _change_row(c: _Change) -> tuple[Any, ...]:
-    """A status change, in the order of _CHANGE_COLUMNS."""
-    a = c.after
+    """A status change, in the order of _CHANGE_COLUMNS.
+
+    A JSON column the change did not touch (`Order.apply` keeps the very same object)
+    is sent as NULL and marked kept: the row at the fenced seq already holds it.
+    """
+    a, b = c.after, c.before
+    kept = (
+        (_KEEP_QUOTES if a.quotes is b.quotes else 0)
+        | (_KEEP_FILL if a.fill is b.fill else 0)
+        | (_KEEP_ROUTE if a.route is b.route else 0)
+    )
     return (
-        a.id, c.before.seq, a.status.value, a.seq, a.attempts, a.dex_used, _json(a.quotes),
+        a.id, b.seq, a.status.value, a.seq, a.attempts, a.dex_used,
+        None if kept & _KEEP_QUOTES else _json(a.quotes),
         a.expected_amount_out, a.min_amount_out, a.tx_hash, a.executed_price, a.amount_out,
-        a.fail_reason, _json(a.fill), c.event.at, _json(dict(c.event.data)), _json(a.route),
+        a.fail_reason, None if kept & _KEEP_FILL else _json(a.fill), c.event.at,
+        _json(dict(c.event.data)), None if kept & _KEEP_ROUTE else _json(a.route), kept,
     )  # fmt: skip
 
 
