@@ -143,3 +143,67 @@ async def test_the_worker_runs_its_scripts_over_a_pool_of_connections(namespace:
         await worker._close_worker(force=True)
         await queue.close()
         await redis.aclose()
+
+
+async def test_jobs_taken_and_finished_together_share_round_trips(namespace: str) -> None:
+    """The worker's moveToActive and moveToFinished calls made at once go in pipelines:
+    each still runs as its own script (the global cap holds, each job is taken once),
+    and each caller gets its own answer."""
+    from dexecutor.queue.pipelined import PipelinedScript
+    from dexecutor.queue.worker import OrderWorker
+
+    url = redis_url()
+    redis = Redis.from_url(url)
+    queue = OrderQueue(url, namespace, redis)
+    worker = OrderWorker(None, queue, redis, url, namespace, concurrency=3)  # type: ignore[arg-type]
+    bull = worker._worker = worker._new_worker()
+    try:
+        await queue.set_global_concurrency(3)
+        ids = [uuid4() for _ in range(5)]
+        await queue.enqueue_many(ids)
+        client = bull.backend.connection.conn
+        trips = {"alone": 0, "pipelines": 0}
+        evalsha, pipeline = client.evalsha, client.pipeline
+
+        def counted_evalsha(*args: object) -> object:
+            trips["alone"] += 1
+            return evalsha(*args)
+
+        def counted_pipeline(*args: object, **kwargs: object) -> object:
+            trips["pipelines"] += 1
+            return pipeline(*args, **kwargs)
+
+        client.evalsha, client.pipeline = counted_evalsha, counted_pipeline
+        taken = await asyncio.gather(*(bull.moveToActive(f"{bull.id}:{i}") for i in range(5)))
+        jobs = [job for job in taken if job is not None]
+        assert len(jobs) == 3  # the cap: the last two calls found it reached
+        assert len({job.id for job in jobs}) == 3 and {job.id for job in jobs} <= set(map(str, ids))
+        assert trips["alone"] + trips["pipelines"] < 5
+        assert isinstance(bull.scripts.commands["moveToActive"], PipelinedScript)
+        trips.update(alone=0, pipelines=0)
+        await asyncio.gather(
+            *(bull.backend.moveToCompleted(job, None, True, job.token, False) for job in jobs)
+        )
+        assert trips["alone"] + trips["pipelines"] < 3
+        assert (await queue.counts())["active"] == 0
+        # A token that holds no lock: that caller alone is refused.
+        again = await asyncio.gather(
+            *(
+                bull.backend.moveToCompleted(job, None, True, "not-its-token", False)
+                for job in jobs[:2]
+            ),
+            return_exceptions=True,
+        )
+        assert all(isinstance(answer, Exception) for answer in again)
+        rest = [
+            job
+            for job in await asyncio.gather(
+                *(bull.moveToActive(f"{bull.id}:r{i}") for i in range(3))
+            )
+            if job
+        ]
+        assert {job.id for job in rest} == set(map(str, ids)) - {job.id for job in jobs}
+    finally:
+        await worker._close_worker(force=True)
+        await queue.close()
+        await redis.aclose()
