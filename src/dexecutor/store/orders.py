@@ -261,7 +261,10 @@ class OrderRepository:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._changes: GroupCommit[_Change, bool] = GroupCommit(self._append_batch)
+        # One statement of status changes at a time: the changes of a worker's hundred
+        # orders then gather in batches twice as large, and PostgreSQL's per-statement
+        # cost (and the worker's, per round trip) is paid half as often.
+        self._changes: GroupCommit[_Change, bool] = GroupCommit(self._append_batch, max_flushes=1)
         self._reads: GroupCommit[UUID, Order | None] = GroupCommit(self._get_batch)
 
     async def create(
