@@ -68,7 +68,11 @@ _Answer = tuple[bool, SignedTx | None]
 class PgOutbox:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._records: GroupCommit[_Record, _Answer] = GroupCommit(self._record_batch)
+        # One statement at a time, as for status changes (store/orders.py): the records
+        # arriving meanwhile go together in the next.
+        self._records: GroupCommit[_Record, _Answer] = GroupCommit(
+            self._record_batch, max_flushes=1
+        )
 
     async def record(self, order_id: UUID, attempt: int, seq: int, tx: SignedTx) -> SignedTx:
         """The transaction to send for this attempt: `tx`, or the one recorded before.
