@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,7 +16,15 @@ from redis.asyncio import Redis
 
 from dexecutor.bus.events import RESYNC, EventHub, EventPublisher
 from dexecutor.bus.redis import Keys
-from dexecutor.domain.order import IllegalTransition, Order, OrderStatus, OrderType, first_event
+from dexecutor.domain.order import (
+    IllegalTransition,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    OrderType,
+    first_event,
+)
+from dexecutor.engine.execute import Engine, Policy
 from dexecutor.store.orders import (
     _CHANGE_COLUMNS,
     IdempotencyConflict,
@@ -26,6 +34,7 @@ from dexecutor.store.orders import (
     _Change,
     _change_row,
 )
+from dexecutor.store.outbox import PgOutbox
 
 
 @pytest.fixture
@@ -264,3 +273,44 @@ async def test_a_full_inbox_turns_into_a_resync() -> None:
         sub.offer({"seq": seq})
     assert [await sub.get(), await sub.get()] == [{"seq": 0}, {"seq": 1}]
     assert await sub.get() is RESYNC
+
+
+class CheckedPublisher(EventPublisher):
+    """The real publisher; each batch is first checked against the store: every event it
+    publishes must already be committed."""
+
+    def __init__(self, redis: Redis, channel: str, repo: OrderRepository) -> None:
+        super().__init__(redis, channel)
+        self.repo = repo
+        self.batches: list[list[tuple[OrderStatus, int]]] = []
+
+    async def publish_many(self, events: Sequence[tuple[OrderEvent, str]]) -> None:
+        for event, _ in events:
+            stored = await self.repo.events(event.order_id, event.seq - 1)
+            assert [(e.seq, e.status) for e in stored] == [(event.seq, event.status)]
+        self.batches.append([(event.status, event.seq) for event, _ in events])
+        await super().publish_many(events)
+
+
+async def test_the_engine_stores_then_publishes_its_steps_in_batches(
+    pool: asyncpg.Pool, redis: Redis
+) -> None:
+    """Steps taken together: one statement, then one publish of what was stored. A stale
+    step is refused alone, and neither published nor in the way of the others."""
+    repo = OrderRepository(pool)
+    publisher = CheckedPublisher(redis, f"dxi{uuid4().hex[:8]}:events", repo)
+    policy = Policy(max_attempts=3, backoff_base_ms=10, quote_timeout_s=1, internal_error_limit=5)
+    engine = Engine(repo, publisher, {}, PgOutbox(pool), policy)
+    orders = [make_order("batch-user") for _ in range(6)]
+    for order in orders:
+        await repo.create(order, first_event(order))
+    stale = orders[0]
+    await repo.append(stale, stale.event(OrderStatus.ROUTING, datetime.now(UTC)))
+    results = await asyncio.gather(
+        *(engine._step(order, OrderStatus.ROUTING) for order in orders), return_exceptions=True
+    )
+    assert isinstance(results[0], StaleOrder)
+    assert [r.status for r in results[1:] if isinstance(r, Order)] == [OrderStatus.ROUTING] * 5
+    published = [step for batch in publisher.batches for step in batch]
+    assert published == [(OrderStatus.ROUTING, 2)] * 5
+    assert len(publisher.batches) < 5  # they shared publishes (and statements)

@@ -16,8 +16,15 @@ from uuid import UUID
 import asyncpg
 
 from dexecutor import jsoncodec
-from dexecutor.domain.order import TERMINAL, Order, OrderEvent, OrderStatus, OrderType
-from dexecutor.group_commit import GroupCommit, one_per_key
+from dexecutor.domain.order import (
+    TERMINAL,
+    IllegalTransition,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    OrderType,
+)
+from dexecutor.group_commit import GroupCommit, ItemFailed, one_per_key
 
 # What PostgreSQL answers for a row whose content it refuses (a value it cannot store,
 # a violated constraint), as opposed to a lost connection.
@@ -29,6 +36,10 @@ ROW_REFUSED: tuple[type[Exception], ...] = (
 
 class StaleOrder(Exception):
     """The order moved on since it was read; the caller's step must not be applied."""
+
+
+def _stale(order: Order) -> StaleOrder:
+    return StaleOrder(f"order {order.id} is no longer at seq {order.seq}")
 
 
 class IdempotencyConflict(Exception):
@@ -355,8 +366,33 @@ class OrderRepository:
         """Apply `event` to `order` and store both, or raise StaleOrder / IllegalTransition."""
         after = order.apply(event)
         if not await self._changes.submit(_Change(order, after, event)):
-            raise StaleOrder(f"order {order.id} is no longer at seq {order.seq}")
+            raise _stale(order)
         return after
+
+    async def append_many(
+        self, steps: Sequence[tuple[Order, OrderEvent]]
+    ) -> list[Order | ItemFailed]:
+        """`append` for many orders at once, in one statement: for a caller that gathers
+        its own batches (the engine publishes a batch's events together once stored).
+
+        Each answer is the order after its event, or ItemFailed with its own error:
+        StaleOrder (the order moved on) or IllegalTransition (refused before any write).
+        """
+        answers: list[Order | ItemFailed] = []
+        changes: list[tuple[int, _Change]] = []
+        for order, event in steps:
+            try:
+                after = order.apply(event)
+            except (IllegalTransition, ValueError) as err:
+                answers.append(ItemFailed(err))
+                continue
+            changes.append((len(answers), _Change(order, after, event)))
+            answers.append(after)
+        applied = await self._append_batch([change for _, change in changes]) if changes else []
+        for (i, change), ok in zip(changes, applied, strict=True):
+            if not ok:
+                answers[i] = ItemFailed(_stale(change.before))
+        return answers
 
     async def _append_batch(self, changes: list[_Change]) -> list[bool]:
         """Store a batch of status changes; which of them applied (the rest were stale).
