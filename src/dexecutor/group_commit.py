@@ -89,3 +89,19 @@ class GroupCommit(Generic[T, R]):
                 future.set_exception(result.error)
             else:
                 future.set_result(result)
+
+
+def one_per_key(keys: Sequence[object]) -> tuple[list[int], list[int]]:
+    """Positions of a batch split in two: the first item of each key, and every later one.
+
+    A batch statement that changes one row per key applies only one change to a row, so
+    the items after the first of their key are run alone, after the shared statement.
+    """
+    first: dict[object, int] = {}
+    later: list[int] = []
+    for i, key in enumerate(keys):
+        if key in first:
+            later.append(i)
+        else:
+            first[key] = i
+    return list(first.values()), later

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from uuid import UUID, uuid4
 
 import bullmq
@@ -124,14 +125,9 @@ async def test_the_worker_runs_its_scripts_over_a_pool_of_connections(namespace:
     """BullMQ gives a worker one connection for every script; at a cap of 1,000 each job's
     moveToActive, completion and lock renewal queued for it, locks lapsed and finished
     jobs held their slots. The worker's client must be a pool, and calls must overlap."""
-    from dexecutor.queue.worker import REDIS_CONNECTIONS, OrderWorker
+    from dexecutor.queue.worker import REDIS_CONNECTIONS
 
-    url = redis_url()
-    redis = Redis.from_url(url)
-    queue = OrderQueue(url, namespace, redis)
-    worker = OrderWorker(None, queue, redis, url, namespace, concurrency=10)  # type: ignore[arg-type]
-    bull = worker._worker = worker._new_worker()
-    try:
+    async with bull_worker(namespace, concurrency=10) as (bull, _):
         client = bull.backend.connection.conn
         assert not client.single_connection_client
         assert client.connection_pool.max_connections == REDIS_CONNECTIONS >= 32
@@ -139,10 +135,77 @@ async def test_the_worker_runs_its_scripts_over_a_pool_of_connections(namespace:
         started = asyncio.get_running_loop().time()
         await asyncio.gather(*(client.blpop([f"{namespace}:nothing"], timeout=1) for _ in range(2)))
         assert asyncio.get_running_loop().time() - started < 1.8
+
+
+@asynccontextmanager
+async def bull_worker(namespace: str, concurrency: int) -> AsyncIterator[tuple[Worker, OrderQueue]]:
+    """The BullMQ worker an OrderWorker runs (not started), and the queue it takes from."""
+    from dexecutor.queue.worker import OrderWorker
+
+    url = redis_url()
+    redis = Redis.from_url(url)
+    queue = OrderQueue(url, namespace, redis)
+    worker = OrderWorker(None, queue, redis, url, namespace, concurrency)  # type: ignore[arg-type]
+    worker._worker = worker._new_worker()
+    try:
+        yield worker._worker, queue
     finally:
         await worker._close_worker(force=True)
         await queue.close()
         await redis.aclose()
+
+
+async def test_jobs_taken_and_finished_together_share_round_trips(namespace: str) -> None:
+    """The worker's moveToActive and moveToFinished calls made at once go in pipelines:
+    each still runs as its own script (the global cap holds, each job is taken once),
+    and each caller gets its own answer."""
+    from dexecutor.queue.pipelined import PipelinedScript
+
+    async with bull_worker(namespace, concurrency=3) as (bull, queue):
+        await queue.set_global_concurrency(3)
+        ids = [uuid4() for _ in range(5)]
+        await queue.enqueue_many(ids)
+        client = bull.backend.connection.conn
+        trips = {"alone": 0, "pipelines": 0}
+        evalsha, pipeline = client.evalsha, client.pipeline
+
+        def counted_evalsha(*args: object) -> object:
+            trips["alone"] += 1
+            return evalsha(*args)
+
+        def counted_pipeline(*args: object, **kwargs: object) -> object:
+            trips["pipelines"] += 1
+            return pipeline(*args, **kwargs)
+
+        client.evalsha, client.pipeline = counted_evalsha, counted_pipeline
+        taken = await asyncio.gather(*(bull.moveToActive(f"{bull.id}:{i}") for i in range(5)))
+        jobs = [job for job in taken if job is not None]
+        assert len(jobs) == 3  # the cap: the last two calls found it reached
+        assert len({job.id for job in jobs}) == 3 and {job.id for job in jobs} <= set(map(str, ids))
+        assert trips["alone"] + trips["pipelines"] < 5
+        assert isinstance(bull.scripts.commands["moveToActive"], PipelinedScript)
+        trips.update(alone=0, pipelines=0)
+        await asyncio.gather(
+            *(bull.backend.moveToCompleted(job, None, True, job.token, False) for job in jobs)
+        )
+        assert trips["alone"] + trips["pipelines"] < 3
+        assert (await queue.counts())["active"] == 0
+        rest = [
+            job
+            for job in await asyncio.gather(
+                *(bull.moveToActive(f"{bull.id}:r{i}") for i in range(3))
+            )
+            if job
+        ]
+        assert {job.id for job in rest} == set(map(str, ids)) - {job.id for job in jobs}
+        # Finished together, one with a token that holds no lock: that caller alone is refused.
+        answers = await asyncio.gather(
+            bull.backend.moveToCompleted(rest[0], None, True, rest[0].token, False),
+            bull.backend.moveToCompleted(rest[1], None, True, "not-its-token", False),
+            return_exceptions=True,
+        )
+        assert not isinstance(answers[0], BaseException) and isinstance(answers[1], Exception)
+        assert (await queue.counts())["active"] == 1  # the refused one is still active
 
 
 async def test_a_batch_is_queued_whole_after_redis_lost_its_scripts(namespace: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -236,6 +236,65 @@ async def test_the_outbox_refuses_a_swap_that_does_not_match_the_building_event(
     with pytest.raises(SubmitRefused):  # the order moved on: even its own swap is refused
         await outbox.record(order.id, order.attempts, order.seq, tx)
     assert moved.seq == order.seq + 1
+
+
+async def test_records_sent_together_share_a_statement_and_each_gets_its_own_answer(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    """Swaps recorded at once share statements; each sender still gets its own answer:
+    its record, the swap recorded before, a refusal, or PostgreSQL's error for its row."""
+    pool = pools[0]
+    repo = OrderRepository(pool)
+    counted = CountedPool(pool)
+    outbox = PgOutbox(cast(asyncpg.Pool, counted))
+    orders = [await built(repo, await new_order(repo), "raydium") for _ in range(5)]
+    fresh, stale, earlier, clash, also_fresh = orders
+    first = SignedTx(f"sig-{uuid4().hex}", "raydium", "first", 77)
+    assert await outbox.record(earlier.id, earlier.attempts, earlier.seq, first) == first
+    together = [await built(repo, await new_order(repo), "raydium") for _ in range(6)]
+    counted.fetches = 0
+    txs = [SignedTx(f"sig-{uuid4().hex}", "raydium", f"p{i}", 100 + i) for i in range(6)]
+    sent = await asyncio.gather(
+        *(outbox.record(o.id, o.attempts, o.seq, tx) for o, tx in zip(together, txs, strict=True))
+    )
+    assert sent == txs
+    assert counted.fetches < len(together)  # they shared statements
+    txs = [SignedTx(f"sig-{uuid4().hex}", "raydium", f"q{i}", 200 + i) for i in range(5)]
+    answers = await asyncio.gather(
+        outbox.record(fresh.id, fresh.attempts, fresh.seq, txs[0]),
+        outbox.record(stale.id, stale.attempts, stale.seq - 1, txs[1]),
+        outbox.record(earlier.id, earlier.attempts, earlier.seq, txs[2]),
+        # Another order's signature: PostgreSQL refuses this row, and only this one.
+        outbox.record(
+            clash.id, clash.attempts, clash.seq, SignedTx(first.signature, "raydium", "x")
+        ),
+        outbox.record(also_fresh.id, also_fresh.attempts, also_fresh.seq, txs[4]),
+        return_exceptions=True,
+    )
+    assert answers[0] == txs[0] and answers[4] == txs[4]
+    assert isinstance(answers[1], SubmitRefused)
+    assert answers[2] == first  # the swap recorded before, not the new one
+    assert isinstance(answers[3], asyncpg.UniqueViolationError)
+    for order, tx in ((fresh, txs[0]), (earlier, first), (also_fresh, txs[4])):
+        assert await outbox.recorded(order.id, order.attempts) == tx
+    for order in (stale, clash):
+        assert await outbox.recorded(order.id, order.attempts) is None
+
+
+class CountedPool:
+    """A pool that counts the statements sent through it (reads of one row included)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.fetches = 0
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        self.fetches += 1
+        return await self.pool.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        self.fetches += 1
+        return await self.pool.fetchrow(query, *args)
 
 
 async def test_a_resumed_order_sends_its_recorded_swap_again_and_it_runs_once(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,8 +16,25 @@ from redis.asyncio import Redis
 
 from dexecutor.bus.events import RESYNC, EventHub, EventPublisher
 from dexecutor.bus.redis import Keys
-from dexecutor.domain.order import IllegalTransition, Order, OrderStatus, OrderType, first_event
-from dexecutor.store.orders import IdempotencyConflict, NewRecord, OrderRepository, StaleOrder
+from dexecutor.domain.order import (
+    IllegalTransition,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    OrderType,
+    first_event,
+)
+from dexecutor.engine.execute import Engine, Policy
+from dexecutor.store.orders import (
+    _CHANGE_COLUMNS,
+    IdempotencyConflict,
+    NewRecord,
+    OrderRepository,
+    StaleOrder,
+    _Change,
+    _change_row,
+)
+from dexecutor.store.outbox import PgOutbox
 
 
 @pytest.fixture
@@ -77,6 +94,57 @@ async def test_an_illegal_transition_is_refused_before_any_write(pool: asyncpg.P
     with pytest.raises(IllegalTransition):
         await repo.append(order, order.event(OrderStatus.SUBMITTED, datetime.now(UTC), txHash="x"))
     assert len(await repo.events(order.id)) == 1
+
+
+async def test_json_columns_are_set_carried_and_cleared_as_the_order_moves(
+    pool: asyncpg.Pool,
+) -> None:
+    """Quotes, route and fill as stored follow every step: set, carried along (a step
+    that leaves them sends them no more), cleared by a new attempt, set again."""
+    repo = OrderRepository(pool)
+    order = make_order()
+    await repo.create(order, first_event(order))
+    now = datetime.now(UTC)
+    S = OrderStatus
+
+    def building(order: Order, out: str) -> Any:
+        return order.event(
+            S.BUILDING, now, dex="raydium", quotes={"raydium": {"amountOut": Decimal(out)}},
+            expectedAmountOut=Decimal(out), minAmountOut=Decimal(1), routePlan=[{"percent": 100}],
+        )  # fmt: skip
+
+    steps: list[Callable[[Order], Any]] = [
+        lambda o: o.event(S.ROUTING, now),
+        lambda o: building(o, "190.5"),
+        lambda o: o.event(S.SUBMITTED, now, dex="raydium", txHash="sig-1"),
+        lambda o: o.event(
+            S.RETRYING,
+            now,
+            reason="slippage_exceeded",
+            message="reverted",
+            retryable=True,
+            networkFee=Decimal("0.000005"),
+            networkFeeDetail={"base": 5000},
+        ),
+        lambda o: o.event(S.ROUTING, now),
+        lambda o: building(o, "188.25"),
+    ]
+    for step in steps:
+        before = order
+        order = await repo.append(order, step(order))
+        stored = await repo.get(order.id)
+        assert stored is not None
+        assert (stored.quotes, stored.route, stored.fill) == (order.quotes, order.route, order.fill)
+        assert stored.tx_hash == order.tx_hash
+        sent = _change_row(_Change(before, order, step(before)))
+        for name in ("quotes", "route", "fill"):
+            if getattr(order, name) is getattr(before, name):  # carried along: not sent
+                assert sent[_column(name)] is None
+    assert order.quotes == {"raydium": {"amountOut": Decimal("188.25")}} and order.fill is None
+
+
+def _column(name: str) -> int:
+    return [c for c, _ in _CHANGE_COLUMNS].index(name)
 
 
 async def test_idempotency_key_is_per_user_and_checks_the_body(pool: asyncpg.Pool) -> None:
@@ -205,3 +273,44 @@ async def test_a_full_inbox_turns_into_a_resync() -> None:
         sub.offer({"seq": seq})
     assert [await sub.get(), await sub.get()] == [{"seq": 0}, {"seq": 1}]
     assert await sub.get() is RESYNC
+
+
+class CheckedPublisher(EventPublisher):
+    """The real publisher; each batch is first checked against the store: every event it
+    publishes must already be committed."""
+
+    def __init__(self, redis: Redis, channel: str, repo: OrderRepository) -> None:
+        super().__init__(redis, channel)
+        self.repo = repo
+        self.batches: list[list[tuple[OrderStatus, int]]] = []
+
+    async def publish_many(self, events: Sequence[tuple[OrderEvent, str]]) -> None:
+        for event, _ in events:
+            stored = await self.repo.events(event.order_id, event.seq - 1)
+            assert [(e.seq, e.status) for e in stored] == [(event.seq, event.status)]
+        self.batches.append([(event.status, event.seq) for event, _ in events])
+        await super().publish_many(events)
+
+
+async def test_the_engine_stores_then_publishes_its_steps_in_batches(
+    pool: asyncpg.Pool, redis: Redis
+) -> None:
+    """Steps taken together: one statement, then one publish of what was stored. A stale
+    step is refused alone, and neither published nor in the way of the others."""
+    repo = OrderRepository(pool)
+    publisher = CheckedPublisher(redis, f"dxi{uuid4().hex[:8]}:events", repo)
+    policy = Policy(max_attempts=3, backoff_base_ms=10, quote_timeout_s=1, internal_error_limit=5)
+    engine = Engine(repo, publisher, {}, PgOutbox(pool), policy)
+    orders = [make_order("batch-user") for _ in range(6)]
+    for order in orders:
+        await repo.create(order, first_event(order))
+    stale = orders[0]
+    await repo.append(stale, stale.event(OrderStatus.ROUTING, datetime.now(UTC)))
+    results = await asyncio.gather(
+        *(engine._step(order, OrderStatus.ROUTING) for order in orders), return_exceptions=True
+    )
+    assert isinstance(results[0], StaleOrder)
+    assert [r.status for r in results[1:] if isinstance(r, Order)] == [OrderStatus.ROUTING] * 5
+    published = [step for batch in publisher.batches for step in batch]
+    assert published == [(OrderStatus.ROUTING, 2)] * 5
+    assert len(publisher.batches) < 5  # they shared publishes (and statements)

@@ -47,3 +47,14 @@ async def test_cycles_frozen_as_garbage_are_reclaimed_by_the_full_collection() -
         assert await until(lambda: gone() is None)
     finally:
         await keeper.stop()
+
+
+async def test_a_keeper_can_make_young_collections_rarer_for_its_process() -> None:
+    before = gc.get_threshold()
+    keeper = HeapKeeper(freeze_every_s=3600, full_every_s=3600, young_threshold=12_345)
+    keeper.start()
+    try:
+        assert gc.get_threshold() == (12_345, *before[1:])
+    finally:
+        await keeper.stop()
+    assert gc.get_threshold() == before  # stopping gives the process its thresholds back

@@ -21,7 +21,7 @@ or its blockhash expired with the transaction still unseen (`blockhash_expired`)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
@@ -45,6 +45,7 @@ from dexecutor.engine.routing import (
     swap_terms,
 )
 from dexecutor.engine.triggers import expired_because, trigger_of
+from dexecutor.group_commit import GroupCommit, ItemFailed
 from dexecutor.market.fees import effective_price, fee_detail, lamports_to_sol, venue_fee
 from dexecutor.market.tokens import find_token
 from dexecutor.market.types import MarketError
@@ -57,7 +58,9 @@ S = OrderStatus
 
 class Repository(Protocol):
     async def get(self, order_id: UUID) -> Order | None: ...
-    async def append(self, order: Order, event: OrderEvent) -> Order: ...
+    async def append_many(
+        self, steps: Sequence[tuple[Order, OrderEvent]]
+    ) -> list[Order | ItemFailed]: ...
     async def count_internal_error(self, order_id: UUID) -> int | None: ...
 
 
@@ -68,6 +71,7 @@ class Outbox(Protocol):
 
 class Publisher(Protocol):
     async def publish(self, event: OrderEvent, user_id: str) -> None: ...
+    async def publish_many(self, events: Sequence[tuple[OrderEvent, str]]) -> None: ...
 
 
 class Funds(Protocol):
@@ -140,6 +144,11 @@ class Engine:
         # The split router (the chain's quote): one request per routing. Without it the
         # engine quotes each venue for the whole order (one leg).
         self._router = router
+        # The steps of all the orders in flight, stored and then published in batches:
+        # one statement and one pipeline for every step taken meanwhile.
+        self._steps: GroupCommit[tuple[Order, OrderEvent], Order] = GroupCommit(
+            self._commit_steps, max_flushes=1
+        )
 
     async def process(self, order_id: UUID) -> int | None:
         """Carry the order as far as it goes now. Returns a retry delay (ms) or None when done.
@@ -206,11 +215,34 @@ class Engine:
 
     async def _step(self, order: Order, status: OrderStatus, **data: Any) -> Order:
         event = order.event(status, self._clock(), **data)
-        after = await self._repo.append(order, event)
+        return await self._steps.submit((order, event))
+
+    async def _commit_steps(
+        self, steps: list[tuple[Order, OrderEvent]]
+    ) -> list[Order | ItemFailed]:
+        """Store a batch of steps in one statement, then publish the stored ones' events.
+
+        Every event is committed before it is published, and a step refused (the order
+        moved on, an illegal transition) is neither published nor counted. If the publish
+        fails, each stored step's caller gets that error (passing trouble: it carries on
+        from the stored order) and each refused one still its own.
+        """
+        answers = await self._repo.append_many(steps)
+        stored = [
+            (order, event)
+            for (order, event), answer in zip(steps, answers, strict=True)
+            if not isinstance(answer, ItemFailed)
+        ]
+        if not stored:
+            return answers
         if self._observer is not None:
-            self._observer.event(order, event)
-        await self._publisher.publish(event, order.user_id)
-        return after
+            for order, event in stored:
+                self._observer.event(order, event)
+        try:
+            await self._publisher.publish_many([(event, order.user_id) for order, event in stored])
+        except Exception as err:
+            return [a if isinstance(a, ItemFailed) else ItemFailed(err) for a in answers]
+        return answers
 
     async def _route(self, order: Order) -> Order:
         if order.quote_expires_at_passed(self._clock()):

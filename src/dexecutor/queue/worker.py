@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dexecutor.background import Loops
 from dexecutor.engine.execute import PASSING_TROUBLE, Engine
 from dexecutor.queue.orders import QUEUE_NAME, OrderQueue, queue_options
+from dexecutor.queue.pipelined import pipeline_per_job_scripts
 
 log = structlog.get_logger(__name__)
 
@@ -113,6 +114,8 @@ class OrderWorker:
             retry_on_error=[BusyLoadingError, RedisConnectionError, RedisTimeoutError],
         )
         worker = Worker(QUEUE_NAME, self._process, {**self._opts, "connection": self._worker_redis})
+        # Jobs taken and finished together share a round trip (queue/pipelined.py).
+        pipeline_per_job_scripts(worker.scripts.commands)
         worker.on("error", lambda err, *a: log.error("queue error", error=str(err)))
         worker.on("completed", lambda *a: self._wake())
         worker.on("failed", self._on_failed)
