@@ -647,9 +647,8 @@ async def fan_out(
         s.spawn("api")
         s.spawn("worker")
         await s.ready()
-        expected = orders_per_user * 5  # pending, routing, building, submitted, confirmed
         paths = [f"/ws/orders?userId=fan{i % users}" for i in range(watchers)]
-        readers = await Watchers.open("127.0.0.1", s.port, paths, expected, processes=2)
+        readers = await Watchers.open("127.0.0.1", s.port, paths, orders_per_user, processes=2)
         try:
             rss_before = _rss_mib(s.api_pid)
             cpu_before = _cpu_s(s.api_pid)
@@ -665,7 +664,10 @@ async def fan_out(
                                 "amountIn": 1,
                             },
                         )
-            delays = await readers.delays()
+            try:
+                delays = await readers.delays()
+            except RuntimeError as err:  # a watcher saw what a client must not
+                raise BenchFailed(str(err)) from None
             rss = _rss_mib(s.api_pid)
             cpu = _cpu_s(s.api_pid) - cpu_before
         finally:

@@ -32,17 +32,25 @@ class _Event(msgspec.Struct):
     at: str
     orderId: str
     seq: int
+    status: str
 
+
+# An order's last event. Told from the frame's bytes as it arrives (cheaper than
+# decoding it there); the decoded events are checked against it at the end.
+_TERMINAL = ("confirmed", "failed", "cancelled", "expired")
+_ENDS = tuple(f'"status":"{status}"'.encode() for status in _TERMINAL)
 
 _decode_event = msgspec.json.Decoder(_Event).decode
 
 
 class Reader(asyncio.Protocol):
-    """One watcher: notes the arrival time of each event it receives, decoded later."""
+    """One watcher: notes the arrival time of each event it receives, decoded later.
+    Done once `orders` orders have ended: an order that retries has more events."""
 
-    def __init__(self, request: bytes, expected: int) -> None:
+    def __init__(self, request: bytes, orders: int) -> None:
         self._request = request
-        self._expected = expected
+        self._orders = orders
+        self._ended = 0
         self.arrivals: list[tuple[float, bytes]] = []
         self._buffer = b""
         self._upgraded = False
@@ -101,25 +109,31 @@ class Reader(asyncio.Protocol):
             at = start + length
             if opcode == 0x1:
                 # Decoded once all arrived: decoding here would delay the next reads.
-                self.arrivals.append((now, buf[start:at]))
-                if len(self.arrivals) == self._expected and not self.done.done():
-                    self.done.set_result(None)
+                payload = buf[start:at]
+                self.arrivals.append((now, payload))
+                if any(end in payload for end in _ENDS):
+                    self._ended += 1
+                    if self._ended == self._orders and not self.done.done():
+                        self.done.set_result(None)
             elif opcode == 0x9 and self._transport is not None:  # ping: a masked pong
                 self._transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + buf[start:at])
         return at
 
     def delays_ms(self) -> list[float]:
         """Each event's delay, once all arrived; ValueError unless this watcher got each
-        event of each order once, in seq order, with no gap from its first."""
+        event of each of its orders once, in seq order from the first, every order to
+        its end (an order that retried has more events than the five of a first try)."""
         events = [(now, _decode_event(payload)) for now, payload in self.arrivals]
-        last: dict[str, int] = {}
+        last: dict[str, _Event] = {}
         for _, event in events:
             previous = last.get(event.orderId)
-            if previous is not None and event.seq != previous + 1:
-                raise ValueError(f"order {event.orderId}: seq {event.seq} after {previous}")
-            last[event.orderId] = event.seq
-        if len(events) != self._expected:
-            raise ValueError(f"{len(events)} events, {self._expected} expected")
+            expected = 1 if previous is None else previous.seq + 1
+            if event.seq != expected or (previous is not None and previous.status in _TERMINAL):
+                raise ValueError(f"order {event.orderId}: seq {event.seq}, {expected} expected")
+            last[event.orderId] = event
+        ended = sum(event.status in _TERMINAL for event in last.values())
+        if (len(last), ended) != (self._orders, self._orders):
+            raise ValueError(f"{len(last)} orders, {ended} ended; {self._orders} expected")
         return [_delay_ms(now, event.at) for now, event in events]
 
     def close(self) -> None:
@@ -139,11 +153,11 @@ def _request(host: str, port: int, path: str) -> bytes:
     ).encode()
 
 
-async def _watch(host: str, port: int, paths: list[str], expected: int, pipe: Connection) -> None:
+async def _watch(host: str, port: int, paths: list[str], orders: int, pipe: Connection) -> None:
     loop = asyncio.get_running_loop()
     readers: list[Reader] = []
     for i in range(0, len(paths), 250):  # in batches, so the listen backlog never overflows
-        batch = [Reader(_request(host, port, path), expected) for path in paths[i : i + 250]]
+        batch = [Reader(_request(host, port, path), orders) for path in paths[i : i + 250]]
         await asyncio.gather(*(loop.create_connection(_factory(r), host, port) for r in batch))
         await asyncio.gather(*(r.opened for r in batch))
         readers.extend(batch)
@@ -163,7 +177,7 @@ def _delay_ms(arrived: float, at: str) -> float:
     return (arrived - datetime.fromisoformat(at).timestamp()) * 1000
 
 
-def _process_main(host: str, port: int, paths: list[str], expected: int, pipe: Connection) -> None:
+def _process_main(host: str, port: int, paths: list[str], orders: int, pipe: Connection) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
@@ -173,7 +187,7 @@ def _process_main(host: str, port: int, paths: list[str], expected: int, pipe: C
     except ImportError:
         pass
     try:
-        asyncio.run(_watch(host, port, paths, expected, pipe))
+        asyncio.run(_watch(host, port, paths, orders, pipe))
     except BaseException as err:  # the parent must hear of it rather than wait
         pipe.send(f"error: {err!r}")
 
@@ -195,14 +209,15 @@ class Watchers:
 
     @classmethod
     async def open(
-        cls, host: str, port: int, paths: list[str], expected: int, processes: int
+        cls, host: str, port: int, paths: list[str], orders: int, processes: int
     ) -> Watchers:
-        """One watcher per path, each expecting `expected` events, over `processes`."""
+        """One watcher per path, each watching `orders` orders to their end, over
+        `processes`."""
         ctx = multiprocessing.get_context("spawn")
         procs, pipes = [], []
         for share in (paths[i::processes] for i in range(processes)):
             mine, theirs = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_process_main, args=(host, port, share, expected, theirs))
+            proc = ctx.Process(target=_process_main, args=(host, port, share, orders, theirs))
             proc.start()
             theirs.close()  # so a child that dies is an EOF here, not a wait forever
             procs.append(proc)
