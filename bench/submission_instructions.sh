@@ -46,6 +46,7 @@ measure() { # label source-dir
     --callgrind-out-file="$out.%p" "$root/.venv/bin/python" "$root/.venv/bin/dexecutor" api \
     >"$out.api.log" 2>&1 &
   local api=$!
+  disown -a  # stopped below with a signal: no job-control notices
   for _ in $(seq 1 600); do
     curl -fsS -o /dev/null -X POST "localhost:$port/api/orders/execute" \
       -H 'content-type: application/json' -d "$body" 2>/dev/null && break
