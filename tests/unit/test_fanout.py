@@ -409,3 +409,32 @@ async def test_a_connection_that_fails_to_write_costs_the_others_nothing(hub: Ev
         assert broken.task is not None
         (due,) = await broken.task  # its task sends it, or finds the connection gone
         assert is_preframed(due)
+
+
+async def test_frames_stay_few_while_a_users_events_never_pause(hub: EventHub) -> None:
+    """A pass over many members spans turns, and an event lands during nearly every one:
+    what every member already has is let go at each pass's end all the same."""
+    async with waiting(hub, 300) as ws:  # several turns a pass
+        group = ws[0].sub.followers
+        for seq in range(1, 101):
+            hub._dispatch(event("a", seq))
+            await turn()
+        assert group is not None and len(group.frames) <= 10
+        for _ in range(50):  # let the passes finish
+            await turn()
+        expected = [("a", seq) for seq in range(1, 101)]
+        assert all(seqs_written(w.connection) == expected for w in ws)
+
+
+async def test_a_member_that_leaves_while_its_group_holds_an_event_gets_it(
+    hub: EventHub,
+) -> None:
+    async with waiting(hub, 3) as ws:
+        hub._dispatch(event("a", 1))
+        await turn()
+        hub._dispatch(event("a", 3))  # held: a's seq 2 is late
+        slow = ws[1]
+        due, held = await left_behind(hub, slow, event("b", 1))
+        assert frame_of(due) == ws[0].connection.writes[-1]  # b's seq 1, as the others got
+        assert (held["orderId"], held["seq"]) == ("a", 3)  # its task fills seq 2 from the store
+        assert slow.sub.followers is None and slow.sub.seqs == {"a": 1, "b": 1}

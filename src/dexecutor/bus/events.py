@@ -281,6 +281,11 @@ class Followers:
         return self.frames[at] if at == len(self.frames) - 1 else b"".join(self.frames[at:])
 
 
+def _held_messages(group: Followers) -> list[dict[str, Any]]:
+    """The events `group` holds for gaps, each order's in seq order."""
+    return [m for seqs in group.held.values() for _, m in sorted(seqs.items())]
+
+
 _VISITS_PER_STEP = 64
 """Members a write pass visits per turn of the event loop, before the loop reads what
 arrived meanwhile: each turn's wait is what every other awaited step of the process
@@ -404,32 +409,36 @@ class EventHub:
             del self._following[group.user_id]
 
     def _unpark(self, sub: Subscription, due: bytes | None = None) -> None:
-        """Back to its own task, which first sends `due` (or what it was not written)."""
+        """Back to its own task, which first sends `due` (or what it was not written),
+        then has the events the group holds for a gap (its task fills the gap)."""
         group = sub.followers
         assert group is not None
         if due is None:
             due = group.due(sub)
+        held = _held_messages(group)
         self._leave(sub, group)
         if due is not None:
             sub.offer(preframed(due))
+        for message in held:
+            sub.offer(message)
 
     def _disband(self, group: Followers) -> list[Subscription]:
         """Every member back to its task, with what it was due and the held events."""
         if group.timer is not None:
             group.timer.cancel()
             group.timer = None
-        held = [m for seqs in group.held.values() for _, m in sorted(seqs.items())]
-        group.held = {}
         members = list(group.members)
         for sub in members:
-            self._unpark(sub)
-            for message in held:
-                sub.offer(message)
+            self._unpark(sub)  # each with the held events
+        group.held = {}
         return members
 
     def _merge(self, group: Followers) -> None:
         """Groups that have come to the same state (a member that caught up on its own
-        formed a group of its own meanwhile) become one."""
+        formed a group of its own meanwhile) become one. A group holding events for a
+        gap stays as it is: its members are due what it holds, the other's are not."""
+        if group.held:
+            return
         for other in self._followers.get(group.user_id, ())[:]:
             if other is group or other.frames or other.held or other.seqs != group.seqs:
                 continue
@@ -551,6 +560,13 @@ class EventHub:
             if group.lag != -1 or not group.members:
                 # Every member was written all frames: they need not be kept.
                 group.base, group.frames = end, []
+            else:
+                # Frames came during the pass: keep only those some member still lacks,
+                # or a user whose events never pause would grow them without end.
+                low = min(sub.written for sub in group.members)
+                if low > group.base:
+                    del group.frames[: low - group.base]
+                    group.base = low
         return budget
 
     @contextlib.contextmanager
