@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -254,6 +255,31 @@ async def wait_terminal(
     response = await client.get(f"/api/orders/{order_id}")
     record: dict[str, Any] = jsoncodec.loads(response.content)
     return record
+
+
+async def executed(
+    api: httpx.AsyncClient, timeout: float = 60, **fields: Any
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Submit an order built from `fields`, follow it to its end: (its events, its record),
+    both decoded with exact decimals."""
+    response = await api.post("/api/orders/execute", json=order_body(**fields))
+    assert response.status_code == 202, response.text
+    order_id = response.json()["orderId"]
+    record = await wait_terminal(api, order_id, timeout=timeout)
+    events = jsoncodec.loads((await api.get(f"/api/orders/{order_id}/events")).content)
+    return events["events"], record
+
+
+def statuses(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [e["status"] for e in events]
+
+
+async def wallet_balances(api: httpx.AsyncClient, user: str) -> tuple[str, dict[str, Decimal]]:
+    """The user's wallet address and its total of each token."""
+    response = await api.get("/api/balances", params={"userId": user})
+    assert response.status_code == 200, response.text
+    body = jsoncodec.loads(response.content)
+    return body["wallet"], {t: Decimal(b["total"]) for t, b in body["balances"].items()}
 
 
 class TcpProxy:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from solana.rpc.async_api import AsyncClient
 from solders.signature import Signature
 from solders.transaction_status import TransactionConfirmationStatus
 
-from tests.support import Process, deployed, order_body, wait_terminal
+from tests.support import Process, deployed, executed
 
 SLOT_MS = 20
 BLOCKHASH_SLOTS = 20
@@ -40,24 +41,18 @@ async def api(deployment: tuple[Process, Process]) -> AsyncIterator[httpx.AsyncC
         await client.delete("/api/mock/faults")
 
 
-async def execute(api: httpx.AsyncClient, user: str) -> list[dict[str, object]]:
-    response = await api.post("/api/orders/execute", json=order_body(userId=user))
-    assert response.status_code == 202, response.text
-    order_id = response.json()["orderId"]
-    record = await wait_terminal(api, order_id, timeout=30)
+async def confirmed_events(api: httpx.AsyncClient, user: str) -> list[dict[str, Any]]:
+    events, record = await executed(api, timeout=30, userId=user)
     assert record["status"] == "confirmed", record
-    events: list[dict[str, object]] = (await api.get(f"/api/orders/{order_id}/events")).json()[
-        "events"
-    ]
     return events
 
 
 async def test_an_order_confirms_and_is_finalized_within_short_slots(
     api: httpx.AsyncClient, deployment: tuple[Process, Process]
 ) -> None:
-    events = await execute(api, "quick")
+    events = await confirmed_events(api, "quick")
     confirmed = events[-1]
-    assert confirmed["finalizedAtSlot"] == confirmed["slot"] + 32  # type: ignore[operator]
+    assert confirmed["finalizedAtSlot"] == confirmed["slot"] + 32
     signature = Signature.from_string(str(confirmed["txHash"]))
     rpc = AsyncClient(deployment[0].url)
     try:
@@ -81,7 +76,7 @@ async def test_a_dropped_transaction_expires_and_is_signed_again_within_short_sl
     response = await api.post("/api/mock/faults", json={"venue": "all", "kind": "drop", "count": 1})
     assert response.status_code == 201, response.text
     started = time.monotonic()
-    events = await execute(api, "dropped")
+    events = await confirmed_events(api, "dropped")
     elapsed = time.monotonic() - started
     assert [e["status"] for e in events] == [
         "pending", "routing", "building", "submitted", "retrying",
@@ -89,5 +84,5 @@ async def test_a_dropped_transaction_expires_and_is_signed_again_within_short_sl
     ]  # fmt: skip
     first, retry, second = events[3], events[4], events[7]
     assert retry["reason"] == "blockhash_expired"
-    assert second["slot"] > first["lastValidBlockHeight"]  # type: ignore[operator]
+    assert second["slot"] > first["lastValidBlockHeight"]
     assert elapsed < 5  # 20 slots of 20 ms to expire (8 s at 400 ms)

@@ -23,22 +23,18 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from dexecutor import jsoncodec
 from dexecutor.chain import transaction as txn
 from dexecutor.domain.money import price_of
 from dexecutor.market.fees import venue_fee
-from tests.support import Process, chained, free_port, isolated, order_body, serving, wait_terminal
+from tests.support import Process, deployed, executed, statuses, wallet_balances
 
 SOL = Decimal("0.000000001")  # one lamport
 
 
 @pytest.fixture(scope="module")
 async def deployment() -> AsyncIterator[tuple[Process, Process]]:
-    async with isolated("dxsplit") as iso:
-        chain, env = chained(iso.env())
-        up = Process("up", env, port=free_port())
-        async with serving(chain, up):
-            yield chain, up
+    async with deployed("dxsplit") as made:
+        yield made
 
 
 @pytest.fixture
@@ -52,23 +48,6 @@ async def rpc(deployment: tuple[Process, Process]) -> AsyncIterator[AsyncClient]
     client = AsyncClient(deployment[0].url)
     yield client
     await client.close()
-
-
-async def balances(api: httpx.AsyncClient, user: str) -> tuple[str, dict[str, Decimal]]:
-    response = await api.get("/api/balances", params={"userId": user})
-    assert response.status_code == 200, response.text
-    body = jsoncodec.loads(response.content)
-    return body["wallet"], {t: Decimal(b["total"]) for t, b in body["balances"].items()}
-
-
-async def execute(api: httpx.AsyncClient, **fields: Any) -> tuple[list[dict[str, Any]], Any]:
-    response = await api.post("/api/orders/execute", json=order_body(**fields))
-    assert response.status_code == 202, response.text
-    order_id = response.json()["orderId"]
-    await wait_terminal(api, order_id, timeout=60)
-    events = jsoncodec.loads((await api.get(f"/api/orders/{order_id}/events")).content)
-    record = jsoncodec.loads((await api.get(f"/api/orders/{order_id}")).content)
-    return events["events"], record
 
 
 async def landed(rpc: AsyncClient, tx_hash: str, wallet: str) -> tuple[txn.SwapTx, Any, int]:
@@ -91,16 +70,12 @@ async def landed(rpc: AsyncClient, tx_hash: str, wallet: str) -> tuple[txn.SwapT
     return swap, (meta, program), tag
 
 
-def statuses(events: list[dict[str, Any]]) -> list[str]:
-    return [e["status"] for e in events]
-
-
 async def test_a_large_order_splits_and_lands_as_one_router_transaction(
     api: httpx.AsyncClient, rpc: AsyncClient
 ) -> None:
     user = "splitter"
-    wallet, before = await balances(api, user)
-    events, record = await execute(
+    wallet, before = await wallet_balances(api, user)
+    events, record = await executed(
         api, userId=user, tokenIn="SOL", tokenOut="USDC", amountIn=20_000, slippageBps=100
     )
     assert record["status"] == "confirmed", events
@@ -131,7 +106,7 @@ async def test_a_large_order_splits_and_lands_as_one_router_transaction(
     assert record["executionQuality"]["amountIn"] == 20_000
 
     # The wallet paid exactly the input and the fee, and got exactly the output.
-    _, after = await balances(api, user)
+    _, after = await wallet_balances(api, user)
     assert after["SOL"] == before["SOL"] - 20_000 - confirmed["networkFee"]
     assert after["USDC"] == before["USDC"] + confirmed["amountOut"]
     assert confirmed["amountOut"] >= record["minAmountOut"]
@@ -141,8 +116,8 @@ async def test_an_exact_out_order_delivers_its_amount_and_spends_at_most_its_max
     api: httpx.AsyncClient, rpc: AsyncClient
 ) -> None:
     user = "exact-buyer"
-    wallet, before = await balances(api, user)
-    events, record = await execute(
+    wallet, before = await wallet_balances(api, user)
+    events, record = await executed(
         api, userId=user, tokenIn="USDC", tokenOut="SOL", amountIn=None,
         swapMode="ExactOut", amountOut=25, maxAmountIn=5_000,
     )  # fmt: skip
@@ -158,7 +133,7 @@ async def test_an_exact_out_order_delivers_its_amount_and_spends_at_most_its_max
         assert tag == txn.SWAP_BASE_OUT
 
     # On chain: at least the output wanted arrived, at most the maximum left.
-    _, after = await balances(api, user)
+    _, after = await wallet_balances(api, user)
     spent = before["USDC"] - after["USDC"]
     received = after["SOL"] - before["SOL"] + confirmed["networkFee"]
     assert received == confirmed["amountOut"] >= 25

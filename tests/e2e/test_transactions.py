@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -24,18 +23,18 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from dexecutor import jsoncodec
 from dexecutor.domain.money import price_of
 from tests.support import (
     Isolated,
     Process,
     chained,
     connected,
+    executed,
     free_port,
     isolated,
-    order_body,
     serving,
-    wait_terminal,
+    statuses,
+    wallet_balances,
 )
 
 BLOCKHASH_SLOTS = 20
@@ -76,22 +75,6 @@ async def db(iso: Isolated) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-async def balances(api: httpx.AsyncClient, user: str) -> tuple[str, dict[str, Decimal]]:
-    response = await api.get("/api/balances", params={"userId": user})
-    assert response.status_code == 200, response.text
-    body = jsoncodec.loads(response.content)
-    return body["wallet"], {t: Decimal(b["total"]) for t, b in body["balances"].items()}
-
-
-async def execute(api: httpx.AsyncClient, **fields: Any) -> tuple[list[dict[str, Any]], dict]:  # type: ignore[type-arg]
-    response = await api.post("/api/orders/execute", json=order_body(**fields))
-    assert response.status_code == 202, response.text
-    order_id = response.json()["orderId"]
-    record = await wait_terminal(api, order_id, timeout=60)
-    events = jsoncodec.loads((await api.get(f"/api/orders/{order_id}/events")).content)
-    return events["events"], record
-
-
 async def arm(api: httpx.AsyncClient, **fault: object) -> None:
     response = await api.post("/api/mock/faults", json=fault)
     assert response.status_code == 201, response.text
@@ -112,16 +95,12 @@ async def broadcasts(up: Process) -> dict[str, float]:
     return {kind: float(value) for kind, value in found}
 
 
-def statuses(events: list[dict[str, Any]]) -> list[str]:
-    return [e["status"] for e in events]
-
-
 async def test_a_confirmed_swap_is_signed_by_the_wallet_and_moves_exactly_its_amounts(
     api: httpx.AsyncClient, rpc: AsyncClient
 ) -> None:
     user = "signer"
-    wallet, before = await balances(api, user)
-    events, record = await execute(api, userId=user, tokenIn="SOL", tokenOut="USDC", amountIn=1.5)
+    wallet, before = await wallet_balances(api, user)
+    events, record = await executed(api, userId=user, tokenIn="SOL", tokenOut="USDC", amountIn=1.5)
     assert statuses(events) == ["pending", "routing", "building", "submitted", "confirmed"]
     submitted, confirmed = events[3], events[4]
 
@@ -153,7 +132,7 @@ async def test_a_confirmed_swap_is_signed_by_the_wallet_and_moves_exactly_its_am
         assert record[name] == confirmed[name], name
 
     # The wallet paid exactly the input and the fee, and received exactly the output.
-    _, after = await balances(api, user)
+    _, after = await wallet_balances(api, user)
     assert after["SOL"] == before["SOL"] - Decimal("1.5") - confirmed["networkFee"]
     assert after["USDC"] == before["USDC"] + confirmed["amountOut"]
 
@@ -162,14 +141,14 @@ async def test_a_swap_into_a_token_the_wallet_lacks_pays_the_new_account_s_rent(
     api: httpx.AsyncClient,
 ) -> None:
     user = "renter"
-    _, before = await balances(api, user)
+    _, before = await wallet_balances(api, user)
     assert "JUP" not in before
-    events, record = await execute(api, userId=user, tokenIn="SOL", tokenOut="JUP", amountIn=1)
+    events, record = await executed(api, userId=user, tokenIn="SOL", tokenOut="JUP", amountIn=1)
     assert record["status"] == "confirmed", events
     confirmed = events[-1]
     assert confirmed["networkFeeDetail"]["rent"] == Decimal("0.00203928")
     assert confirmed["networkFee"] == sum(confirmed["networkFeeDetail"].values())
-    _, after = await balances(api, user)
+    _, after = await wallet_balances(api, user)
     assert after["SOL"] == before["SOL"] - 1 - confirmed["networkFee"]
     assert after["JUP"] == confirmed["amountOut"]
     # The rent is counted in what the swap cost: the effective price is below the fill's.
@@ -183,7 +162,7 @@ async def test_a_dropped_transaction_is_rebroadcast_then_re_signed_only_after_ex
 ) -> None:
     sent_before = await broadcasts(deployment[1])
     await arm(api, venue="all", kind="drop", count=1)
-    events, record = await execute(api, userId="dropper")
+    events, record = await executed(api, userId="dropper")
     assert statuses(events) == [
         "pending", "routing", "building", "submitted", "retrying",
         "routing", "building", "submitted", "confirmed",
@@ -207,7 +186,7 @@ async def test_a_late_transaction_lands_once_while_it_is_being_rebroadcast(
 ) -> None:
     sent_before = await broadcasts(deployment[1])
     await arm(api, venue="all", kind="late", slots=6, count=1)
-    events, record = await execute(api, userId="latecomer")
+    events, record = await executed(api, userId="latecomer")
     assert statuses(events) == ["pending", "routing", "building", "submitted", "confirmed"]
     assert events[4]["slot"] >= events[3]["slot"] + 6
     rebroadcasts = (await broadcasts(deployment[1])).get("rebroadcast", 0)
@@ -219,9 +198,9 @@ async def test_a_reverted_swap_pays_its_fee_and_fails_slippage_exceeded(
     api: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     user = "reverter"
-    _, before = await balances(api, user)
+    _, before = await wallet_balances(api, user)
     await arm(api, venue="all", kind="price", bps=-900, count=3)
-    events, record = await execute(api, userId=user, slippageBps=50)
+    events, record = await executed(api, userId=user, slippageBps=50)
     reverts = [e for e in events if e["status"] in ("retrying", "failed")]
     assert reverts and all(e["reason"] == "slippage_exceeded" for e in reverts)
     landed = [e for e in reverts if "txHash" in e]
@@ -235,7 +214,7 @@ async def test_a_reverted_swap_pays_its_fee_and_fails_slippage_exceeded(
         paid += event["networkFee"]
     fill = record["networkFee"] if record["status"] == "confirmed" else Decimal(0)
     spent = record["amountIn"] if record["status"] == "confirmed" else Decimal(0)
-    _, after = await balances(api, user)
+    _, after = await wallet_balances(api, user)
     assert after["SOL"] == before["SOL"] - paid - fill - spent
     rows = await chain_txs(db, record["orderId"])
     assert [s for _, s in rows].count("reverted") == len(landed)
