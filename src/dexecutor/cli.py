@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -411,6 +412,19 @@ def _print_json(value: Any) -> None:
     print(jsoncodec.dumps(value).decode(), flush=True)
 
 
+def _show(value: Any, as_json: bool, table: Callable[[ModuleType], Any]) -> None:
+    """`value` as JSON for scripts, or as the table `table` makes of it with
+    dexecutor.console (imported only then: the CLI starts without rich)."""
+    if as_json:
+        _print_json(value)
+        return
+    from rich.console import Console
+
+    from dexecutor import console
+
+    Console().print(table(console))
+
+
 def _exit_for(status: str) -> int:
     return _EXIT_FOR_STATUS.get(status, EXIT_FAILED)
 
@@ -561,14 +575,7 @@ def orders(
 
     async def work(client: DexecutorClient) -> int:
         found = await client.orders(_user(user, api_key), wanted, limit)
-        if as_json:
-            _print_json(found)
-        else:
-            from rich.console import Console
-
-            from dexecutor.console import orders_table
-
-            Console().print(orders_table(found, wide=wide))
+        _show(found, as_json, lambda console: console.orders_table(found, wide=wide))
         return EXIT_OK
 
     _client_command(url, api_key, work)
@@ -659,14 +666,7 @@ def quote(
     async def work(client: DexecutorClient) -> int:
         routing = _routing(exact_out, None, dexes, exclude_dexes, direct_only)
         found = await client.quote(token_in, token_out, amount, routing)
-        if as_json:
-            _print_json(found)
-        else:
-            from rich.console import Console
-
-            from dexecutor.console import quote_table
-
-            Console().print(quote_table(found))
+        _show(found, as_json, lambda console: console.quote_table(found))
         return EXIT_OK
 
     _client_command(url, api_key, work)
@@ -683,14 +683,7 @@ def balances(
 
     async def work(client: DexecutorClient) -> int:
         wallet = await client.balances(_user(user, api_key))
-        if as_json:
-            _print_json(wallet)
-        else:
-            from rich.console import Console
-
-            from dexecutor.console import balances_table
-
-            Console().print(balances_table(wallet))
+        _show(wallet, as_json, lambda console: console.balances_table(wallet))
         return EXIT_OK
 
     _client_command(url, api_key, work)
