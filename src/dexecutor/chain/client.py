@@ -167,16 +167,7 @@ class ChainClient:
             "slippageBps": "0",
             "dexes": p.LABELS[venue],
         }
-        try:
-            response = await self._request("GET", "/quote", params=params)
-        except ChainUnreachable as err:
-            raise VenueError(FailureReason.VENUE_UNAVAILABLE, f"{venue}: {err}") from None
-        body = jsoncodec.loads(response.content)
-        if response.status_code != 200:
-            reason = body.get("reason") or FailureReason.VENUE_UNAVAILABLE
-            if response.status_code == 503:
-                raise VenueError(reason, str(body.get("error")))
-            raise MarketError(reason, str(body.get("error")))
+        body = await self._quote(params, f"{venue}: ")
         single = body.get("venueQuotes", {}).get(venue)
         if single is not None:  # the venue's own best path, not a route across its pools
             if "error" in single:
@@ -229,18 +220,25 @@ class ChainClient:
             "slippageBps": "0",
             **options.query(),
         }
+        body = await self._quote(params)
+        mid = body.get("midPrice")
+        return Routed(body["plan"], body.get("venueQuotes", {}), Decimal(mid) if mid else None)
+
+    async def _quote(self, params: dict[str, str], unreachable: str = "") -> dict[str, Any]:
+        """The chain's /quote answer; VenueError when the chain cannot answer now (a 503,
+        or unreachable: `unreachable` prefixes the message), MarketError when the market
+        refuses (no route, not enough liquidity)."""
         try:
             response = await self._request("GET", "/quote", params=params)
         except ChainUnreachable as err:
-            raise VenueError(FailureReason.VENUE_UNAVAILABLE, str(err)) from None
-        body = jsoncodec.loads(response.content)
+            raise VenueError(FailureReason.VENUE_UNAVAILABLE, f"{unreachable}{err}") from None
+        body: dict[str, Any] = jsoncodec.loads(response.content)
         if response.status_code != 200:
             reason = body.get("reason") or FailureReason.VENUE_UNAVAILABLE
             if response.status_code == 503:
                 raise VenueError(reason, str(body.get("error")))
             raise MarketError(reason, str(body.get("error")))
-        mid = body.get("midPrice")
-        return Routed(body["plan"], body.get("venueQuotes", {}), Decimal(mid) if mid else None)
+        return body
 
     # -- reads and mock controls -------------------------------------------------------------
 
